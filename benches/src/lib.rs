@@ -1,0 +1,1 @@
+//! Criterion benchmarks across the crates live in benches/.

@@ -1,0 +1,1 @@
+//! settle-codec (placeholder, filled by its issue).

@@ -1,0 +1,1 @@
+//! settle-solver (placeholder, filled by its issue).

@@ -1,0 +1,1 @@
+//! settle-storage (placeholder, filled by its issue).
