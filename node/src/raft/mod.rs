@@ -7,3 +7,6 @@ pub use runtime::GlommioRuntime;
 pub use type_config::{
     NodeAddr, NodeId, Request, Response, ShardRequest, ShardResponse, TypeConfig,
 };
+
+#[cfg(test)]
+mod testkit;

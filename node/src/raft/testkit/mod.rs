@@ -1,0 +1,226 @@
+//! TEST ONLY: in-memory log, state machine and in-process network, used to
+//! prove that openraft runs on [`GlommioRuntime`] end to end (elections,
+//! replication, client writes). Production uses the `settle-storage` log
+//! adapter and the real network; nothing here is durable or wire-encoded.
+
+mod mem_log;
+mod mem_sm;
+mod router;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{AsyncRuntime, ServerState};
+
+use self::mem_log::MemLogStore;
+use self::mem_sm::{Counters, MemStateMachine};
+use self::router::Router;
+use crate::raft::runtime::GlommioRuntime;
+use crate::raft::type_config::{NodeAddr, NodeId, Raft, ShardRequest, ShardResponse, TypeConfig};
+
+/// How long a test waits for a Raft condition before failing: generous, as
+/// the test machine is shared, and an election needs ≤ 2 × election_timeout_max.
+const WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Bytes of each test request payload.
+const REQUEST_BYTES: u64 = 10;
+
+fn test_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "settle-test".to_string(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        ..Default::default()
+    };
+    Arc::new(config.validate().expect("test Raft config is valid"))
+}
+
+fn addr(id: NodeId) -> NodeAddr {
+    NodeAddr {
+        addr: format!("in-process-{id}"),
+    }
+}
+
+async fn start_node(id: NodeId, router: &Router) -> (Raft<MemStateMachine>, MemStateMachine) {
+    let state_machine = MemStateMachine::default();
+    let raft = Raft::new(
+        id,
+        test_config(),
+        router.factory(id),
+        MemLogStore::default(),
+        state_machine.clone(),
+    )
+    .await
+    .expect("raft node starts");
+    router.add(id, raft.clone());
+    (raft, state_machine)
+}
+
+async fn shutdown_all(router: &Router) {
+    for raft in router.clear() {
+        raft.shutdown().await.expect("raft node shuts down");
+    }
+}
+
+/// A freshly elected leader refuses writes (`ForwardToLeader`, reason
+/// `LeaseExpired`) until a quorum has acknowledged it.
+async fn wait_writable(leader: &Raft<MemStateMachine>) {
+    leader
+        .wait(Some(WAIT_MAX))
+        .leader_with_quorum_acked(None, "leader acknowledged by a quorum")
+        .await
+        .expect("leader becomes writable");
+}
+
+/// Writes `count` requests through `leader`, checking each reply is the
+/// running count of applied requests (so order and exactly-once hold).
+/// Returns the log index of the last write.
+async fn write_and_check(leader: &Raft<MemStateMachine>, first_number: u64, count: u64) -> u64 {
+    assert!(count > 0);
+    let mut last_index = 0;
+    for number in first_number..first_number + count {
+        let request = ShardRequest(vec![number as u8; REQUEST_BYTES as usize]);
+        let response = leader.client_write(request).await.expect("client_write");
+        assert_eq!(response.data, ShardResponse(number.to_le_bytes().to_vec()));
+        assert!(response.log_id.index > last_index, "log indexes grow");
+        last_index = response.log_id.index;
+    }
+    last_index
+}
+
+fn counters_after(requests: u64) -> Counters {
+    Counters {
+        requests_applied: requests,
+        request_bytes_applied: requests * REQUEST_BYTES,
+    }
+}
+
+#[test]
+fn one_node_group_applies_client_writes_in_order() {
+    const WRITES: u64 = 50;
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(async {
+        let router = Router::default();
+        let (raft, state_machine) = start_node(1, &router).await;
+        raft.initialize(BTreeMap::from([(1, addr(1))]))
+            .await
+            .expect("initialize");
+        raft.wait(Some(WAIT_MAX))
+            .state(ServerState::Leader, "single node elects itself")
+            .await
+            .expect("leader");
+
+        let last_index = write_and_check(&raft, 1, WRITES).await;
+
+        // Index 0 holds the initial membership, 1 the new leader's blank entry.
+        assert_eq!(last_index, WRITES + 1);
+        assert_eq!(state_machine.counters(), counters_after(WRITES));
+        // Metrics trail the state machine a little: wait, then check.
+        raft.wait(Some(WAIT_MAX))
+            .applied_index_at_least(Some(last_index), "metrics catch up")
+            .await
+            .expect("applied");
+        shutdown_all(&router).await;
+    });
+}
+
+#[test]
+fn three_node_group_elects_replicates_and_fails_over() {
+    const WRITES: u64 = 20;
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(async {
+        let router = Router::default();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=3 {
+            nodes.insert(id, start_node(id, &router).await);
+        }
+        let members: BTreeMap<NodeId, NodeAddr> = (1..=3).map(|id| (id, addr(id))).collect();
+        nodes[&1].0.initialize(members).await.expect("initialize");
+
+        let metrics = nodes[&1]
+            .0
+            .wait(Some(WAIT_MAX))
+            .metrics(|m| m.current_leader.is_some(), "first leader elected")
+            .await
+            .expect("first leader");
+        let old_leader = metrics.current_leader.expect("leader known");
+        wait_writable(&nodes[&old_leader].0).await;
+        let last_index = write_and_check(&nodes[&old_leader].0, 1, WRITES).await;
+        for (raft, state_machine) in nodes.values() {
+            raft.wait(Some(WAIT_MAX))
+                .applied_index_at_least(Some(last_index), "replicated")
+                .await
+                .expect("every node applies the writes");
+            assert_eq!(state_machine.counters(), counters_after(WRITES));
+        }
+
+        // Fail the leader: the other two must elect one of themselves.
+        router.isolate(old_leader);
+        let survivor = *nodes
+            .keys()
+            .find(|&&id| id != old_leader)
+            .expect("a survivor");
+        let metrics = nodes[&survivor]
+            .0
+            .wait(Some(WAIT_MAX))
+            .metrics(
+                |m| m.current_leader.is_some_and(|leader| leader != old_leader),
+                "new leader after isolating the old one",
+            )
+            .await
+            .expect("failover");
+        let new_leader = metrics.current_leader.expect("leader known");
+        assert_ne!(new_leader, old_leader);
+        wait_writable(&nodes[&new_leader].0).await;
+
+        let last_index = write_and_check(&nodes[&new_leader].0, WRITES + 1, WRITES).await;
+        for (_, (raft, state_machine)) in nodes.iter().filter(|(&id, _)| id != old_leader) {
+            raft.wait(Some(WAIT_MAX))
+                .applied_index_at_least(Some(last_index), "replicated")
+                .await
+                .expect("the surviving majority applies the new writes");
+            assert_eq!(state_machine.counters(), counters_after(2 * WRITES));
+        }
+        // The isolated node cannot have seen anything written after its isolation.
+        assert_eq!(nodes[&old_leader].1.counters(), counters_after(WRITES));
+
+        shutdown_all(&router).await;
+    });
+}
+
+/// Builds fresh test stores for openraft's storage conformance suite.
+struct MemStoreBuilder;
+
+impl openraft::testing::log::StoreBuilder<TypeConfig, MemLogStore, MemStateMachine>
+    for MemStoreBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<((), MemLogStore, MemStateMachine), openraft::StorageError<TypeConfig>> {
+        Ok(((), MemLogStore::default(), MemStateMachine::default()))
+    }
+}
+
+#[test]
+fn test_stores_pass_openraft_storage_suite() {
+    // The same suite must pass for the production adapter over settle-storage.
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(openraft::testing::log::Suite::test_all(MemStoreBuilder))
+        .expect("storage suite");
+}
+
+#[test]
+fn runtime_sleep_is_usable_by_raft_tasks() {
+    // Guards the premise of the tests above: a spawned task's timer fires.
+    let mut rt = GlommioRuntime::new(1);
+    let fired = rt.block_on(async {
+        GlommioRuntime::spawn(async {
+            GlommioRuntime::sleep(Duration::from_millis(2)).await;
+            true
+        })
+        .await
+    });
+    assert_eq!(fired, Ok(true));
+}
