@@ -7,7 +7,7 @@ mod mem_log;
 mod mem_sm;
 mod router;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -186,6 +186,53 @@ fn three_node_group_elects_replicates_and_fails_over() {
         // The isolated node cannot have seen anything written after its isolation.
         assert_eq!(nodes[&old_leader].1.counters(), counters_after(WRITES));
 
+        shutdown_all(&router).await;
+    });
+}
+
+#[test]
+fn one_node_group_grows_to_three_voters_by_membership_change() {
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(async {
+        let router = Router::default();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=3 {
+            nodes.insert(id, start_node(id, &router).await);
+        }
+        let leader = nodes[&1].0.clone();
+        leader
+            .initialize(BTreeMap::from([(1, addr(1))]))
+            .await
+            .expect("initialize");
+        wait_writable(&leader).await;
+        let first_index = write_and_check(&leader, 1, 3).await;
+
+        // Learners first (blocking: returns once they caught up), then promote.
+        for id in [2, 3] {
+            leader
+                .add_learner(id, addr(id), true)
+                .await
+                .expect("add_learner");
+        }
+        let response = leader
+            .change_membership(BTreeSet::from([1, 2, 3]), false)
+            .await
+            .expect("change_membership");
+        let membership = response.membership.expect("a membership entry");
+        assert_eq!(
+            membership.voter_ids().collect::<BTreeSet<_>>(),
+            BTreeSet::from([1, 2, 3])
+        );
+        assert!(response.log_id.index > first_index);
+
+        let last_index = write_and_check(&leader, 4, 3).await;
+        for (raft, state_machine) in nodes.values() {
+            raft.wait(Some(WAIT_MAX))
+                .applied_index_at_least(Some(last_index), "replicated to new voters")
+                .await
+                .expect("every voter applies");
+            assert_eq!(state_machine.counters(), counters_after(6));
+        }
         shutdown_all(&router).await;
     });
 }
