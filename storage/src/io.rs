@@ -1,0 +1,240 @@
+//! The only module that talks to the I/O engine (glommio on io_uring).
+//!
+//! Everything else in the crate sees plain byte slices, paths and
+//! `io::Result`s, so swapping glommio for the io-uring crate means rewriting
+//! this file only. Calls must run inside a glommio executor.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions};
+
+use crate::format::BLOCK_BYTES;
+
+/// Chunk size for buffered writes of small files (meta, snapshots): bounds
+/// the copy each write makes without costing many syscalls.
+const SMALL_FILE_WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Largest single O_DIRECT read: bounds the DMA buffer one read pins.
+const READ_CHUNK_BYTES: usize = 4 << 20;
+
+/// Makes glommio classify the device of `dir` correctly before any segment
+/// is opened. glommio 0.9 probes io_uring IOPOLL support with a read at
+/// offset 0 of the first O_DIRECT file it opens on a device and caches the
+/// answer per device for the process. If that file is empty, the read
+/// succeeds at end-of-file without reaching the device, the device is taken
+/// as pollable, and every later O_DIRECT read on it fails with EOPNOTSUPP
+/// (seen on virtio disks). Opening a one-block file first makes the probe
+/// read real data, so its answer is true.
+pub(crate) async fn prime_device_probe(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(".iopoll-probe");
+    std::fs::write(&probe, [0u8; BLOCK_BYTES])?;
+    let file = DmaFile::open(&probe).await?;
+    file.close().await?;
+    remove_file(&probe).await
+}
+
+/// One segment file opened for O_DIRECT reads and aligned writes.
+#[derive(Debug)]
+pub(crate) struct SegmentFile {
+    file: DmaFile,
+}
+
+impl SegmentFile {
+    /// Opens an existing segment for reading and writing.
+    pub async fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(path)
+            .await?;
+        Self::checked(file)
+    }
+
+    /// Creates a new, empty segment; fails if the file exists.
+    pub async fn create_new(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .dma_open(path)
+            .await?;
+        Self::checked(file)
+    }
+
+    fn checked(file: DmaFile) -> io::Result<Self> {
+        if file.alignment() > BLOCK_BYTES as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("device needs {}-byte O_DIRECT alignment", file.alignment()),
+            ));
+        }
+        Ok(Self { file })
+    }
+
+    /// Writes `bytes` at `pos` with one O_DIRECT write. Both must be
+    /// block-aligned. The bytes are copied once into a DMA buffer: glommio
+    /// buffers cannot be re-grown after trimming, and the copy is cheap
+    /// next to the write (~20 µs for a 160 KiB group).
+    pub async fn write_at(&self, bytes: &[u8], pos: u64) -> io::Result<()> {
+        assert_eq!(bytes.len() % BLOCK_BYTES, 0, "unaligned write length");
+        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
+        let mut buf = self.file.alloc_dma_buffer(bytes.len());
+        buf.as_bytes_mut().copy_from_slice(bytes);
+        let written = self.file.write_at(buf, pos).await?;
+        if written != bytes.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {} bytes", bytes.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `pos`; fewer only at end of file.
+    ///
+    /// Issues aligned reads and slices them itself: glommio 0.9's unaligned
+    /// `read_at` returns up to `pos % 512` bytes of garbage past the end of
+    /// the file when the read reaches it.
+    pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let at = pos + out.len() as u64;
+            let aligned_at = at / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
+            let skip = (at - aligned_at) as usize;
+            let want = (skip + (len - out.len())).min(READ_CHUNK_BYTES);
+            let aligned_len = want.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+            let chunk = self.file.read_at_aligned(aligned_at, aligned_len).await?;
+            if chunk.len() <= skip {
+                break;
+            }
+            let end = chunk.len().min(want);
+            out.extend_from_slice(&chunk[skip..end]);
+        }
+        Ok(out)
+    }
+
+    pub async fn sync_data(&self) -> io::Result<()> {
+        Ok(self.file.fdatasync().await?)
+    }
+
+    pub async fn truncate(&self, len: u64) -> io::Result<()> {
+        Ok(self.file.truncate(len).await?)
+    }
+
+    pub async fn len(&self) -> io::Result<u64> {
+        Ok(self.file.file_size().await?)
+    }
+}
+
+/// fsyncs a directory, making creations, renames and deletions in it durable.
+pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = Directory::open(dir).await?;
+    d.sync().await?;
+    d.close().await?;
+    Ok(())
+}
+
+pub(crate) async fn remove_file(path: &Path) -> io::Result<()> {
+    Ok(glommio::io::remove(path).await?)
+}
+
+pub(crate) async fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    Ok(glommio::io::rename(from, to).await?)
+}
+
+/// Names of the entries of `dir`. Directory listing has no io_uring
+/// operation; it is metadata-only and runs at open time, so std is fine.
+pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Creates `dir` and its parents (open time only, so std is fine).
+pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// `path` with `.tmp` appended: where atomic replacements are staged.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Replaces `path` atomically with the concatenation of `parts`: write a
+/// temporary file, fdatasync it, rename it over `path`, fsync the directory.
+/// After a crash `path` holds either the old or the new content, never a mix.
+pub(crate) async fn write_file_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    let file = BufferedFile::create(&tmp).await?;
+    let mut pos = 0u64;
+    for part in parts {
+        for chunk in part.chunks(SMALL_FILE_WRITE_CHUNK_BYTES) {
+            let mut done = 0;
+            while done < chunk.len() {
+                let n = file.write_at(chunk[done..].to_vec(), pos).await?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+                }
+                done += n;
+                pos += n as u64;
+            }
+        }
+    }
+    file.fdatasync().await?;
+    file.close().await?;
+    rename(&tmp, path).await?;
+    sync_dir(parent_dir(path)).await
+}
+
+/// Creates an empty file at `path`, atomically replacing any file there, and
+/// makes it durable (used to start a segment that overrides older records).
+pub(crate) async fn create_empty_atomic(path: &Path) -> io::Result<()> {
+    write_file_atomic(path, &[]).await
+}
+
+/// The whole content of `path`, or `None` if it does not exist.
+pub(crate) async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match BufferedFile::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let e = io::Error::from(e);
+            return if e.kind() == io::ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+    };
+    let len = file.file_size().await? as usize;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let chunk = file
+            .read_at(
+                out.len() as u64,
+                (len - out.len()).min(SMALL_FILE_WRITE_CHUNK_BYTES),
+            )
+            .await?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    file.close().await?;
+    Ok(Some(out))
+}
