@@ -330,16 +330,45 @@ pub enum TxStatus {
     SerdeDeserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[repr(u8)]
 pub enum TxEventKind {
-    Accepted = 0,
-    /// Frozen as a candidate of a cycle.
-    Candidate = 1,
-    Settled = 2,
-    Deferred = 3,
-    Executed = 4,
-    ExecutionFailed = 5,
+    /// Accepted into a shard's log (durable on a majority).
+    TransactionSubmitted = 0,
+    /// A retry of an accepted transaction (same id, same content).
+    TransactionDeduped = 1,
+    /// Taken into a settlement cycle's batch.
+    BatchCreated = 2,
+    /// The cycle's optimiser decided its batch.
+    BatchOptimized = 3,
+    /// The cycle decision was proposed to the control group.
+    ConsensusSubmitted = 4,
+    /// The cycle decision is durable on a majority.
+    ConsensusAchieved = 5,
+    /// A settlement instruction went to a payment rail.
+    SettlementInitiated = 6,
+    SettlementConfirmed = 7,
+    SettlementFailed = 8,
+    /// A failed settlement's legs were reversed through the log.
+    SettlementReversed = 9,
+}
+
+impl TxEventKind {
+    /// The audit name (the seed design's event names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxEventKind::TransactionSubmitted => "TRANSACTION_SUBMITTED",
+            TxEventKind::TransactionDeduped => "TRANSACTION_DEDUPED",
+            TxEventKind::BatchCreated => "BATCH_CREATED",
+            TxEventKind::BatchOptimized => "BATCH_OPTIMIZED",
+            TxEventKind::ConsensusSubmitted => "CONSENSUS_SUBMITTED",
+            TxEventKind::ConsensusAchieved => "CONSENSUS_ACHIEVED",
+            TxEventKind::SettlementInitiated => "SETTLEMENT_INITIATED",
+            TxEventKind::SettlementConfirmed => "SETTLEMENT_CONFIRMED",
+            TxEventKind::SettlementFailed => "SETTLEMENT_FAILED",
+            TxEventKind::SettlementReversed => "SETTLEMENT_REVERSED",
+        }
+    }
 }
 
 /// One audit event of a transaction (placeholder, see [`TxEventKind`]).
@@ -358,6 +387,8 @@ pub enum TxEventKind {
 )]
 #[rkyv(derive(Debug))]
 pub struct TxEvent {
+    /// Index of the log entry that recorded the event (its audit entry id).
+    pub entry_index: u64,
     /// Leader timestamp of the log entry that recorded the event.
     pub at_us: u64,
     pub kind: TxEventKind,
@@ -719,15 +750,16 @@ mod tests {
             id: 255,
             status: TxStatus::Pending,
             events: vec![TxEvent {
+                entry_index: 2,
                 at_us: 5,
-                kind: TxEventKind::Accepted,
+                kind: TxEventKind::TransactionSubmitted,
                 cycle_id: 0,
             }],
         };
         let json = serde_json::to_string(&item).unwrap();
         assert_eq!(
             json,
-            r#"{"id":"000000000000000000000000000000ff","status":"pending","events":[{"at_us":5,"kind":"accepted","cycle_id":0}]}"#
+            r#"{"id":"000000000000000000000000000000ff","status":"pending","events":[{"entry_index":2,"at_us":5,"kind":"TRANSACTION_SUBMITTED","cycle_id":0}]}"#
         );
         assert_eq!(serde_json::from_str::<LookupItem>(&json).unwrap(), item);
     }
