@@ -1,9 +1,178 @@
 //! The `settle-loadgen` binary: drives a node and reports throughput and latency.
 
+use std::io::{BufRead, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use settle_loadgen::participants::participants_file;
+use settle_loadgen::run::{run, verify, RunOptions};
+
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() {
-    eprintln!("settle-loadgen: built by issue 4");
-    std::process::exit(2);
+#[derive(Parser)]
+#[command(
+    name = "settle-loadgen",
+    version,
+    about = "Drives a settle node and reports throughput and latency percentiles"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a participants file matching the workload, for `settle start --participants`.
+    Participants {
+        /// Number of participants (bank_00 … bank_{N-1}).
+        #[arg(long, default_value_t = 32)]
+        count: u32,
+        /// Seed of the balances and limits.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Look up every id of an --acked file; exit non-zero unless all are there exactly once.
+    Verify {
+        /// Node to query.
+        #[arg(long)]
+        target: SocketAddr,
+        /// File of acknowledged ids, one per line (from a run with --acked).
+        #[arg(long)]
+        acked: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Node address(es); clients are spread over them.
+    #[arg(long = "target", default_value = "127.0.0.1:7000")]
+    targets: Vec<SocketAddr>,
+    /// How long to run, e.g. 10s, 2m.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Concurrent connections, each with one request in flight.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Transactions per request (at most 8,192).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Open loop at this many transactions/s in total (default: closed loop).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Participants in the workload (must match the node's participants file).
+    #[arg(long, default_value_t = 32)]
+    participants: u32,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write every acknowledged transaction id to this file, one per line.
+    #[arg(long)]
+    acked: Option<PathBuf>,
+    /// Id space of this run (default: from the clock, so runs never collide).
+    #[arg(long)]
+    run_id: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Participants { count, seed }) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&participants_file(count, seed))?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Verify { target, acked }) => verify_command(target, &acked).await,
+            None => load_command(cli.load).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("settle-loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let run_id = args.run_id.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let options = RunOptions {
+        targets: args.targets,
+        duration: args.duration,
+        clients: args.clients,
+        batch: args.batch,
+        rate_tps: args.rate,
+        participants: args.participants,
+        seed: args.seed,
+        run_id,
+        live: true,
+        collect_acked: args.acked.is_some(),
+    };
+    // Acknowledged ids are collected per client and written at the end: the
+    // crash tests kill the node, never the load generator.
+    let outcome = run(options).await?;
+    println!("{}", outcome.report.text());
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&outcome.report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = args.acked {
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        for id in &outcome.acked {
+            writeln!(out, "{}", settle_codec::format_id(*id))?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_command(target: SocketAddr, acked: &PathBuf) -> anyhow::Result<ExitCode> {
+    let file =
+        std::fs::File::open(acked).with_context(|| format!("opening {}", acked.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let id = settle_codec::parse_id(line)
+            .with_context(|| format!("{}:{}: {line:?} is not an id", acked.display(), n + 1))?;
+        ids.push(id);
+    }
+    let v = verify(target, &ids).await?;
+    println!(
+        "acked={} found={} missing={} duplicates={}",
+        v.acked, v.found, v.missing, v.duplicates
+    );
+    Ok(if v.missing == 0 && v.duplicates == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

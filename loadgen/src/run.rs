@@ -1,0 +1,475 @@
+//! Driving a node: clients over TCP, closed or open loop.
+//!
+//! Closed loop (default): each client sends a batch, waits for the answer,
+//! sends the next. Open loop (`--rate`): each client sends on a fixed
+//! schedule whatever the node's speed, and latency is measured from the
+//! scheduled send time, so a stalled node shows up in the percentiles
+//! instead of silently slowing the load (coordinated omission).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use settle_codec::{
+    decode_body, ErrorResponse, FrameBuf, FrameReader, LookupItem, LookupRequest, LookupResponse,
+    MessageKind, ReadStatus, SubmitBatch, SubmitResponse, Transaction, TxResult, MAX_LOOKUP_IDS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::report::{live_line, Percentiles, Recorder, Report};
+use crate::workload::Workload;
+
+/// Options of a load run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub targets: Vec<SocketAddr>,
+    pub duration: Duration,
+    pub clients: usize,
+    pub batch: usize,
+    /// Open loop at this many transactions per second (all clients together).
+    pub rate_tps: Option<u64>,
+    pub participants: u32,
+    pub seed: u64,
+    /// Distinguishes this run's ids from earlier runs' (high 64 bits of every id).
+    pub run_id: u64,
+    /// Print a live line every second.
+    pub live: bool,
+    /// Keep every acknowledged (Created or Duplicate) id, for `--acked`.
+    pub collect_acked: bool,
+}
+
+/// What a run produced.
+pub struct RunOutcome {
+    pub report: Report,
+    /// Acknowledged ids (empty unless `collect_acked`).
+    pub acked: Vec<u128>,
+}
+
+/// A connection speaking the frame protocol, with reusable buffers.
+pub struct Connection {
+    stream: TcpStream,
+    out: FrameBuf,
+    reader: FrameReader,
+    next_request_id: u64,
+}
+
+/// A decoded answer to a submit.
+pub enum SubmitAnswer {
+    Results(Vec<TxResult>),
+    Error(String),
+}
+
+impl Connection {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            out: FrameBuf::new(),
+            reader: FrameReader::new(),
+            next_request_id: 1,
+        })
+    }
+
+    async fn send<M: settle_codec::Encode>(&mut self, msg: &M) -> anyhow::Result<u64> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.out.clear();
+        self.out
+            .push(request_id, msg)
+            .map_err(|e| anyhow!("encoding request: {e}"))?;
+        self.stream.write_all(self.out.as_slice()).await?;
+        Ok(request_id)
+    }
+
+    /// Reads one frame and hands it to `f`.
+    async fn recv<R>(
+        &mut self,
+        f: impl FnOnce(&settle_codec::Frame<'_>) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        loop {
+            // Two steps so the borrow of the reader ends before reading more.
+            let need_more = matches!(
+                self.reader
+                    .next_frame()
+                    .map_err(|e| anyhow!("bad frame from node: {e}"))?,
+                ReadStatus::NeedMore(_)
+            );
+            if !need_more {
+                break;
+            }
+            let n = self.stream.read(self.reader.spare()).await?;
+            if n == 0 {
+                bail!("node closed the connection");
+            }
+            self.reader.commit(n);
+        }
+        // The frame is complete: the reader returns it again from its buffer.
+        match self
+            .reader
+            .next_frame()
+            .map_err(|e| anyhow!("bad frame from node: {e}"))?
+        {
+            ReadStatus::Frame(frame) => f(&frame),
+            ReadStatus::NeedMore(_) => unreachable!("checked above"),
+        }
+    }
+
+    /// Submits a batch and waits for its answer.
+    pub async fn submit(&mut self, transactions: &[Transaction]) -> anyhow::Result<SubmitAnswer> {
+        let request_id = self.send(&SubmitBatch { transactions }).await?;
+        self.recv(|frame| {
+            if frame.request_id() != request_id {
+                bail!(
+                    "answer to request {} while waiting for {request_id}",
+                    frame.request_id()
+                );
+            }
+            match frame.kind() {
+                MessageKind::SubmitResponse => {
+                    let body = decode_body::<SubmitResponse>(frame)?;
+                    Ok(SubmitAnswer::Results(
+                        body.results.iter().map(TxResult::from).collect(),
+                    ))
+                }
+                MessageKind::ErrorResponse => {
+                    let body = decode_body::<ErrorResponse>(frame)?;
+                    Ok(SubmitAnswer::Error(format!(
+                        "{:?}: {}",
+                        body.code, body.message
+                    )))
+                }
+                other => bail!("unexpected {other:?} answer to a submit"),
+            }
+        })
+        .await
+    }
+
+    /// Looks ids up (at most `MAX_LOOKUP_IDS`).
+    pub async fn lookup(&mut self, ids: &[u128]) -> anyhow::Result<Vec<LookupItem>> {
+        assert!(ids.len() <= MAX_LOOKUP_IDS);
+        let request_id = self.send(&LookupRequest { ids: ids.to_vec() }).await?;
+        self.recv(|frame| {
+            if frame.request_id() != request_id {
+                bail!(
+                    "answer to request {} while waiting for {request_id}",
+                    frame.request_id()
+                );
+            }
+            match frame.kind() {
+                MessageKind::LookupResponse => {
+                    let body = decode_body::<LookupResponse>(frame)?;
+                    Ok(rkyv_items(body))
+                }
+                MessageKind::ErrorResponse => {
+                    let body = decode_body::<ErrorResponse>(frame)?;
+                    bail!("lookup failed: {:?}: {}", body.code, body.message)
+                }
+                other => bail!("unexpected {other:?} answer to a lookup"),
+            }
+        })
+        .await
+    }
+}
+
+fn rkyv_items(body: &settle_codec::archived::ArchivedLookupResponse) -> Vec<LookupItem> {
+    settle_codec::rkyv::deserialize::<Vec<LookupItem>, settle_codec::rkyv::rancor::Error>(
+        &body.items,
+    )
+    .expect("a validated archive deserialises")
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Shared counters for the live line (relaxed atomics: a progress display).
+#[derive(Default)]
+struct Progress {
+    answered: AtomicU64,
+    errors: AtomicU64,
+    p99_us: AtomicU64,
+}
+
+/// Runs the load and returns the report.
+pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
+    if options.targets.is_empty() {
+        bail!("at least one --target is needed");
+    }
+    if options.clients == 0 || options.batch == 0 {
+        bail!("--clients and --batch must be at least 1");
+    }
+    if options.batch > settle_codec::MAX_BATCH_TRANSACTIONS {
+        bail!(
+            "--batch {} is above the protocol's maximum of {}",
+            options.batch,
+            settle_codec::MAX_BATCH_TRANSACTIONS
+        );
+    }
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + options.duration;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+
+    let mut tasks = Vec::with_capacity(options.clients);
+    for client in 0..options.clients {
+        let target = options.targets[client % options.targets.len()];
+        let options = options.clone();
+        let progress = progress.clone();
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            client_loop(client as u32, target, options, deadline, progress, acked).await
+        }));
+    }
+
+    let live = if options.live {
+        let progress = progress.clone();
+        let stop = stop.clone();
+        Some(tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let answered = progress.answered.load(Ordering::Relaxed);
+                let line = live_line(
+                    start.elapsed(),
+                    answered - last,
+                    progress.p99_us.load(Ordering::Relaxed),
+                    progress.errors.load(Ordering::Relaxed),
+                );
+                last = answered;
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{line}");
+            }
+        }))
+    } else {
+        None
+    };
+
+    let mut total = Recorder::default();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(recorder)) => total.merge(&recorder),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(anyhow!("client task failed: {e}"));
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(live) = live {
+        live.abort();
+    }
+    if total.requests == 0 {
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+    let seconds = elapsed.as_secs_f64();
+    let report = Report {
+        mode: if options.rate_tps.is_some() {
+            "open-loop".into()
+        } else {
+            "closed-loop".into()
+        },
+        targets: options.targets.iter().map(ToString::to_string).collect(),
+        clients: options.clients,
+        batch: options.batch,
+        rate_tps: options.rate_tps,
+        duration_s: seconds,
+        transactions_per_s: total.counts.answered() as f64 / seconds,
+        created_per_s: total.counts.created as f64 / seconds,
+        requests_per_s: total.requests as f64 / seconds,
+        latency_us: Percentiles::of(&total.latency_us),
+        results: total.counts,
+        requests: total.requests,
+    };
+    let acked = std::mem::take(&mut *acked.lock().expect("no client panicked holding the lock"));
+    Ok(RunOutcome { report, acked })
+}
+
+/// Most consecutive failed requests a client tolerates (reconnecting after
+/// each) before it gives up: a dead node must end the run, not spin.
+const CLIENT_FAILURES_MAX: u32 = 50;
+
+async fn client_loop(
+    client: u32,
+    target: SocketAddr,
+    options: RunOptions,
+    deadline: Instant,
+    progress: Arc<Progress>,
+    acked: Arc<Mutex<Vec<u128>>>,
+) -> anyhow::Result<Recorder> {
+    let mut workload = Workload::new(options.seed, options.run_id, client, options.participants);
+    let mut recorder = Recorder::default();
+    let mut batch = Vec::with_capacity(options.batch);
+    let mut my_acked = Vec::new();
+    // Open loop: this client's share of the rate, as an interval between sends.
+    let interval = options.rate_tps.map(|rate| {
+        let per_client_requests = rate as f64 / options.batch as f64 / options.clients as f64;
+        Duration::from_secs_f64(1.0 / per_client_requests.max(1e-3))
+    });
+    let interval_us = interval.map(|i| i.as_micros() as u64);
+    let mut connection = None;
+    let mut failures = 0;
+    let mut next_send = Instant::now();
+    while Instant::now() < deadline {
+        if interval.is_some() {
+            let now = Instant::now();
+            if next_send > now {
+                tokio::time::sleep(next_send - now).await;
+            }
+        }
+        let intended = if interval.is_some() {
+            next_send
+        } else {
+            Instant::now()
+        };
+        workload.fill_batch(&mut batch, options.batch);
+        let stamp = now_us();
+        for tx in &mut batch {
+            tx.client_timestamp_us = stamp;
+        }
+        if connection.is_none() {
+            match Connection::connect(target).await {
+                Ok(c) => connection = Some(c),
+                Err(e) => {
+                    failures += 1;
+                    if failures > CLIENT_FAILURES_MAX {
+                        return Err(e);
+                    }
+                    recorder.counts.errors += batch.len() as u64;
+                    progress
+                        .errors
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let conn = connection.as_mut().expect("connected above");
+        match conn.submit(&batch).await {
+            Ok(SubmitAnswer::Results(results)) => {
+                failures = 0;
+                recorder.record_latency(intended.elapsed(), interval_us);
+                for (tx, result) in batch.iter().zip(&results) {
+                    match result {
+                        TxResult::Created => {
+                            recorder.counts.created += 1;
+                            if options.collect_acked {
+                                my_acked.push(tx.id);
+                            }
+                        }
+                        TxResult::Duplicate => {
+                            recorder.counts.duplicate += 1;
+                            if options.collect_acked {
+                                my_acked.push(tx.id);
+                            }
+                        }
+                        TxResult::Conflict => recorder.counts.conflict += 1,
+                        TxResult::Rejected { .. } => recorder.counts.rejected += 1,
+                    }
+                }
+                progress
+                    .answered
+                    .fetch_add(results.len() as u64, Ordering::Relaxed);
+                if recorder.requests % 16 == 1 {
+                    progress.p99_us.store(
+                        recorder.latency_us.value_at_quantile(0.99),
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+            Ok(SubmitAnswer::Error(_)) | Err(_) => {
+                failures += 1;
+                recorder.counts.errors += batch.len() as u64;
+                progress
+                    .errors
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                connection = None;
+                if failures > CLIENT_FAILURES_MAX {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if let Some(interval) = interval {
+            next_send += interval;
+        }
+    }
+    if options.collect_acked {
+        acked
+            .lock()
+            .expect("no client panicked holding the lock")
+            .extend(my_acked);
+    }
+    Ok(recorder)
+}
+
+/// Result of `verify`: every acknowledged id looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    pub acked: u64,
+    pub found: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+}
+
+/// Looks every acked id up. `duplicates` counts ids acknowledged more than
+/// once in the file that the node holds only once is fine; an id the node
+/// reports twice (in two shards) would be a double booking.
+pub async fn verify(target: SocketAddr, acked: &[u128]) -> anyhow::Result<Verification> {
+    let mut connection = Connection::connect(target).await?;
+    let mut unique = acked.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut found = 0;
+    let mut duplicates = 0;
+    for chunk in unique.chunks(MAX_LOOKUP_IDS) {
+        let items = connection.lookup(chunk).await?;
+        if items.len() != chunk.len() {
+            bail!(
+                "lookup answered {} items for {} ids",
+                items.len(),
+                chunk.len()
+            );
+        }
+        for (id, item) in chunk.iter().zip(&items) {
+            if item.id != *id {
+                bail!("lookup answered id {} for {}", item.id, id);
+            }
+            if item.status != settle_codec::TxStatus::NotFound {
+                found += 1;
+                // More than one acceptance event means the id was booked twice.
+                let accepted = item
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == settle_codec::TxEventKind::TransactionSubmitted)
+                    .count();
+                if accepted > 1 {
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+    Ok(Verification {
+        acked: unique.len() as u64,
+        found,
+        missing: unique.len() as u64 - found,
+        duplicates,
+    })
+}
