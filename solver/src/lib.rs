@@ -11,13 +11,17 @@ pub mod decimal;
 pub mod fx;
 
 mod check;
+mod exact;
+mod gen;
 mod model;
 mod solution;
 mod solve;
 
 pub use check::{check, CheckReport, CHECK_ERRORS_MAX, COST_TOLERANCE_USD};
 pub use decimal::Decimal;
+pub use exact::{exact, ExactLimits};
 pub use fx::{FxGraph, FxTrade};
+pub use gen::{generate, generate_instance, GenOptions};
 pub use model::{
     Currency, Instance, InstanceBuilder, InstanceError, Pair, Participant, Transaction, Window,
     INSTANCE_VERSION,

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use settle_solver::{check, naive, solve, Instance, SolutionFile, SolveOptions};
+use settle_solver::{
+    check, generate, naive, solve, GenOptions, Instance, SolutionFile, SolveOptions,
+};
 
 /// The batching optimiser of settle (contract: shared/spec/batching.md).
 ///
@@ -33,6 +35,32 @@ enum Command {
         instance: PathBuf,
         solution: PathBuf,
     },
+    /// Print a realistic generated instance (seeded: same flags, same file).
+    Gen {
+        /// Random seed.
+        #[arg(long)]
+        seed: u64,
+        /// Number of transactions.
+        #[arg(long)]
+        transactions: usize,
+        /// Currencies: 4 (USD EUR GBP JPY) or 8 (adds CHF CAD AUD SGD).
+        #[arg(long, default_value_t = 4, value_parser = parse_currencies)]
+        currencies: usize,
+        /// Participants [default: transactions / 10, within 8..=200].
+        #[arg(long)]
+        participants: Option<usize>,
+        /// max_batch_size of the generated instance.
+        #[arg(long, default_value_t = 100)]
+        max_batch_size: u32,
+    },
+}
+
+fn parse_currencies(s: &str) -> Result<usize, String> {
+    match s {
+        "4" => Ok(4),
+        "8" => Ok(8),
+        _ => Err(format!("must be 4 or 8, got {s}")),
+    }
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -75,6 +103,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if !report.valid {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Gen {
+            seed,
+            transactions,
+            currencies,
+            participants,
+            max_batch_size,
+        } => {
+            if participants.is_some_and(|p| p < 2) {
+                return Err("--participants must be at least 2".to_string());
+            }
+            if max_batch_size == 0 {
+                return Err("--max-batch-size must be at least 1".to_string());
+            }
+            let opts = GenOptions {
+                seed,
+                transactions,
+                currencies,
+                participants,
+                max_batch_size,
+            };
+            println!("{}", generate(&opts));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,14 +1,43 @@
-//! The optimiser.
+//! The optimiser: start from everything settled, repair liquidity and
+//! counterparty violations by cheapest loss per unit freed (which resolves
+//! gridlock: cycles of payments that fund each other stay in), then improve
+//! by local search with exact move prices (deferral, wire grouping and FX
+//! netting through the dual vertices). Small instances are finished by the
+//! exact branch and bound. Deterministic: fixed orders, no hashing, no RNG.
 
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::solution::{naive, price, Solution};
+use crate::exact::{exact_with_incumbent, ExactLimits};
+use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
+
+/// A move must improve the cost by more than this (USD) to be taken: keeps
+/// float noise from cycling the search.
+const IMPROVEMENT_EPS_USD: f64 = 1e-9;
+
+/// Local search passes at most; each pass is O(transactions x dual vertices).
+const PASSES_MAX: usize = 12;
+
+/// Candidates scanned per blocked transaction in a swap move.
+const SWAP_CANDIDATES_MAX: usize = 48;
+
+/// Transactions added together at most in one gridlock-resolution move.
+const GRIDLOCK_SET_MAX: usize = 8;
+
+/// Members of a group moved together at most in one group move.
+const GROUP_MOVE_MAX: usize = 16;
+
+/// Branch-and-bound nodes allowed when finishing a small instance exactly.
+const EXACT_NODES_MAX: u64 = 2_000_000;
 
 /// Knobs of [`solve`].
 #[derive(Clone, Debug)]
 pub struct SolveOptions {
     /// Wall-clock cap on the search; the answer is valid whenever it stops.
+    /// Deterministic as long as the search finishes within it (it normally
+    /// does: passes are bounded by [`PASSES_MAX`]).
     pub time_budget: Duration,
     /// Instances with at most this many transactions are finished by the
     /// exact branch and bound (node-limited), so small ones come out optimal.
@@ -24,12 +53,662 @@ impl Default for SolveOptions {
     }
 }
 
-/// Returns a valid solution with its costs and the naive cost.
-pub fn solve(inst: &Instance, _opts: &SolveOptions) -> Solution {
+/// Returns a valid solution with its batches, netted FX trades, cost and the
+/// naive cost.
+pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     let started = Instant::now();
-    let base = naive(inst);
-    let mut sol = price(inst, &base.settled);
-    sol.naive_cost = base.cost;
+    let deadline = started + opts.time_budget;
+    let mut search = Search::new(inst);
+    search.settle_all();
+    search.drop_unprofitable();
+    search.repair();
+    debug_assert!(search.is_feasible());
+    for _ in 0..PASSES_MAX {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let before = search.total();
+        search.add_pass();
+        search.drop_pass();
+        search.group_pass();
+        search.swap_pass();
+        search.gridlock_pass();
+        search.refresh_fx();
+        if search.total() > before - 1e-7 {
+            break;
+        }
+    }
+    let mut settled = search.x;
+    assert!(
+        is_feasible(inst, &settled),
+        "local search keeps feasibility"
+    );
+    if inst.transactions.len() <= opts.exact_transactions_max {
+        let limits = ExactLimits {
+            transactions_max: opts.exact_transactions_max,
+            nodes_max: EXACT_NODES_MAX,
+        };
+        if let Some(better) = exact_with_incumbent(inst, &limits, Some(&settled)) {
+            settled = better.settled;
+        }
+    }
+    let mut sol = price(inst, &settled);
+    sol.naive_cost = naive(inst).cost;
     sol.solve_ms = started.elapsed().as_secs_f64() * 1e3;
     sol
+}
+
+/// Prices FX moves: by the dual vertices when the graph has them (a move is
+/// a max over vertices), else by min-cost flow.
+#[derive(Clone, Debug)]
+pub(crate) struct FxState<'a> {
+    inst: &'a Instance,
+    /// Net position per currency, USD.
+    pos: Vec<f64>,
+    /// `vp[v]`: vertex v's potentials dotted with `pos` (dual path only).
+    vp: Vec<f64>,
+    /// Current FX cost.
+    cost: f64,
+}
+
+impl<'a> FxState<'a> {
+    pub(crate) fn new(inst: &'a Instance) -> FxState<'a> {
+        let count = inst.fx().dual_vertices().map_or(0, |d| d.count);
+        FxState {
+            inst,
+            pos: vec![0.0; inst.currencies.len()],
+            vp: vec![0.0; count],
+            cost: 0.0,
+        }
+    }
+
+    pub(crate) fn cost(&self) -> f64 {
+        self.cost
+    }
+
+    /// FX cost after adding `usd` flowing from `s` into `r` (negative: the
+    /// opposite), without changing anything.
+    pub(crate) fn cost_with(&self, s: u32, r: u32, usd: f64) -> f64 {
+        if s == r {
+            return self.cost;
+        }
+        match self.inst.fx().dual_vertices() {
+            Some(dv) => {
+                let cs = &dv.columns[s as usize];
+                let cr = &dv.columns[r as usize];
+                let mut best = 0.0f64;
+                for ((vp, a), b) in self.vp.iter().zip(cs).zip(cr) {
+                    best = best.max(vp + usd * (a - b));
+                }
+                best
+            }
+            None => {
+                let mut pos = self.pos.clone();
+                pos[s as usize] += usd;
+                pos[r as usize] -= usd;
+                self.inst.fx().min_cost_flow(&pos).0
+            }
+        }
+    }
+
+    pub(crate) fn apply(&mut self, s: u32, r: u32, usd: f64) {
+        if s == r {
+            return;
+        }
+        self.pos[s as usize] += usd;
+        self.pos[r as usize] -= usd;
+        match self.inst.fx().dual_vertices() {
+            Some(dv) => {
+                let cs = &dv.columns[s as usize];
+                let cr = &dv.columns[r as usize];
+                let mut best = 0.0f64;
+                for ((vp, a), b) in self.vp.iter_mut().zip(cs).zip(cr) {
+                    *vp += usd * (a - b);
+                    best = best.max(*vp);
+                }
+                self.cost = best;
+            }
+            None => self.cost = self.inst.fx().min_cost_flow(&self.pos).0,
+        }
+    }
+
+    /// Recomputes from the positions, dropping accumulated float drift.
+    pub(crate) fn refresh(&mut self) {
+        match self.inst.fx().dual_vertices() {
+            Some(dv) => {
+                let mut best = 0.0f64;
+                for (v, vp) in self.vp.iter_mut().enumerate() {
+                    *vp = dv
+                        .columns
+                        .iter()
+                        .zip(&self.pos)
+                        .map(|(col, p)| col[v] * p)
+                        .sum();
+                    best = best.max(*vp);
+                }
+                self.cost = best;
+            }
+            None => self.cost = self.inst.fx().min_cost_flow(&self.pos).0,
+        }
+    }
+}
+
+/// Compressed adjacency lists: for each key, the transactions under it.
+struct Lists {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Lists {
+    /// `key(t)` for every transaction; each list sorted by `order` (ascending).
+    fn build(keys: usize, n: usize, key: impl Fn(usize) -> usize, order: &[f64]) -> Lists {
+        let mut count = vec![0u32; keys + 1];
+        for t in 0..n {
+            count[key(t) + 1] += 1;
+        }
+        for k in 0..keys {
+            count[k + 1] += count[k];
+        }
+        let start = count.clone();
+        let mut fill = count;
+        let mut items = vec![0u32; n];
+        for t in 0..n {
+            let k = key(t);
+            items[fill[k] as usize] = t as u32;
+            fill[k] += 1;
+        }
+        for k in 0..keys {
+            let s = &mut items[start[k] as usize..start[k + 1] as usize];
+            s.sort_by(|&a, &b| {
+                order[a as usize]
+                    .total_cmp(&order[b as usize])
+                    .then(a.cmp(&b))
+            });
+        }
+        Lists { start, items }
+    }
+
+    fn get(&self, k: usize) -> &[u32] {
+        &self.items[self.start[k] as usize..self.start[k + 1] as usize]
+    }
+}
+
+struct Search<'a> {
+    inst: &'a Instance,
+    n: usize,
+    x: Vec<bool>,
+    bal: Vec<i128>,
+    used: Vec<i128>,
+    gn: Vec<u32>,
+    fx: FxState<'a>,
+    deferral: f64,
+    wire: f64,
+    deb_slot: Vec<u32>,
+    cred_slot: Vec<u32>,
+    /// Static orders, shared so that a move can walk one while changing state.
+    idx: Rc<Index>,
+    /// All transactions, most valuable to settle first.
+    urgency: Vec<u32>,
+}
+
+struct Index {
+    /// Debits of each slot, cheapest loss per minor unit freed first.
+    out: Lists,
+    /// Credits into each slot, largest first.
+    incoming: Lists,
+    /// Transactions to each creditor, cheapest loss per USD of limit first.
+    to_creditor: Lists,
+    /// Members of each group, most urgent first.
+    members: Lists,
+}
+
+impl<'a> Search<'a> {
+    fn new(inst: &'a Instance) -> Search<'a> {
+        let n = inst.transactions.len();
+        let nc = inst.currencies.len();
+        let txs = &inst.transactions;
+        let deb_slot: Vec<u32> = txs
+            .iter()
+            .map(|t| (t.debtor as usize * nc + t.send as usize) as u32)
+            .collect();
+        let cred_slot: Vec<u32> = txs
+            .iter()
+            .map(|t| (t.creditor as usize * nc + t.receive as usize) as u32)
+            .collect();
+        // Loss of not settling, net of the FX it would have cost alone.
+        let loss: Vec<f64> = (0..n)
+            .map(|t| {
+                inst.defer_usd(t) - inst.value_usd(t) * inst.fx().dist(txs[t].send, txs[t].receive)
+            })
+            .collect();
+        let per_amount: Vec<f64> = (0..n).map(|t| loss[t] / txs[t].amount as f64).collect();
+        let per_limit: Vec<f64> = (0..n)
+            .map(|t| loss[t] / (inst.receive_usd_fixed[t] as f64).max(1.0))
+            .collect();
+        let neg_receive: Vec<f64> = txs.iter().map(|t| -(t.receive_amount as f64)).collect();
+        let neg_loss: Vec<f64> = loss.iter().map(|l| -l).collect();
+        let slots = inst.slot_count();
+        let out = Lists::build(slots, n, |t| deb_slot[t] as usize, &per_amount);
+        let incoming = Lists::build(slots, n, |t| cred_slot[t] as usize, &neg_receive);
+        let to_creditor = Lists::build(
+            inst.participants.len(),
+            n,
+            |t| txs[t].creditor as usize,
+            &per_limit,
+        );
+        let members = Lists::build(inst.group_count(), n, |t| inst.group_of(t), &neg_loss);
+        let mut urgency: Vec<u32> = (0..n as u32).collect();
+        urgency.sort_by(|&a, &b| {
+            neg_loss[a as usize]
+                .total_cmp(&neg_loss[b as usize])
+                .then(a.cmp(&b))
+        });
+        let mut bal = Vec::with_capacity(slots);
+        for p in &inst.participants {
+            bal.extend(p.balances.iter().map(|&b| b as i128));
+        }
+        Search {
+            inst,
+            n,
+            x: vec![false; n],
+            bal,
+            used: vec![0; inst.participants.len()],
+            gn: vec![0; inst.group_count()],
+            fx: FxState::new(inst),
+            deferral: (0..n).map(|t| inst.defer_usd(t)).sum(),
+            wire: 0.0,
+            deb_slot,
+            cred_slot,
+            idx: Rc::new(Index {
+                out,
+                incoming,
+                to_creditor,
+                members,
+            }),
+            urgency,
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.deferral + self.wire + self.fx.cost()
+    }
+
+    fn is_feasible(&self) -> bool {
+        self.bal.iter().all(|&b| b >= 0)
+            && self
+                .used
+                .iter()
+                .zip(&self.inst.limit_fixed)
+                .all(|(u, l)| u <= l)
+    }
+
+    fn wire_delta(&self, t: usize, add: bool) -> f64 {
+        let g = self.inst.group_of(t);
+        let n = self.gn[g] as usize;
+        let after = if add { n + 1 } else { n - 1 };
+        self.inst.group_wire_usd(after) - self.inst.group_wire_usd(n)
+    }
+
+    fn fx_delta(&self, t: usize, add: bool) -> f64 {
+        let tx = &self.inst.transactions[t];
+        let v = self.inst.value_usd(t);
+        let usd = if add { v } else { -v };
+        self.fx.cost_with(tx.send, tx.receive, usd) - self.fx.cost()
+    }
+
+    /// Cost change of settling `t` (ignoring feasibility).
+    fn delta_add(&self, t: usize) -> f64 {
+        -self.inst.defer_usd(t) + self.wire_delta(t, true) + self.fx_delta(t, true)
+    }
+
+    /// Cost change of deferring settled `t`.
+    fn delta_remove(&self, t: usize) -> f64 {
+        self.inst.defer_usd(t) + self.wire_delta(t, false) + self.fx_delta(t, false)
+    }
+
+    fn can_add(&self, t: usize) -> bool {
+        let tx = &self.inst.transactions[t];
+        let (ds, cs) = (self.deb_slot[t] as usize, self.cred_slot[t] as usize);
+        let mut after = self.bal[ds] - tx.amount as i128;
+        if ds == cs {
+            after += tx.receive_amount as i128;
+        }
+        let c = tx.creditor as usize;
+        after >= 0 && self.used[c] + self.inst.receive_usd_fixed[t] <= self.inst.limit_fixed[c]
+    }
+
+    fn can_remove(&self, t: usize) -> bool {
+        let tx = &self.inst.transactions[t];
+        let (ds, cs) = (self.deb_slot[t] as usize, self.cred_slot[t] as usize);
+        let mut after = self.bal[cs] - tx.receive_amount as i128;
+        if ds == cs {
+            after += tx.amount as i128;
+        }
+        after >= 0
+    }
+
+    fn set(&mut self, t: usize, on: bool) {
+        debug_assert_ne!(self.x[t], on, "a move flips its transaction");
+        let inst = self.inst;
+        let tx = &inst.transactions[t];
+        let sign: i128 = if on { 1 } else { -1 };
+        let wire = self.wire_delta(t, on);
+        self.wire += wire;
+        self.deferral += if on {
+            -inst.defer_usd(t)
+        } else {
+            inst.defer_usd(t)
+        };
+        self.bal[self.deb_slot[t] as usize] -= sign * tx.amount as i128;
+        self.bal[self.cred_slot[t] as usize] += sign * tx.receive_amount as i128;
+        self.used[tx.creditor as usize] += sign * inst.receive_usd_fixed[t];
+        let g = inst.group_of(t);
+        if on {
+            self.gn[g] += 1;
+        } else {
+            self.gn[g] -= 1;
+        }
+        let v = inst.value_usd(t);
+        self.fx.apply(tx.send, tx.receive, if on { v } else { -v });
+        self.x[t] = on;
+    }
+
+    fn refresh_fx(&mut self) {
+        self.fx.refresh();
+    }
+
+    /// Everything settled: the start that keeps every gridlocked cycle in.
+    fn settle_all(&mut self) {
+        for t in 0..self.n {
+            self.set(t, true);
+        }
+        self.fx.refresh();
+    }
+
+    /// Defers what costs more to settle than to defer, least urgent first.
+    fn drop_unprofitable(&mut self) {
+        for i in (0..self.n).rev() {
+            let t = self.urgency[i] as usize;
+            if self.x[t] && self.delta_remove(t) < -IMPROVEMENT_EPS_USD {
+                self.set(t, false);
+            }
+        }
+    }
+
+    /// Removes settled transactions until every balance and limit holds,
+    /// cheapest loss per unit freed first. Each removal can only lower the
+    /// creditor's balance, so violations cascade through a queue; it ends
+    /// because every step defers one more transaction.
+    fn repair(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        let slots = self.inst.slot_count();
+        let np = self.inst.participants.len();
+        // Queue entries: slot s as s, participant p as slots + p. Each entry
+        // is queued at most once at a time, so the queue holds at most
+        // slots + participants entries.
+        let mut queued = vec![false; slots + np];
+        let mut queue: VecDeque<usize> = VecDeque::with_capacity(slots + np);
+        let short = (0..slots).filter(|&s| self.bal[s] < 0);
+        let over = (0..np)
+            .filter(|&p| self.used[p] > self.inst.limit_fixed[p])
+            .map(|p| slots + p);
+        for e in short.chain(over) {
+            queued[e] = true;
+            queue.push_back(e);
+        }
+        while let Some(e) = queue.pop_front() {
+            queued[e] = false;
+            let mut removed = Vec::new();
+            if e < slots {
+                // Deficit in a slot: defer its debits.
+                let list = idx.out.get(e);
+                let mut i = 0;
+                while self.bal[e] < 0 && i < list.len() {
+                    let t = list[i] as usize;
+                    i += 1;
+                    if self.x[t] {
+                        removed.push(t);
+                        self.set(t, false);
+                    }
+                }
+                assert!(self.bal[e] >= 0, "deferring every debit restores a balance");
+            } else {
+                let p = e - slots;
+                let list = idx.to_creditor.get(p);
+                let mut i = 0;
+                while self.used[p] > self.inst.limit_fixed[p] && i < list.len() {
+                    let t = list[i] as usize;
+                    i += 1;
+                    if self.x[t] {
+                        removed.push(t);
+                        self.set(t, false);
+                    }
+                }
+                assert!(
+                    self.used[p] <= self.inst.limit_fixed[p],
+                    "deferring every credit restores a limit"
+                );
+            }
+            for t in removed {
+                let cs = self.cred_slot[t] as usize;
+                if self.bal[cs] < 0 && !queued[cs] {
+                    queued[cs] = true;
+                    queue.push_back(cs);
+                }
+            }
+        }
+    }
+
+    /// Settles deferred transactions that fit and pay off, most urgent first.
+    fn add_pass(&mut self) {
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if !self.x[t] && self.can_add(t) && self.delta_add(t) < -IMPROVEMENT_EPS_USD {
+                self.set(t, true);
+            }
+        }
+    }
+
+    /// Defers settled transactions whose deferral is cheaper, least urgent first.
+    fn drop_pass(&mut self) {
+        for i in (0..self.n).rev() {
+            let t = self.urgency[i] as usize;
+            if self.x[t] && self.can_remove(t) && self.delta_remove(t) < -IMPROVEMENT_EPS_USD {
+                self.set(t, false);
+            }
+        }
+    }
+
+    /// Whole-group moves: open a group whose members only pay off together
+    /// (a shared wire), or close one whose wire outweighs its deferrals.
+    fn group_pass(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        let groups = self.inst.group_count();
+        for g in 0..groups {
+            let list: Vec<u32> = idx.members.get(g).to_vec();
+            if self.gn[g] == 0 {
+                // Open: add members in urgency order while feasible.
+                if list.len() < 2 {
+                    continue;
+                }
+                let before = self.total();
+                let mut added = Vec::new();
+                for &t in list.iter().take(GROUP_MOVE_MAX) {
+                    let t = t as usize;
+                    if self.can_add(t) {
+                        self.set(t, true);
+                        added.push(t);
+                    }
+                }
+                if added.len() < 2 || self.total() > before - IMPROVEMENT_EPS_USD {
+                    for &t in added.iter().rev() {
+                        self.set(t, false);
+                    }
+                    // Keep the best prefix-free outcome: plain revert.
+                }
+            } else if (self.gn[g] as usize) <= GROUP_MOVE_MAX {
+                // Close: defer every settled member, if balances allow.
+                let before = self.total();
+                let settled: Vec<usize> = list
+                    .iter()
+                    .map(|&t| t as usize)
+                    .filter(|&t| self.x[t])
+                    .collect();
+                for &t in &settled {
+                    self.set(t, false);
+                }
+                let cs = self.inst.slot(self.inst.group(g).0, self.inst.group(g).1);
+                let ok = self.bal[cs] >= 0 && self.total() < before - IMPROVEMENT_EPS_USD;
+                if !ok {
+                    for &t in settled.iter().rev() {
+                        self.set(t, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One-for-one swaps: a blocked transaction that pays off takes the place
+    /// of a settled one on the binding balance or limit.
+    fn swap_pass(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || self.can_add(t) {
+                continue;
+            }
+            let gain = -self.delta_add(t);
+            if gain <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            let tx = &self.inst.transactions[t];
+            let ds = self.deb_slot[t] as usize;
+            let c = tx.creditor as usize;
+            let slot_short =
+                tx.amount as i128 - self.bal[ds] > 0 && self.deb_slot[t] != self.cred_slot[t];
+            let limit_short =
+                self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c];
+            if slot_short && limit_short {
+                continue;
+            }
+            let candidates: &[u32] = if slot_short {
+                idx.out.get(ds)
+            } else {
+                idx.to_creditor.get(c)
+            };
+            let mut best: Option<(f64, usize)> = None;
+            let mut scanned = 0;
+            for &u in candidates {
+                let u = u as usize;
+                if !self.x[u] || u == t {
+                    continue;
+                }
+                scanned += 1;
+                if scanned > SWAP_CANDIDATES_MAX {
+                    break;
+                }
+                let frees = if slot_short {
+                    self.bal[ds] + self.inst.transactions[u].amount as i128 >= tx.amount as i128
+                } else {
+                    self.used[c] - self.inst.receive_usd_fixed[u] + self.inst.receive_usd_fixed[t]
+                        <= self.inst.limit_fixed[c]
+                };
+                if !frees || !self.can_remove(u) {
+                    continue;
+                }
+                let loss = self.delta_remove(u);
+                if loss < gain && best.is_none_or(|(l, _)| loss < l) {
+                    best = Some((loss, u));
+                }
+            }
+            let Some((_, u)) = best else { continue };
+            let before = self.total();
+            self.set(u, false);
+            if self.can_add(t) {
+                self.set(t, true);
+                if self.total() < before - IMPROVEMENT_EPS_USD && self.is_locally_ok(u, t) {
+                    continue;
+                }
+                self.set(t, false);
+            }
+            self.set(u, true);
+        }
+    }
+
+    /// After a swap (u out, t in) every balance it touched is still >= 0.
+    fn is_locally_ok(&self, u: usize, t: usize) -> bool {
+        [
+            self.deb_slot[u],
+            self.cred_slot[u],
+            self.deb_slot[t],
+            self.cred_slot[t],
+        ]
+        .iter()
+        .all(|&s| self.bal[s as usize] >= 0)
+    }
+
+    /// Gridlock resolution: a deferred transaction blocked by its debtor's
+    /// balance is settled together with deferred credits into that balance
+    /// (which may in turn need their own debtors funded), when the set pays
+    /// off as a whole though no single member could settle alone.
+    fn gridlock_pass(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || self.can_add(t) {
+                continue;
+            }
+            let tx = &self.inst.transactions[t];
+            let c = tx.creditor as usize;
+            if self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c] {
+                continue;
+            }
+            let before = self.total();
+            let mut added: Vec<usize> = Vec::new();
+            // Settle t first (temporarily infeasible), then fund negative slots.
+            self.set(t, true);
+            added.push(t);
+            let mut ok = true;
+            let mut cursor = 0;
+            while cursor < added.len() {
+                let a = added[cursor];
+                cursor += 1;
+                let s = self.deb_slot[a] as usize;
+                if self.bal[s] >= 0 {
+                    continue;
+                }
+                // Fund slot s from deferred credits, largest first.
+                let list = idx.incoming.get(s);
+                for &u in list {
+                    if self.bal[s] >= 0 || added.len() >= GRIDLOCK_SET_MAX {
+                        break;
+                    }
+                    let u = u as usize;
+                    if self.x[u] {
+                        continue;
+                    }
+                    let cu = self.inst.transactions[u].creditor as usize;
+                    if self.used[cu] + self.inst.receive_usd_fixed[u] > self.inst.limit_fixed[cu] {
+                        continue;
+                    }
+                    self.set(u, true);
+                    added.push(u);
+                }
+                if self.bal[s] < 0 {
+                    ok = false;
+                    break;
+                }
+            }
+            ok = ok
+                && added
+                    .iter()
+                    .all(|&a| self.bal[self.deb_slot[a] as usize] >= 0)
+                && self.total() < before - IMPROVEMENT_EPS_USD;
+            if !ok {
+                for &a in added.iter().rev() {
+                    self.set(a, false);
+                }
+            }
+        }
+    }
 }
