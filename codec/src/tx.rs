@@ -458,8 +458,9 @@ const ID_UUID_CHARS: usize = 36;
 const ID_DECIMAL_DIGITS_MAX: usize = 39;
 
 /// Parses a transaction id from its edge spelling: exactly 32 hex digits
-/// (always read as hex, even if all are decimal digits), a hyphenated UUID,
-/// or otherwise a decimal number of 1 to 39 digits.
+/// (always read as hex, even if all are decimal digits), a hyphenated UUID
+/// (36 characters with hyphens at 8, 13, 18, 23), or otherwise a decimal
+/// number of 1 to 39 digits.
 pub fn parse_id(text: &str) -> Option<u128> {
     let bytes = text.as_bytes();
     if bytes.len() == ID_HEX_DIGITS {
@@ -479,7 +480,7 @@ pub fn parse_id(text: &str) -> Option<u128> {
             assert_eq!(n, ID_HEX_DIGITS);
             return parse_hex(&hex);
         }
-        return None;
+        // Otherwise 36 characters may still be a decimal number.
     }
     if bytes.is_empty()
         || bytes.len() > ID_DECIMAL_DIGITS_MAX
@@ -643,6 +644,8 @@ mod tests {
         assert_eq!(parse_id("0123456789ABCDEF0011223344556677"), Some(id));
         assert_eq!(parse_id("01234567-89ab-cdef-0011-223344556677"), Some(id));
         assert_eq!(parse_id("42"), Some(42));
+        // 36 digits without hyphens are a decimal number, not a UUID.
+        assert_eq!(parse_id(&"1".repeat(36)), "1".repeat(36).parse().ok());
         assert_eq!(parse_id(&u128::MAX.to_string()), Some(u128::MAX));
         // 32 characters are always hex, even when they look decimal.
         assert_eq!(parse_id("00000000000000000000000000000010"), Some(16),);
