@@ -15,6 +15,8 @@
 pub mod client;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod messages;
 pub mod reader;

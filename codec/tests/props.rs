@@ -146,6 +146,32 @@ proptest! {
         let _ = read_stream(&bytes, 7);
     }
 
+    /// The cargo-fuzz target's body, run on proptest's inputs in every
+    /// `cargo test`.
+    #[test]
+    fn fuzz_body_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        settle_codec::fuzzing::decode_all(&bytes);
+    }
+
+    #[test]
+    fn fuzz_body_never_panics_on_near_valid_frames(
+        txs in prop::collection::vec(any_transaction(), 0..8),
+        at in any::<prop::sample::Index>(),
+        value in any::<u8>(),
+        selector in any::<u8>(),
+    ) {
+        let mut buf = FrameBuf::new();
+        buf.push(1, &SubmitBatch { transactions: &txs }).unwrap();
+        let mut bytes = buf.as_slice().to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = value;
+        settle_codec::fuzzing::decode_all(&bytes);
+        // And the body alone, behind the fuzz body's own valid header.
+        let mut selected = vec![selector];
+        selected.extend_from_slice(&bytes[HEADER_BYTES..]);
+        settle_codec::fuzzing::decode_all(&selected);
+    }
+
     /// Random bytes almost never pass the checksums; these do, so they reach
     /// rkyv's validation and the limit checks.
     #[test]
