@@ -137,15 +137,16 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
 /// Appends one record (header + payload) to `out`.
 pub(crate) fn encode_record(out: &mut Vec<u8>, kind: u8, index: u64, term: u64, payload: &[u8]) {
     assert!(payload.len() <= PAYLOAD_BYTES_MAX);
-    let start = out.len();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[kind, 0, 0, 0]);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&index.to_le_bytes());
-    out.extend_from_slice(&term.to_le_bytes());
-    let crc = checksum(&out[start..start + HEADER_BYTES], payload);
-    out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..4].copy_from_slice(&MAGIC);
+    h[4] = kind;
+    h[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&index.to_le_bytes());
+    h[24..32].copy_from_slice(&term.to_le_bytes());
+    let crc = checksum(&h, payload);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    out.reserve(HEADER_BYTES + payload.len());
+    out.extend_from_slice(&h);
     out.extend_from_slice(payload);
 }
 
