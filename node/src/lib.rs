@@ -1,8 +1,20 @@
-//! settle-node library: the Raft glue of a settlement node.
+//! settle-node: one node of the settlement engine, the `settle` binary.
 //!
-//! Owns the glommio adapter for openraft's runtime trait and the Raft type
-//! configuration of a shard group. Must not know storage or codec internals:
-//! the log store is an adapter over `settle-storage`, wire types come from
-//! `settle-codec`.
+//! The pipeline, in modules: `intake` (TCP frames, HTTP JSON, validation,
+//! routing to shards) → `shard` (state, commands, the group-commit proposer)
+//! → `raft` (openraft on glommio: type config, log store over
+//! `settle-storage`, state machine, network) → `control` (participants, and
+//! the settlement cycles to come). `server` wires cores and groups together.
+//!
+//! Must not contain solver or storage internals: the log is the storage
+//! crate's, wire types are the codec's.
 
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod http;
+pub mod intake;
+pub mod participants;
 pub mod raft;
+pub mod server;
+pub mod shard;

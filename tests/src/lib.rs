@@ -1,1 +1,264 @@
-//! Multi-process tests (real processes, real files, real sockets) live in tests/tests/.
+//! Multi-process tests (real processes, real files, real sockets) live in
+//! tests/tests/; this library is their harness: find the built binaries,
+//! start and kill nodes, pick free ports.
+//!
+//! The binaries are built by the test command before the tests run
+//! (`cargo build --workspace --bins`), and found next to the test executable.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+/// How long a node may take to open its groups and listen.
+pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of a workspace binary in the same profile directory as this test.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port. The node binds it once per core with SO_REUSEPORT,
+/// so it cannot be given port 0.
+pub fn free_port() -> SocketAddr {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("loopback is available");
+    probe.local_addr().expect("a bound socket has an address")
+}
+
+/// Writes a participants file for `count` banks (via `settle-loadgen participants`).
+pub fn write_participants(dir: &Path, count: u32) -> anyhow::Result<PathBuf> {
+    let output = Command::new(bin_path("settle-loadgen"))
+        .args(["participants", "--count", &count.to_string()])
+        .output()
+        .context("running settle-loadgen participants")?;
+    if !output.status.success() {
+        bail!(
+            "settle-loadgen participants failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let path = dir.join("participants.json");
+    std::fs::write(&path, output.stdout)?;
+    Ok(path)
+}
+
+/// A `settle start` child process.
+pub struct Node {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    stderr: mpsc::Receiver<String>,
+    participants: Option<PathBuf>,
+    cores: usize,
+}
+
+impl Node {
+    /// Starts a node and waits until it listens.
+    pub fn start(
+        data_dir: &Path,
+        participants: Option<&Path>,
+        http: bool,
+        cores: usize,
+    ) -> anyhow::Result<Node> {
+        let listen = free_port();
+        let http = http.then(free_port);
+        Node::start_at(data_dir, participants, listen, http, cores)
+    }
+
+    fn start_at(
+        data_dir: &Path,
+        participants: Option<&Path>,
+        listen: SocketAddr,
+        http: Option<SocketAddr>,
+        cores: usize,
+    ) -> anyhow::Result<Node> {
+        let mut command = Command::new(bin_path("settle"));
+        command
+            .arg("start")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--cores")
+            .arg(cores.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(p) = participants {
+            command.arg("--participants").arg(p);
+        }
+        if let Some(h) = http {
+            command.arg("--http").arg(h.to_string());
+        }
+        let mut child = command.spawn().context("spawning settle")?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  [node] {line}");
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            listen,
+            http,
+            data_dir: data_dir.to_path_buf(),
+            stderr: lines,
+            participants: participants.map(Path::to_path_buf),
+            cores,
+        };
+        node.wait_listening()?;
+        Ok(node)
+    }
+
+    fn wait_listening(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + NODE_START_TIMEOUT;
+        loop {
+            match self.stderr.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("settle: listening on") => return Ok(()),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    bail!("settle exited during start-up: {status}");
+                }
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("settle exited during start-up: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("settle did not listen within {NODE_START_TIMEOUT:?}");
+            }
+        }
+    }
+
+    /// kill -9: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        // SAFETY: sending a signal to our own child process id.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if rc != 0 {
+            return Err(anyhow!("kill(SIGTERM) failed"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                bail!("settle did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the node again on the same directory and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.kill9();
+        }
+        let next = Node::start_at(
+            &self.data_dir,
+            self.participants.as_deref(),
+            self.listen,
+            self.http,
+            self.cores,
+        )?;
+        *self = next;
+        Ok(())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends raw bytes to `addr` and reads until the peer closes or `timeout`.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(bytes)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A minimal HTTP/1.1 request (the tests' client; the server side is a real
+/// HTTP stack). Returns status code and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,18 +1,20 @@
 //! The openraft type configuration of a shard group.
 //!
 //! Every shard (and the control group 0) is one openraft group of this type,
-//! driven by [`GlommioRuntime`]. The application payload [`ShardRequest`] and
-//! reply [`ShardResponse`] are placeholders: the real shard command/reply
-//! types replace them by editing the two `pub type` lines below (they must be
-//! `Debug + Display + serde` because openraft's `serde` feature is on).
+//! driven by [`GlommioRuntime`]. The payload of an entry is opaque bytes
+//! ([`ShardRequest`]): the group's state (`GroupState`) decodes them, so the
+//! log store and the network move bytes without knowing commands. Applying an
+//! entry answers the proposer with a [`ShardReply`].
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use settle_codec::TxResult;
 
 use super::runtime::GlommioRuntime;
 
-/// What a client asks a shard group to append (placeholder: opaque bytes).
+/// What a proposer asks a group to append: an encoded command (rkyv for
+/// shards, JSON for the control group), opaque to Raft.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRequest(pub Vec<u8>);
 
@@ -23,14 +25,18 @@ impl fmt::Display for ShardRequest {
     }
 }
 
-/// What applying one entry returns to the proposer (placeholder: opaque bytes).
+/// What applying one entry returns to its proposer (only on the node that
+/// proposed it): one result per transaction of a submit command, in order;
+/// empty for entries that carry no transactions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardResponse(pub Vec<u8>);
+pub struct ShardReply {
+    pub results: Vec<TxResult>,
+}
 
-/// The application payload of a log entry. Swap this line for the real command type.
+/// The application payload of a log entry.
 pub type Request = ShardRequest;
-/// The reply produced by applying an entry. Swap this line for the real reply type.
-pub type Response = ShardResponse;
+/// The reply produced by applying an entry.
+pub type Response = ShardReply;
 
 /// Id of a node (a `settle` process) within a group.
 pub type NodeId = u64;

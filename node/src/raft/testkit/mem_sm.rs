@@ -1,7 +1,7 @@
 //! TEST ONLY: an in-memory state machine that counts applied requests.
 //!
-//! Each applied request answers with the number of requests applied so far
-//! (u64 little endian), so a test can check order and exactly-once apply.
+//! Replies are empty; a test checks order and exactly-once apply by reading
+//! the counters right after each write returns (it returns after apply).
 
 use std::cell::RefCell;
 use std::io;
@@ -13,7 +13,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, SnapshotMeta, StoredMembership};
 
-use crate::raft::type_config::{LogId, ShardResponse, TypeConfig};
+use crate::raft::type_config::{LogId, ShardReply, TypeConfig};
 
 /// Bytes of an encoded [`Counters`] snapshot: two u64.
 const SNAPSHOT_BYTES: usize = 16;
@@ -118,10 +118,9 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
                     state.membership = StoredMembership::new(Some(log_id), membership);
                 }
             }
-            let reply = ShardResponse(state.counters.requests_applied.to_le_bytes().to_vec());
             drop(state);
             if let Some(responder) = responder {
-                responder.send(reply);
+                responder.send(ShardReply::default());
             }
         }
         Ok(())

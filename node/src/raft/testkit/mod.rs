@@ -1,11 +1,12 @@
 //! TEST ONLY: in-memory log, state machine and in-process network, used to
 //! prove that openraft runs on [`GlommioRuntime`] end to end (elections,
-//! replication, client writes). Production uses the `settle-storage` log
-//! adapter and the real network; nothing here is durable or wire-encoded.
+//! replication, client writes), and [`tally::Tally`], a tiny `GroupState`
+//! for testing the production stores. Nothing here is durable or wire-encoded.
 
 mod mem_log;
 mod mem_sm;
 mod router;
+pub mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use self::mem_log::MemLogStore;
 use self::mem_sm::{Counters, MemStateMachine};
 use self::router::Router;
 use crate::raft::runtime::GlommioRuntime;
-use crate::raft::type_config::{NodeAddr, NodeId, Raft, ShardRequest, ShardResponse, TypeConfig};
+use crate::raft::type_config::{NodeAddr, NodeId, Raft, ShardRequest, TypeConfig};
 
 /// How long a test waits for a Raft condition before failing: generous, as
 /// the test machine is shared, and an election needs ≤ 2 × election_timeout_max.
@@ -74,16 +75,22 @@ async fn wait_writable(leader: &Raft<MemStateMachine>) {
         .expect("leader becomes writable");
 }
 
-/// Writes `count` requests through `leader`, checking each reply is the
-/// running count of applied requests (so order and exactly-once hold).
+/// Writes `count` requests through `leader`, checking after each that the
+/// leader's machine has applied exactly `number` requests (client_write
+/// returns after apply, so order and exactly-once hold).
 /// Returns the log index of the last write.
-async fn write_and_check(leader: &Raft<MemStateMachine>, first_number: u64, count: u64) -> u64 {
+async fn write_and_check(
+    leader: &Raft<MemStateMachine>,
+    leader_machine: &MemStateMachine,
+    first_number: u64,
+    count: u64,
+) -> u64 {
     assert!(count > 0);
     let mut last_index = 0;
     for number in first_number..first_number + count {
         let request = ShardRequest(vec![number as u8; REQUEST_BYTES as usize]);
         let response = leader.client_write(request).await.expect("client_write");
-        assert_eq!(response.data, ShardResponse(number.to_le_bytes().to_vec()));
+        assert_eq!(leader_machine.counters(), counters_after(number));
         assert!(response.log_id.index > last_index, "log indexes grow");
         last_index = response.log_id.index;
     }
@@ -112,7 +119,7 @@ fn one_node_group_applies_client_writes_in_order() {
             .await
             .expect("leader");
 
-        let last_index = write_and_check(&raft, 1, WRITES).await;
+        let last_index = write_and_check(&raft, &state_machine, 1, WRITES).await;
 
         // Index 0 holds the initial membership, 1 the new leader's blank entry.
         assert_eq!(last_index, WRITES + 1);
@@ -147,7 +154,8 @@ fn three_node_group_elects_replicates_and_fails_over() {
             .expect("first leader");
         let old_leader = metrics.current_leader.expect("leader known");
         wait_writable(&nodes[&old_leader].0).await;
-        let last_index = write_and_check(&nodes[&old_leader].0, 1, WRITES).await;
+        let last_index =
+            write_and_check(&nodes[&old_leader].0, &nodes[&old_leader].1, 1, WRITES).await;
         for (raft, state_machine) in nodes.values() {
             raft.wait(Some(WAIT_MAX))
                 .applied_index_at_least(Some(last_index), "replicated")
@@ -175,7 +183,13 @@ fn three_node_group_elects_replicates_and_fails_over() {
         assert_ne!(new_leader, old_leader);
         wait_writable(&nodes[&new_leader].0).await;
 
-        let last_index = write_and_check(&nodes[&new_leader].0, WRITES + 1, WRITES).await;
+        let last_index = write_and_check(
+            &nodes[&new_leader].0,
+            &nodes[&new_leader].1,
+            WRITES + 1,
+            WRITES,
+        )
+        .await;
         for (_, (raft, state_machine)) in nodes.iter().filter(|(&id, _)| id != old_leader) {
             raft.wait(Some(WAIT_MAX))
                 .applied_index_at_least(Some(last_index), "replicated")
@@ -199,13 +213,13 @@ fn one_node_group_grows_to_three_voters_by_membership_change() {
         for id in 1..=3 {
             nodes.insert(id, start_node(id, &router).await);
         }
-        let leader = nodes[&1].0.clone();
+        let (leader, leader_machine) = (nodes[&1].0.clone(), nodes[&1].1.clone());
         leader
             .initialize(BTreeMap::from([(1, addr(1))]))
             .await
             .expect("initialize");
         wait_writable(&leader).await;
-        let first_index = write_and_check(&leader, 1, 3).await;
+        let first_index = write_and_check(&leader, &leader_machine, 1, 3).await;
 
         // Learners first (blocking: returns once they caught up), then promote.
         for id in [2, 3] {
@@ -225,7 +239,7 @@ fn one_node_group_grows_to_three_voters_by_membership_change() {
         );
         assert!(response.log_id.index > first_index);
 
-        let last_index = write_and_check(&leader, 4, 3).await;
+        let last_index = write_and_check(&leader, &leader_machine, 4, 3).await;
         for (raft, state_machine) in nodes.values() {
             raft.wait(Some(WAIT_MAX))
                 .applied_index_at_least(Some(last_index), "replicated to new voters")

@@ -1,0 +1,103 @@
+//! Node configuration from a TOML file, logging set-up, and defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use serde::Deserialize;
+use settle_codec::Currency;
+
+use crate::shard::ShardMap;
+
+/// Settings a `--config` file may hold; command-line flags override them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub cores: Option<usize>,
+    pub participants: Option<PathBuf>,
+    pub node_id: Option<u64>,
+    pub currencies: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    }
+}
+
+/// The shard map for `--currencies`, or the default one.
+pub fn shard_map(currencies: Option<&[String]>) -> anyhow::Result<ShardMap> {
+    let Some(codes) = currencies else {
+        return Ok(ShardMap::default_currencies());
+    };
+    let mut list = Vec::with_capacity(codes.len());
+    for code in codes {
+        let currency = Currency::from_code(code.trim())
+            .ok_or_else(|| anyhow!("--currencies: unknown currency {code:?}"))?;
+        if list.contains(&currency) {
+            return Err(anyhow!("--currencies: {code} appears twice"));
+        }
+        list.push(currency);
+    }
+    if list.is_empty() || list.len() > crate::shard::SHARDS_MAX {
+        return Err(anyhow!(
+            "--currencies: between 1 and {} currencies",
+            crate::shard::SHARDS_MAX
+        ));
+    }
+    Ok(ShardMap::new(list))
+}
+
+/// Cores this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Structured logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currencies_flag_builds_a_shard_map_or_names_the_bad_code() {
+        let map = shard_map(Some(&["EUR".into(), "CHF".into()])).unwrap();
+        assert_eq!(map.shard_count(), 2);
+        assert!(shard_map(Some(&["EUR".into(), "XXX".into()]))
+            .unwrap_err()
+            .to_string()
+            .contains("XXX"));
+        assert!(shard_map(Some(&["EUR".into(), "EUR".into()])).is_err());
+        assert_eq!(shard_map(None).unwrap(), ShardMap::default_currencies());
+    }
+
+    #[test]
+    fn config_file_refuses_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:7\"\ncores = 2").is_ok());
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

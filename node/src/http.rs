@@ -1,0 +1,327 @@
+//! JSON over HTTP, for people and scripts: one transaction per request.
+//!
+//! Runs on its own thread with a small tokio runtime (axum): this is the
+//! convenience path, not the data plane, so it may not take a core from the
+//! shards. It reaches the shards through the same bounded inboxes as TCP.
+//!
+//! - `POST /v1/transactions`: 201 Created, 200 for an idempotent retry,
+//!   409 Conflict with the original, 422 naming the field at fault.
+//! - `GET /v1/transactions/{id}`: status and events, 404 if unknown.
+//! - `GET /v1/participants`, `POST /v1/participants`: read, add or update.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use settle_codec::{
+    parse_id, Currency, Field, ParticipantId, RejectReason, Transaction, TxResult, TxStatus, Window,
+};
+use tokio::sync::oneshot;
+
+use crate::intake::{Intake, ShardError};
+use crate::participants::ParticipantSpec;
+
+/// Largest HTTP body accepted: one transaction or one participant is < 1 KiB.
+const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// The HTTP server thread.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `addr` and serves on a new thread.
+    pub fn start(addr: SocketAddr, intake: Intake) -> anyhow::Result<HttpServer> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("HTTP listen on {addr}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("settle-http".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("a bound listener");
+                    let app = router(intake);
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(HttpServer {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn router(intake: Intake) -> Router {
+    Router::new()
+        .route("/v1/transactions", post(post_transaction))
+        .route("/v1/transactions/{id}", get(get_transaction))
+        .route(
+            "/v1/participants",
+            get(get_participants).post(post_participant),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .with_state(intake)
+}
+
+fn error(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (status, Json(body)).into_response()
+}
+
+fn shard_error(e: &ShardError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string())
+}
+
+async fn post_transaction(State(intake): State<Intake>, body: Bytes) -> Response {
+    let tx = match parse_transaction(&body) {
+        Ok(tx) => tx,
+        Err((field, reason, message)) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": message, "field": field, "reason": reason })),
+            )
+                .into_response()
+        }
+    };
+    let results = match intake.submit(std::iter::once(tx)).await {
+        Ok(results) => results,
+        Err(e) => return shard_error(&e),
+    };
+    let view = settle_codec::TransactionJson::from(tx);
+    match results[0] {
+        TxResult::Created => (StatusCode::CREATED, Json(json!({ "result": "created", "transaction": view }))).into_response(),
+        TxResult::Duplicate => (StatusCode::OK, Json(json!({ "result": "duplicate", "transaction": view }))).into_response(),
+        TxResult::Conflict => {
+            let original = match intake.router.lookup(&[tx.id]).await {
+                Ok(items) => items.into_iter().next(),
+                Err(e) => return shard_error(&e),
+            };
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "result": "conflict",
+                    "error": "this id was already accepted with different content",
+                    "original": original,
+                })),
+            )
+                .into_response()
+        }
+        TxResult::Rejected { reason, field } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("{field}: {reason}"), "field": field.as_str(), "reason": reason.as_str() })),
+        )
+            .into_response(),
+    }
+}
+
+/// Parses a JSON transaction field by field, so every error names its field
+/// (serde's own message would say "invalid value: integer -5" without saying where).
+fn parse_transaction(body: &[u8]) -> Result<Transaction, (&'static str, &'static str, String)> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ("transaction", "malformed", format!("body is not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err((
+            "transaction",
+            "malformed",
+            "body must be a JSON object".into(),
+        ));
+    };
+    let known = [
+        "id",
+        "debtor",
+        "creditor",
+        "amount",
+        "send",
+        "receive",
+        "window",
+        "client_timestamp_us",
+    ];
+    if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err((
+            "transaction",
+            "malformed",
+            format!("unknown field {unknown:?}"),
+        ));
+    }
+    let text = |map: &Map<String, Value>,
+                field: Field|
+     -> Result<String, (&'static str, &'static str, String)> {
+        match map.get(field.as_str()) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err((
+                field.as_str(),
+                "malformed",
+                format!("{field} must be a string, got {other}"),
+            )),
+            None => Err((field.as_str(), "malformed", format!("{field} is missing"))),
+        }
+    };
+    let reject = |field: Field, reason: RejectReason, value: &str| {
+        (
+            field.as_str(),
+            reason.as_str(),
+            format!("{field}: {reason}: {value:?}"),
+        )
+    };
+    let id_text = text(&map, Field::Id)?;
+    let id =
+        parse_id(&id_text).ok_or_else(|| reject(Field::Id, RejectReason::Malformed, &id_text))?;
+    let debtor_text = text(&map, Field::Debtor)?;
+    let debtor = ParticipantId::from_name(&debtor_text)
+        .ok_or_else(|| reject(Field::Debtor, RejectReason::UnknownDebtor, &debtor_text))?;
+    let creditor_text = text(&map, Field::Creditor)?;
+    let creditor = ParticipantId::from_name(&creditor_text).ok_or_else(|| {
+        reject(
+            Field::Creditor,
+            RejectReason::UnknownCreditor,
+            &creditor_text,
+        )
+    })?;
+    let amount = match map.get("amount") {
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => {
+                return Err((
+                    "amount",
+                    "zero_amount",
+                    "amount must be greater than zero".into(),
+                ))
+            }
+            Some(a) => a,
+            None => {
+                return Err((
+                    "amount",
+                    "malformed",
+                    format!("amount must be a positive integer of minor units, got {n}"),
+                ))
+            }
+        },
+        Some(other) => {
+            return Err((
+                "amount",
+                "malformed",
+                format!("amount must be an integer of minor units, got {other}"),
+            ))
+        }
+        None => return Err(("amount", "malformed", "amount is missing".into())),
+    };
+    let send_text = text(&map, Field::Send)?;
+    let send = Currency::from_code(&send_text)
+        .ok_or_else(|| reject(Field::Send, RejectReason::UnknownCurrency, &send_text))?;
+    let receive_text = text(&map, Field::Receive)?;
+    let receive = Currency::from_code(&receive_text)
+        .ok_or_else(|| reject(Field::Receive, RejectReason::UnknownCurrency, &receive_text))?;
+    let window_text = text(&map, Field::Window)?;
+    let window = Window::from_name(&window_text)
+        .ok_or_else(|| reject(Field::Window, RejectReason::UnsupportedWindow, &window_text))?;
+    let client_timestamp_us = match map.get("client_timestamp_us") {
+        None => 0,
+        Some(v) => v.as_u64().ok_or((
+            "client_timestamp_us",
+            "malformed",
+            format!("client_timestamp_us must be a non-negative integer, got {v}"),
+        ))?,
+    };
+    Ok(Transaction {
+        id,
+        debtor,
+        creditor,
+        amount,
+        send,
+        receive,
+        window,
+        client_timestamp_us,
+    })
+}
+
+async fn get_transaction(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some("id"),
+            format!("{id:?} is not a transaction id"),
+        );
+    };
+    match intake.router.lookup(&[id]).await {
+        Ok(items) => {
+            let item = items.into_iter().next().expect("one item per id");
+            if item.status == TxStatus::NotFound {
+                error(StatusCode::NOT_FOUND, None, "no transaction with this id")
+            } else {
+                (StatusCode::OK, Json(item)).into_response()
+            }
+        }
+        Err(e) => shard_error(&e),
+    }
+}
+
+async fn get_participants(State(intake): State<Intake>) -> Response {
+    let registry = intake.participants.load();
+    let list: Vec<ParticipantSpec> = registry.iter().map(|p| p.spec()).collect();
+    (StatusCode::OK, Json(json!({ "participants": list }))).into_response()
+}
+
+async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response {
+    let spec: ParticipantSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                format!("participant: {e}"),
+            )
+        }
+    };
+    let participant = match spec.validate(0) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                e.to_string().replace("participants[0].", ""),
+            )
+        }
+    };
+    match intake
+        .router
+        .upsert_participants(vec![participant.clone()])
+        .await
+    {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "participant": participant.spec() })),
+        )
+            .into_response(),
+        Err(e) => shard_error(&e),
+    }
+}

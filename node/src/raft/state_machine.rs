@@ -1,0 +1,506 @@
+//! The state machine of a group: openraft's `RaftStateMachine` over a
+//! [`GroupState`] (the shard's or the control group's deterministic state).
+//!
+//! The state lives in an `Rc<RefCell<S>>` shared with the group's proposer on
+//! the same core, which reads it for lookups between applies (never across
+//! an await). Snapshots are `S::snapshot()` bytes plus the last applied log id
+//! and membership, persisted with `settle_storage::SnapshotStore`; on open the
+//! newest snapshot is restored and openraft replays the log after it.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use futures_util::{Stream, TryStreamExt};
+use glommio::sync::Semaphore;
+use openraft::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, StoredMembership};
+use rkyv::util::AlignedVec;
+
+use super::type_config::{LogId, ShardReply, TypeConfig};
+
+/// Alignment of the bytes [`GroupState::apply`] receives: rkyv's validated
+/// access needs the archive's alignment (16 for the u128 transaction id).
+pub const COMMAND_ALIGN: usize = 16;
+
+/// The deterministic, replicated state of one group.
+///
+/// Implementations must be pure functions of the log: same entries in the
+/// same order → same state and same [`GroupState::snapshot`] bytes on every
+/// replica. `Default` is the state of an empty log.
+pub trait GroupState: Default + 'static {
+    /// Applies one command entry (the bytes of a `ShardRequest`) at
+    /// `log_index`; fills `reply`. `command` is 16-byte aligned
+    /// ([`COMMAND_ALIGN`]), so rkyv archives can be accessed in place.
+    ///
+    /// `Err` means the entry cannot be interpreted at all (a proposer bug: the
+    /// log is checksummed) and the state must be unchanged; the group then
+    /// stops with a storage error rather than skip an entry that every
+    /// replica would skip the same way but that a client may have been told
+    /// about. Refusals that are part of the state's rules are `Ok` with a
+    /// reply saying so.
+    fn apply(
+        &mut self,
+        log_index: u64,
+        command: &[u8],
+        reply: &mut ShardReply,
+    ) -> Result<(), String>;
+
+    /// A blank or membership entry: only the applied index moves. Never
+    /// called for log index 0 (the initial membership entry), so a state may
+    /// use 0 as "nothing applied".
+    fn apply_noop(&mut self, log_index: u64);
+
+    /// Deterministic bytes of the whole state (same state → same bytes on every replica).
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// The state a snapshot describes.
+    fn restore(bytes: &[u8]) -> Result<Self, String>
+    where
+        Self: Sized;
+
+    /// Replaces the live state with one restored from a snapshot sent by the
+    /// leader. The default swaps it whole; a state holding local, non
+    /// replicated handles (e.g. where it publishes itself) overrides this to
+    /// carry them over.
+    fn install(&mut self, restored: Self)
+    where
+        Self: Sized,
+    {
+        *self = restored;
+    }
+}
+
+/// Why a state machine could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StateMachineError {
+    #[error("snapshot store: {0}")]
+    Storage(#[from] settle_storage::Error),
+    #[error("snapshot metadata does not decode: {0}")]
+    BadMeta(String),
+    #[error("snapshot data does not restore: {0}")]
+    BadData(String),
+}
+
+/// Snapshot files of a group, shared by the state machine and its builders
+/// (a builder writes from a task of its own while entries keep applying).
+struct Snapshots {
+    store: settle_storage::SnapshotStore,
+    /// Meta of the newest durable snapshot.
+    current: RefCell<Option<SnapshotMetaOf<TypeConfig>>>,
+    /// One snapshot write at a time: the store numbers files by listing them.
+    writer: Semaphore,
+}
+
+impl Snapshots {
+    /// Persists a snapshot unless a newer one is already durable (a slow
+    /// builder finishing after an install). Returns whether it was written.
+    async fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<bool> {
+        let _writer = self
+            .writer
+            .acquire_permit(1)
+            .await
+            .expect("snapshot writer semaphore is never closed");
+        if self
+            .current
+            .borrow()
+            .as_ref()
+            .is_some_and(|cur| cur.last_log_id >= meta.last_log_id)
+        {
+            return Ok(false);
+        }
+        let meta_bytes = serde_json::to_vec(meta).expect("snapshot meta is plain data");
+        self.store
+            .write(&meta_bytes, data)
+            .await
+            .map_err(storage_to_io)?;
+        *self.current.borrow_mut() = Some(meta.clone());
+        Ok(true)
+    }
+}
+
+/// openraft's state machine for a group whose state is `S`.
+pub struct GroupStateMachine<S: GroupState> {
+    state: Rc<RefCell<S>>,
+    last_applied: Option<LogId>,
+    membership: StoredMembershipOf<TypeConfig>,
+    snapshots: Rc<Snapshots>,
+    /// Reused copy of the command being applied, aligned for rkyv.
+    scratch: AlignedVec<COMMAND_ALIGN>,
+}
+
+impl<S: GroupState> GroupStateMachine<S> {
+    /// Opens the snapshot store in `dir` and restores the newest snapshot, if
+    /// any (else `S::default()`). Returns the machine and the state handle
+    /// the proposer shares.
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+    ) -> Result<(Self, Rc<RefCell<S>>), StateMachineError> {
+        let store = settle_storage::SnapshotStore::open(dir).await?;
+        let (state, meta) = match store.read_latest().await? {
+            None => (S::default(), None),
+            Some(snapshot) => {
+                let meta: SnapshotMetaOf<TypeConfig> = serde_json::from_slice(&snapshot.meta)
+                    .map_err(|e| StateMachineError::BadMeta(e.to_string()))?;
+                let state = S::restore(&snapshot.data).map_err(StateMachineError::BadData)?;
+                (state, Some(meta))
+            }
+        };
+        let state = Rc::new(RefCell::new(state));
+        let machine = GroupStateMachine {
+            state: state.clone(),
+            last_applied: meta.as_ref().and_then(|m| m.last_log_id),
+            membership: meta
+                .as_ref()
+                .map(|m| m.last_membership.clone())
+                .unwrap_or_default(),
+            snapshots: Rc::new(Snapshots {
+                store,
+                current: RefCell::new(meta),
+                writer: Semaphore::new(1),
+            }),
+            scratch: AlignedVec::new(),
+        };
+        Ok((machine, state))
+    }
+
+    /// The state handle (the same `Rc` that [`GroupStateMachine::open`] returned).
+    pub fn state(&self) -> &Rc<RefCell<S>> {
+        &self.state
+    }
+
+    fn apply_command(&mut self, log_index: u64, command: &[u8]) -> io::Result<ShardReply> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(command);
+        let mut reply = ShardReply::default();
+        self.state
+            .borrow_mut()
+            .apply(log_index, &self.scratch, &mut reply)
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("entry {log_index} does not apply: {e}"),
+                )
+            })?;
+        Ok(reply)
+    }
+
+    fn apply_noop(&mut self, log_index: u64) {
+        if log_index > 0 {
+            self.state.borrow_mut().apply_noop(log_index);
+        }
+    }
+}
+
+/// A consistent view of the state taken when openraft asked for a snapshot;
+/// writing it to disk happens later, in openraft's builder task.
+pub struct GroupSnapshotBuilder {
+    snapshots: Rc<Snapshots>,
+    meta: SnapshotMetaOf<TypeConfig>,
+    data: Option<Vec<u8>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
+        // openraft builds once per builder; a second call would need a copy
+        // of a possibly large state, so it is refused instead.
+        let data = self
+            .data
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
+        self.snapshots.persist(&self.meta, &data).await?;
+        Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta: self.meta.clone(),
+            snapshot: data,
+        })
+    }
+}
+
+impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = GroupSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembershipOf<TypeConfig>), io::Error> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            assert!(
+                self.last_applied < Some(log_id),
+                "entries apply in log order"
+            );
+            let reply = match entry.payload {
+                EntryPayload::Blank => {
+                    self.apply_noop(log_id.index);
+                    ShardReply::default()
+                }
+                EntryPayload::Normal(request) => self.apply_command(log_id.index, &request.0)?,
+                EntryPayload::Membership(membership) => {
+                    self.apply_noop(log_id.index);
+                    self.membership = StoredMembership::new(Some(log_id), membership);
+                    ShardReply::default()
+                }
+            };
+            self.last_applied = Some(log_id);
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Serialised now, synchronously: later applies must not leak into it.
+        GroupSnapshotBuilder {
+            snapshots: self.snapshots.clone(),
+            meta: SnapshotMetaOf::<TypeConfig> {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+            },
+            data: Some(self.state.borrow().snapshot()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let restored = S::restore(&snapshot).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot does not restore: {e}"),
+            )
+        })?;
+        self.snapshots.persist(meta, &snapshot).await?;
+        self.state.borrow_mut().install(restored);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
+        // Under the writer permit: the newest file and `current` agree.
+        let _writer = self
+            .snapshots
+            .writer
+            .acquire_permit(1)
+            .await
+            .expect("snapshot writer semaphore is never closed");
+        let Some(snapshot) = self
+            .snapshots
+            .store
+            .read_latest()
+            .await
+            .map_err(storage_to_io)?
+        else {
+            return Ok(None);
+        };
+        let meta: SnapshotMetaOf<TypeConfig> =
+            serde_json::from_slice(&snapshot.meta).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("snapshot meta: {e}"))
+            })?;
+        Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta,
+            snapshot: snapshot.data,
+        }))
+    }
+}
+
+/// A storage error as the `io::Error` openraft's traits speak, keeping the
+/// OS error kind when there is one.
+pub(crate) fn storage_to_io(e: settle_storage::Error) -> io::Error {
+    let kind = match &e {
+        settle_storage::Error::Io { source, .. } => source.kind(),
+        settle_storage::Error::Corrupt { .. } | settle_storage::Error::CorruptFile { .. } => {
+            io::ErrorKind::InvalidData
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::impls::leader_id_adv::LeaderId;
+    use openraft::{AsyncRuntime, Membership};
+
+    use super::*;
+    use crate::raft::runtime::GlommioRuntime;
+    use crate::raft::testkit::tally::{self, Tally};
+    use crate::raft::type_config::{Entry, ShardRequest};
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId {
+            leader_id: LeaderId { term, node_id: 1 },
+            index,
+        }
+    }
+
+    fn entries(terms_and_values: &[(u64, u64, Option<u64>)]) -> Vec<Entry> {
+        terms_and_values
+            .iter()
+            .map(|&(term, index, value)| Entry {
+                log_id: log_id(term, index),
+                payload: match value {
+                    Some(v) => EntryPayload::Normal(tally::command(v)),
+                    None if index == 0 => EntryPayload::Membership(Membership::new_with_defaults(
+                        vec![BTreeSet::from([1])],
+                        [],
+                    )),
+                    None => EntryPayload::Blank,
+                },
+            })
+            .collect()
+    }
+
+    async fn apply(machine: &mut GroupStateMachine<Tally>, entries: Vec<Entry>) -> io::Result<()> {
+        let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        machine.apply(stream).await
+    }
+
+    #[test]
+    fn snapshots_persist_restore_on_open_and_install_elsewhere() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut rt = GlommioRuntime::new(1);
+        rt.block_on(async {
+            let (mut a, state_a) = GroupStateMachine::<Tally>::open(dir_a.path())
+                .await
+                .unwrap();
+            assert!(a.get_current_snapshot().await.unwrap().is_none());
+            apply(
+                &mut a,
+                entries(&[(1, 0, None), (1, 1, None), (1, 2, Some(5)), (1, 3, Some(7))]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                *state_a.borrow(),
+                Tally {
+                    last_index: 3,
+                    commands: 2,
+                    sum: 12
+                }
+            );
+
+            let mut builder = a.get_snapshot_builder().await;
+            // Applied after the builder was taken: not in this snapshot.
+            apply(&mut a, entries(&[(2, 4, Some(100))])).await.unwrap();
+            let snapshot = builder.build_snapshot().await.unwrap();
+            assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 3)));
+            assert_eq!(Tally::restore(&snapshot.snapshot).unwrap().sum, 12);
+            let current = a.get_current_snapshot().await.unwrap().expect("persisted");
+            assert_eq!(current.meta, snapshot.meta);
+            assert_eq!(current.snapshot, snapshot.snapshot);
+            drop(a);
+
+            // Reopen: the snapshot's state, not the later apply.
+            let (mut a, state_a) = GroupStateMachine::<Tally>::open(dir_a.path())
+                .await
+                .unwrap();
+            assert_eq!(
+                *state_a.borrow(),
+                Tally {
+                    last_index: 3,
+                    commands: 2,
+                    sum: 12
+                }
+            );
+            let (applied, membership) = a.applied_state().await.unwrap();
+            assert_eq!(applied, Some(log_id(1, 3)));
+            assert_eq!(membership.log_id(), &Some(log_id(1, 0)));
+
+            // Install on another machine whose state handle is shared.
+            let (mut b, state_b) = GroupStateMachine::<Tally>::open(dir_b.path())
+                .await
+                .unwrap();
+            apply(&mut b, entries(&[(1, 0, None), (1, 1, Some(1))]))
+                .await
+                .unwrap();
+            b.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                *state_b.borrow(),
+                Tally {
+                    last_index: 3,
+                    commands: 2,
+                    sum: 12
+                },
+                "same Rc, new state"
+            );
+            assert_eq!(b.applied_state().await.unwrap().0, Some(log_id(1, 3)));
+            apply(&mut b, entries(&[(2, 4, Some(1))])).await.unwrap();
+            assert_eq!(state_b.borrow().sum, 13);
+            drop(b);
+            let (_b, state_b) = GroupStateMachine::<Tally>::open(dir_b.path())
+                .await
+                .unwrap();
+            assert_eq!(
+                state_b.borrow().sum,
+                12,
+                "the installed snapshot was persisted"
+            );
+
+            // An older snapshot finishing late never replaces a newer one.
+            let mut late = a.get_snapshot_builder().await; // at index 3 again
+            apply(&mut a, entries(&[(2, 4, Some(1)), (2, 5, Some(1))]))
+                .await
+                .unwrap();
+            let newer = a
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            late.build_snapshot().await.unwrap();
+            assert_eq!(
+                a.get_current_snapshot().await.unwrap().unwrap().meta,
+                newer.meta
+            );
+        });
+    }
+
+    #[test]
+    fn an_entry_that_does_not_apply_is_an_error_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = GlommioRuntime::new(1);
+        rt.block_on(async {
+            let (mut machine, state) = GroupStateMachine::<Tally>::open(dir.path()).await.unwrap();
+            apply(&mut machine, entries(&[(1, 0, None), (1, 1, Some(3))]))
+                .await
+                .unwrap();
+            let bad = Entry {
+                log_id: log_id(1, 2),
+                payload: EntryPayload::Normal(ShardRequest(vec![1, 2, 3])),
+            };
+            let err = apply(&mut machine, vec![bad]).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(
+                *state.borrow(),
+                Tally {
+                    last_index: 1,
+                    commands: 1,
+                    sum: 3
+                }
+            );
+            assert_eq!(machine.applied_state().await.unwrap().0, Some(log_id(1, 1)));
+        });
+    }
+}

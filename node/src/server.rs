@@ -1,0 +1,279 @@
+//! A running node: one glommio executor pinned per core, the Raft groups each
+//! core owns, a TCP listener per core and the HTTP thread.
+//!
+//! Start-up order matters: every group is opened (log replayed, leader
+//! elected) and the control group has published the participants before any
+//! listener accepts a connection, so the first request sees a ready engine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use arc_swap::ArcSwap;
+use glommio::{LocalExecutorBuilder, Placement};
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::control::{ControlCommand, ControlState};
+use crate::intake::router::{ControlMsg, ShardMsg};
+use crate::intake::{tcp, Intake, ShardRouter};
+use crate::participants::{Participant, Registry};
+use crate::raft::{open_group, GroupConfig, ShardRequest};
+use crate::shard::{proposer, GroupId, ShardMap, ShardState, CONTROL_GROUP};
+
+/// How often idle cores look at the stop flag: bounds shutdown latency.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// io_uring memory per executor: DMA buffers of the logs come from here.
+const EXECUTOR_IO_MEMORY_BYTES: usize = 64 << 20;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub cores: usize,
+    pub shards: ShardMap,
+    /// Participants to add or update at start (from `--participants`).
+    pub participants: Vec<Participant>,
+    pub group: GroupConfig,
+}
+
+/// A started node; dropping it does not stop it, [`RunningNode::stop`] does.
+pub struct RunningNode {
+    stop: Arc<AtomicBool>,
+    cores: Vec<glommio::ExecutorJoinHandle<anyhow::Result<()>>>,
+    /// Cores still running; each core decrements it when it returns.
+    cores_running: Arc<AtomicUsize>,
+    http: Option<crate::http::HttpServer>,
+    pub listen: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl RunningNode {
+    /// Asks every core to stop, waits for the groups to shut down.
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(http) = self.http {
+            http.stop();
+        }
+        let mut first_error = None;
+        for core in self.cores {
+            match core.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(error = %e, "core failed");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow!("a core failed: {e}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// True once a core has stopped on its own (a failure).
+    pub fn any_core_finished(&self) -> bool {
+        self.cores_running.load(Ordering::SeqCst) < self.cores.len()
+    }
+}
+
+/// Starts the node and returns once it accepts connections.
+pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    assert!(config.cores >= 1);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let participants = Arc::new(ArcSwap::from_pointee(Registry::default()));
+    let (router, inboxes, control_inbox) = ShardRouter::new(config.shards.shard_count());
+    let mut control_inbox = Some(control_inbox);
+    let intake = Intake {
+        shards: config.shards.clone(),
+        participants: participants.clone(),
+        router,
+    };
+
+    // Inboxes go to the core that owns their shard.
+    let mut inboxes_by_core: Vec<Vec<(GroupId, mpsc::Receiver<ShardMsg>)>> =
+        (0..config.cores).map(|_| Vec::new()).collect();
+    for (i, inbox) in inboxes.into_iter().enumerate() {
+        let group = (i + 1) as GroupId;
+        inboxes_by_core[config.shards.core_of(group, config.cores)].push((group, inbox));
+    }
+
+    let groups_ready = Arc::new(AtomicUsize::new(0));
+    let cores_running = Arc::new(AtomicUsize::new(config.cores));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
+    let mut cores = Vec::with_capacity(config.cores);
+    for (core, inboxes) in inboxes_by_core.into_iter().enumerate() {
+        let ctx = CoreContext {
+            core,
+            config: config.clone(),
+            intake: intake.clone(),
+            participants: participants.clone(),
+            stop: stop.clone(),
+            groups_ready: groups_ready.clone(),
+            ready: ready_tx.clone(),
+        };
+        let running = cores_running.clone();
+        let control_inbox = if config.shards.core_of(CONTROL_GROUP, config.cores) == core {
+            control_inbox.take()
+        } else {
+            None
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("settle-core-{core}"))
+            .io_memory(EXECUTOR_IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let result = run_core(ctx, inboxes, control_inbox).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                result
+            })
+            .map_err(|e| anyhow!("starting the executor of core {core}: {e}"))?;
+        cores.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..config.cores {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::SeqCst);
+                return Err(anyhow!(e));
+            }
+            Err(_) => {
+                stop.store(true, Ordering::SeqCst);
+                for core in cores {
+                    if let Ok(Err(e)) = core.join() {
+                        return Err(e);
+                    }
+                }
+                return Err(anyhow!("a core stopped during start-up"));
+            }
+        }
+    }
+    let http = match config.http {
+        Some(addr) => Some(crate::http::HttpServer::start(addr, intake.clone())?),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|h| h.addr);
+    info!(listen = %config.listen, http = ?http_addr, cores = config.cores, shards = config.shards.shard_count(), "node ready");
+    Ok(RunningNode {
+        stop,
+        cores,
+        cores_running,
+        http,
+        listen: config.listen,
+        http_addr,
+    })
+}
+
+struct CoreContext {
+    core: usize,
+    config: NodeConfig,
+    intake: Intake,
+    participants: Arc<ArcSwap<Registry>>,
+    stop: Arc<AtomicBool>,
+    groups_ready: Arc<AtomicUsize>,
+    ready: std::sync::mpsc::Sender<Result<usize, String>>,
+}
+
+async fn run_core(
+    ctx: CoreContext,
+    inboxes: Vec<(GroupId, mpsc::Receiver<ShardMsg>)>,
+    control_inbox: Option<mpsc::Receiver<ControlMsg>>,
+) -> anyhow::Result<()> {
+    let result = open_and_serve(&ctx, inboxes, control_inbox).await;
+    if let Err(e) = &result {
+        let _ = ctx.ready.send(Err(format!("core {}: {e:#}", ctx.core)));
+    }
+    result
+}
+
+async fn open_and_serve(
+    ctx: &CoreContext,
+    inboxes: Vec<(GroupId, mpsc::Receiver<ShardMsg>)>,
+    control_inbox: Option<mpsc::Receiver<ControlMsg>>,
+) -> anyhow::Result<()> {
+    let config = &ctx.config;
+    let mut shutdowns = Vec::new();
+
+    if let Some(control_inbox) = control_inbox {
+        let dir = config.data_dir.join("group-0-control");
+        let (raft, state) =
+            open_group::<ControlState>(CONTROL_GROUP, config.node_id, &dir, &config.group)
+                .await
+                .context("opening the control group")?;
+        state.borrow_mut().publish_to(ctx.participants.clone());
+        let current = state.borrow().registry();
+        let changed: Vec<Participant> = config
+            .participants
+            .iter()
+            .filter(|p| current.get(p.id) != Some(*p))
+            .cloned()
+            .collect();
+        if !changed.is_empty() {
+            for chunk in changed.chunks(crate::control::UPSERT_PARTICIPANTS_MAX) {
+                let command = ControlCommand::UpsertParticipants(chunk.to_vec()).encode();
+                raft.client_write(ShardRequest(command))
+                    .await
+                    .map_err(|e| anyhow!("recording participants: {e}"))?;
+            }
+            info!(count = changed.len(), "participants added or updated");
+        }
+        glommio::spawn_local(crate::control::proposer::run(raft.clone(), control_inbox)).detach();
+        let raft_for_shutdown = raft.clone();
+        shutdowns.push(Box::pin(async move {
+            let _ = raft_for_shutdown.shutdown().await;
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
+        ctx.groups_ready.fetch_add(1, Ordering::SeqCst);
+    }
+
+    for (group, inbox) in inboxes {
+        let currency = config
+            .shards
+            .currency_of(group)
+            .expect("shard groups have a currency");
+        let dir = config.data_dir.join(format!(
+            "group-{group}-{}",
+            currency.as_str().to_ascii_lowercase()
+        ));
+        let (raft, state) = open_group::<ShardState>(group, config.node_id, &dir, &config.group)
+            .await
+            .with_context(|| format!("opening shard {group} ({currency})"))?;
+        info!(group, %currency, transactions = state.borrow().len(), "shard open");
+        glommio::spawn_local(proposer::run(group, raft.clone(), state, inbox)).detach();
+        shutdowns.push(Box::pin(async move {
+            let _ = raft.shutdown().await;
+        }));
+        ctx.groups_ready.fetch_add(1, Ordering::SeqCst);
+    }
+
+    // Accept nothing before every group of every core is open.
+    let groups_total = config.shards.shard_count() + 1;
+    while ctx.groups_ready.load(Ordering::SeqCst) < groups_total {
+        if ctx.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+    let listener = glommio::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow!("listening on {}: {e}", config.listen))?;
+    glommio::spawn_local(tcp::serve(listener, Rc::new(ctx.intake.clone()))).detach();
+    let _ = ctx.ready.send(Ok(ctx.core));
+
+    while !ctx.stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    for shutdown in shutdowns {
+        shutdown.await;
+    }
+    Ok(())
+}
