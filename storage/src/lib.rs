@@ -8,8 +8,8 @@
 //! store.
 //!
 //! Must not know what a transaction, an entry type or a Raft vote is: records
-//! are (index, term, opaque bytes). All I/O goes through [`io`]-module types
-//! of our own (glommio `DmaFile` today) so the engine can be swapped. The
+//! are (index, term, opaque bytes). All I/O goes through our private `io` module
+//! (glommio `DmaFile` today) so the engine can be swapped. The
 //! types are `!Send` and run on one glommio `LocalExecutor` thread.
 
 pub mod error;

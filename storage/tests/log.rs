@@ -182,6 +182,10 @@ fn flush_in_flight_does_not_block_staging_and_next_flush_covers_it() {
             None,
             "first flush still in flight"
         );
+        // The record being written is readable from the in-flight buffer.
+        let in_flight = log.read(0..1).await.unwrap();
+        assert_eq!(in_flight[0].payload, payload(0));
+        assert_eq!(log.durable_last_index(), None);
         for i in 1..100u64 {
             let p = payload(i);
             log.append([Entry {
