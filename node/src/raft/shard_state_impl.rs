@@ -46,8 +46,6 @@ impl GroupState for ShardState {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use openraft::AsyncRuntime;
     use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 

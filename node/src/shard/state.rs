@@ -453,7 +453,7 @@ impl ShardState {
         for _ in 0..count {
             let id = r.u128()?;
             let n = r.u32()? as usize;
-            if n > MAX_TX_EVENTS {
+            if n > MAX_TX_EVENTS || n * SNAPSHOT_EVENT_BYTES > r.remaining() {
                 return Err(format!(
                     "shard snapshot: {n} extra events for transaction {id}"
                 ));
@@ -586,12 +586,15 @@ mod snapshot_codes {
         pub fn u128(&mut self) -> Result<u128, String> {
             Ok(u128::from_le_bytes(self.take()?))
         }
+        pub fn remaining(&self) -> usize {
+            self.bytes.len() - self.pos
+        }
         /// An item count, refused if the remaining bytes cannot hold that
         /// many items of at least `item_bytes` (a damaged count must not
         /// reserve gigabytes).
         pub fn count(&mut self, item_bytes: usize) -> Result<usize, String> {
             let count = self.u64()?;
-            let room = (self.bytes.len() - self.pos) / item_bytes;
+            let room = self.remaining() / item_bytes;
             if count > room as u64 {
                 return Err(format!(
                     "shard snapshot: count {count} exceeds the {room} items the bytes can hold"
