@@ -3,6 +3,7 @@
 //! replication, client writes), and [`tally::Tally`], a tiny `GroupState`
 //! for testing the production stores. Nothing here is durable or wire-encoded.
 
+mod durable_cluster;
 mod mem_log;
 mod mem_sm;
 mod router;
@@ -16,7 +17,7 @@ use openraft::{AsyncRuntime, ServerState};
 
 use self::mem_log::MemLogStore;
 use self::mem_sm::{Counters, MemStateMachine};
-use self::router::Router;
+use self::router::{RoutableMachine, Router};
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::type_config::{NodeAddr, NodeId, Raft, ShardRequest, TypeConfig};
 
@@ -44,7 +45,10 @@ fn addr(id: NodeId) -> NodeAddr {
     }
 }
 
-async fn start_node(id: NodeId, router: &Router) -> (Raft<MemStateMachine>, MemStateMachine) {
+async fn start_node(
+    id: NodeId,
+    router: &Router<MemStateMachine>,
+) -> (Raft<MemStateMachine>, MemStateMachine) {
     let state_machine = MemStateMachine::default();
     let raft = Raft::new(
         id,
@@ -59,7 +63,7 @@ async fn start_node(id: NodeId, router: &Router) -> (Raft<MemStateMachine>, MemS
     (raft, state_machine)
 }
 
-async fn shutdown_all(router: &Router) {
+async fn shutdown_all<SM: RoutableMachine>(router: &Router<SM>) {
     for raft in router.clear() {
         raft.shutdown().await.expect("raft node shuts down");
     }
@@ -67,7 +71,7 @@ async fn shutdown_all(router: &Router) {
 
 /// A freshly elected leader refuses writes (`ForwardToLeader`, reason
 /// `LeaseExpired`) until a quorum has acknowledged it.
-async fn wait_writable(leader: &Raft<MemStateMachine>) {
+async fn wait_writable<SM: RoutableMachine>(leader: &Raft<SM>) {
     leader
         .wait(Some(WAIT_MAX))
         .leader_with_quorum_acked(None, "leader acknowledged by a quorum")

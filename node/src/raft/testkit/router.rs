@@ -2,7 +2,9 @@
 //!
 //! Each RPC is a direct call on the target's `Raft` handle. A node can be
 //! isolated, after which every RPC from or to it fails as `Unreachable`,
-//! which is how the tests stage a leader failure.
+//! which is how the tests stage a leader failure, and healed again. Generic
+//! over the state machine, so the same router joins in-memory test nodes and
+//! nodes on the production stores.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,23 +18,46 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 
-use super::mem_sm::MemStateMachine;
+use openraft::storage::RaftStateMachine;
+
 use crate::raft::type_config::{NodeAddr, NodeId, Raft, TypeConfig};
 
-#[derive(Default)]
-struct Nodes {
-    rafts: BTreeMap<NodeId, Raft<MemStateMachine>>,
+/// What a router can join: any state machine whose snapshots are bytes.
+pub trait RoutableMachine: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>> {}
+
+impl<SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>> RoutableMachine for SM {}
+
+struct Nodes<SM: RoutableMachine> {
+    rafts: BTreeMap<NodeId, Raft<SM>>,
     isolated: BTreeSet<NodeId>,
 }
 
 /// Directory of the nodes of one test cluster.
-#[derive(Clone, Default)]
-pub struct Router {
-    nodes: Rc<RefCell<Nodes>>,
+pub struct Router<SM: RoutableMachine> {
+    nodes: Rc<RefCell<Nodes<SM>>>,
 }
 
-impl Router {
-    pub fn add(&self, id: NodeId, raft: Raft<MemStateMachine>) {
+impl<SM: RoutableMachine> Clone for Router<SM> {
+    fn clone(&self) -> Self {
+        Router {
+            nodes: self.nodes.clone(),
+        }
+    }
+}
+
+impl<SM: RoutableMachine> Default for Router<SM> {
+    fn default() -> Self {
+        Router {
+            nodes: Rc::new(RefCell::new(Nodes {
+                rafts: BTreeMap::new(),
+                isolated: BTreeSet::new(),
+            })),
+        }
+    }
+}
+
+impl<SM: RoutableMachine> Router<SM> {
+    pub fn add(&self, id: NodeId, raft: Raft<SM>) {
         self.nodes.borrow_mut().rafts.insert(id, raft);
     }
 
@@ -41,18 +66,19 @@ impl Router {
         self.nodes.borrow_mut().isolated.insert(id);
     }
 
+    /// Reconnect an isolated node.
+    pub fn heal(&self, id: NodeId) {
+        self.nodes.borrow_mut().isolated.remove(&id);
+    }
+
     /// Drop every handle (breaks the router ↔ raft reference cycle).
-    pub fn clear(&self) -> Vec<Raft<MemStateMachine>> {
+    pub fn clear(&self) -> Vec<Raft<SM>> {
         let mut nodes = self.nodes.borrow_mut();
         std::mem::take(&mut nodes.rafts).into_values().collect()
     }
 
     /// The target's handle, cloned so no `RefCell` borrow lives across an await.
-    fn reach(
-        &self,
-        source: NodeId,
-        target: NodeId,
-    ) -> Result<Raft<MemStateMachine>, Unreachable<TypeConfig>> {
+    fn reach(&self, source: NodeId, target: NodeId) -> Result<Raft<SM>, Unreachable<TypeConfig>> {
         let nodes = self.nodes.borrow();
         if nodes.isolated.contains(&source) || nodes.isolated.contains(&target) {
             return Err(Unreachable::from_string(format!(
@@ -66,7 +92,7 @@ impl Router {
             .ok_or_else(|| Unreachable::from_string(format!("{source} -> {target}: no such node")))
     }
 
-    pub fn factory(&self, source: NodeId) -> NetworkFactory {
+    pub fn factory(&self, source: NodeId) -> NetworkFactory<SM> {
         NetworkFactory {
             source,
             router: self.clone(),
@@ -75,15 +101,15 @@ impl Router {
 }
 
 /// What openraft asks for a connection to a peer.
-pub struct NetworkFactory {
+pub struct NetworkFactory<SM: RoutableMachine> {
     source: NodeId,
-    router: Router,
+    router: Router<SM>,
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = Connection;
+impl<SM: RoutableMachine> RaftNetworkFactory<TypeConfig> for NetworkFactory<SM> {
+    type Network = Connection<SM>;
 
-    async fn new_client(&mut self, target: NodeId, _node: &NodeAddr) -> Connection {
+    async fn new_client(&mut self, target: NodeId, _node: &NodeAddr) -> Connection<SM> {
         Connection {
             source: self.source,
             target,
@@ -93,13 +119,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 /// One node's link to one peer.
-pub struct Connection {
+pub struct Connection<SM: RoutableMachine> {
     source: NodeId,
     target: NodeId,
-    router: Router,
+    router: Router<SM>,
 }
 
-impl RaftNetworkV2<TypeConfig> for Connection {
+impl<SM: RoutableMachine> RaftNetworkV2<TypeConfig> for Connection<SM> {
     type SnapshotData = Vec<u8>;
 
     async fn append_entries(
