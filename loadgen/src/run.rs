@@ -94,30 +94,19 @@ impl Connection {
         f: impl FnOnce(&settle_codec::Frame<'_>) -> anyhow::Result<R>,
     ) -> anyhow::Result<R> {
         loop {
-            // Two steps so the borrow of the reader ends before reading more.
-            let need_more = matches!(
-                self.reader
-                    .next_frame()
-                    .map_err(|e| anyhow!("bad frame from node: {e}"))?,
-                ReadStatus::NeedMore(_)
-            );
-            if !need_more {
-                break;
+            match self
+                .reader
+                .next_frame()
+                .map_err(|e| anyhow!("bad frame from node: {e}"))?
+            {
+                ReadStatus::Frame(frame) => return f(&frame),
+                ReadStatus::NeedMore(_) => {}
             }
             let n = self.stream.read(self.reader.spare()).await?;
             if n == 0 {
                 bail!("node closed the connection");
             }
             self.reader.commit(n);
-        }
-        // The frame is complete: the reader returns it again from its buffer.
-        match self
-            .reader
-            .next_frame()
-            .map_err(|e| anyhow!("bad frame from node: {e}"))?
-        {
-            ReadStatus::Frame(frame) => f(&frame),
-            ReadStatus::NeedMore(_) => unreachable!("checked above"),
         }
     }
 
