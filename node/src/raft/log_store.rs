@@ -296,7 +296,12 @@ impl LogStore {
     /// flusher on the current glommio executor. Must run inside the executor
     /// that will run the group.
     pub async fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
-        let (log, _report) = Log::open(dir.join(LOG_DIR), LogOptions::default()).await?;
+        let (log, report) = Log::open(dir.join(LOG_DIR), LogOptions::default()).await?;
+        if report.truncated_bytes > 0 || report.removed_segments > 0 {
+            // A torn last write (never acknowledged) or an interrupted
+            // purge/truncation finished: expected after a crash, worth a line.
+            tracing::warn!(dir = %dir.display(), ?report, "raft log recovered");
+        }
         let meta_file = MetaFile::new(dir.join(META_FILE));
         let meta: Meta = match meta_file.load().await? {
             None => Meta::default(),
