@@ -25,6 +25,9 @@ pub enum ShardError {
     NotLeader { group: GroupId, leader: Option<u64> },
     #[error("shard {0} is shutting down")]
     ShuttingDown(GroupId),
+    /// The shard holds as many transactions as it may (memory bound): retry later.
+    #[error("shard {group} is full ({records} transactions held): retry later")]
+    Full { group: GroupId, records: usize },
     #[error("shard {group}: {message}")]
     Internal { group: GroupId, message: String },
 }

@@ -133,6 +133,7 @@ fn push_shard_error(out: &mut FrameBuf, request_id: u64, e: &ShardError) {
     let code = match e {
         ShardError::NotLeader { .. } => ErrorCode::NotLeader,
         ShardError::ShuttingDown(_) => ErrorCode::ShuttingDown,
+        ShardError::Full { .. } => ErrorCode::Overloaded,
         ShardError::Internal { .. } => ErrorCode::Internal,
     };
     push_error(out, request_id, code, &e.to_string());

@@ -24,6 +24,14 @@ use crate::raft::{ShardRaft, ShardReply, ShardRequest};
 /// slow disk queue unbounded work; everything else waits in the inbox.
 pub const ENTRIES_IN_FLIGHT_MAX: u64 = 2;
 
+/// Most transactions a shard holds in memory (pending and within the dedup
+/// window): ~110 bytes each, so ~2.2 GiB per shard at the bound. Beyond it
+/// intake answers "overloaded" rather than exhausting memory.
+pub const SHARD_RECORDS_MAX: usize = 20_000_000;
+
+/// A proposal slower than this is logged: it is the tail latency clients see.
+const SLOW_PROPOSAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 type Waiter = (usize, oneshot::Sender<Result<Vec<TxResult>, ShardError>>);
 
 /// Runs until the inbox closes (every sender dropped: the node is stopping).
@@ -61,6 +69,15 @@ pub async fn run(
                     transactions: txs,
                     reply,
                 } => {
+                    let held_records = state.borrow().len() + transactions.len();
+                    if held_records + txs.len() > SHARD_RECORDS_MAX {
+                        let _ = reply.send(Err(ShardError::Full {
+                            group,
+                            records: held_records,
+                        }));
+                        next = inbox.try_recv().ok();
+                        continue;
+                    }
                     if !transactions.is_empty()
                         && transactions.len() + txs.len() > ENTRY_TRANSACTIONS_MAX
                     {
@@ -100,7 +117,18 @@ async fn propose(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
     let payload = encode_submit(leader_ts_us, transactions);
-    match raft.client_write(ShardRequest(payload.to_vec())).await {
+    let started = std::time::Instant::now();
+    let written = raft.client_write(ShardRequest(payload.to_vec())).await;
+    let elapsed = started.elapsed();
+    if elapsed > SLOW_PROPOSAL {
+        warn!(
+            group,
+            transactions = transactions.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow proposal"
+        );
+    }
+    match written {
         Ok(response) => {
             let ShardReply { results } = response.data;
             if results.len() != transactions.len() {
