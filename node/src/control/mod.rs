@@ -117,6 +117,16 @@ impl GroupState for ControlState {
         serde_json::to_vec(&snapshot).expect("plain data")
     }
 
+    /// A snapshot from the leader replaces the replicated state; the local
+    /// view intake reads keeps being refreshed.
+    fn install(&mut self, restored: Self) {
+        let published = self.published.take();
+        *self = restored;
+        if let Some(view) = published {
+            self.publish_to(view);
+        }
+    }
+
     fn restore(bytes: &[u8]) -> Result<Self, String> {
         let snapshot: ControlSnapshot =
             serde_json::from_slice(bytes).map_err(|e| format!("control snapshot: {e}"))?;
@@ -182,6 +192,12 @@ mod tests {
         );
         let restored = ControlState::restore(&state.snapshot()).unwrap();
         assert_eq!(restored.snapshot(), state.snapshot());
+        // Installing a snapshot keeps publishing to the same view.
+        let mut follower = ControlState::default();
+        let follower_view = Arc::new(ArcSwap::from_pointee(Registry::default()));
+        follower.publish_to(follower_view.clone());
+        follower.install(restored);
+        assert_eq!(follower_view.load().len(), 2);
         assert!(state.apply(3, b"{not json", &mut reply).is_err());
     }
 }
