@@ -52,135 +52,373 @@ pub(crate) fn exact_with_incumbent(
     if n > limits.transactions_max {
         return None;
     }
-    let mut bb = Bb::new(inst, limits.nodes_max);
-    if let Some(inc) = incumbent {
-        debug_assert!(crate::solution::is_feasible(inst, inc));
-        bb.best_cost = price(inst, inc).cost.total;
-        bb.best = Some(inc.to_vec());
+    let none = vec![false; n];
+    let start = incumbent.unwrap_or(&none);
+    debug_assert!(crate::solution::is_feasible(inst, start));
+    let free: Vec<usize> = (0..n).collect();
+    let base = OwnedBase::of(inst, start);
+    let mut bb = Bb::new(inst, &base.view(start), &free, limits.nodes_max, usize::MAX);
+    if incumbent.is_some() {
+        bb.best_cost = price(inst, start).cost.total;
     }
-    bb.dfs(0);
-    if bb.nodes > bb.nodes_max {
+    bb.run();
+    if !bb.completed() {
         return None;
     }
-    let best = bb.best?;
+    let mut best = start.to_vec();
+    match bb.best_moves() {
+        Some(moves) => {
+            for (t, settle) in moves {
+                best[t] = settle;
+            }
+        }
+        // No better assignment than the incumbent (or none at all).
+        None if incumbent.is_none() => return None,
+        None => {}
+    }
     Some(price(inst, &best))
 }
 
-struct Bb<'a> {
+/// A feasible assignment with its running sums: what the branch and bound
+/// starts from. The optimiser keeps these up to date; exact mode computes
+/// them once ([`OwnedBase::of`]).
+pub(crate) struct Base<'b> {
+    pub x: &'b [bool],
+    pub bal: &'b [i128],
+    pub used: &'b [i128],
+    pub gn: &'b [u32],
+    pub pos: &'b [f64],
+    pub deferral: f64,
+    pub wire: f64,
+}
+
+pub(crate) struct OwnedBase {
+    bal: Vec<i128>,
+    used: Vec<i128>,
+    gn: Vec<u32>,
+    pos: Vec<f64>,
+    deferral: f64,
+    wire: f64,
+}
+
+impl OwnedBase {
+    pub(crate) fn of(inst: &Instance, x: &[bool]) -> OwnedBase {
+        let nc = inst.currencies.len();
+        let mut bal: Vec<i128> = Vec::with_capacity(inst.slot_count());
+        for p in &inst.participants {
+            bal.extend(p.balances.iter().map(|&b| b as i128));
+        }
+        let mut used = vec![0i128; inst.participants.len()];
+        let mut gn = vec![0u32; inst.group_count()];
+        let mut pos = vec![0.0f64; nc];
+        let mut deferral = 0.0;
+        for (t, tx) in inst.transactions.iter().enumerate() {
+            if x[t] {
+                bal[tx.debtor as usize * nc + tx.send as usize] -= tx.amount as i128;
+                bal[tx.creditor as usize * nc + tx.receive as usize] += tx.receive_amount as i128;
+                used[tx.creditor as usize] += inst.receive_usd_fixed[t];
+                gn[inst.group_of(t)] += 1;
+                if tx.send != tx.receive {
+                    pos[tx.send as usize] += inst.value_usd(t);
+                    pos[tx.receive as usize] -= inst.value_usd(t);
+                }
+            } else {
+                deferral += inst.defer_usd(t);
+            }
+        }
+        let wire = gn.iter().map(|&k| inst.group_wire_usd(k as usize)).sum();
+        OwnedBase {
+            bal,
+            used,
+            gn,
+            pos,
+            deferral,
+            wire,
+        }
+    }
+
+    pub(crate) fn view<'b>(&'b self, x: &'b [bool]) -> Base<'b> {
+        Base {
+            x,
+            bal: &self.bal,
+            used: &self.used,
+            gn: &self.gn,
+            pos: &self.pos,
+            deferral: self.deferral,
+            wire: self.wire,
+        }
+    }
+}
+
+/// Branch and bound over the `free` transactions, every other one fixed as
+/// in the base assignment. Used whole by exact mode and on small
+/// neighbourhoods by the optimiser.
+pub(crate) struct Bb<'a> {
     inst: &'a Instance,
-    /// Decision order: most expensive to defer first.
+    /// Free transactions in decision order: most expensive to defer first.
     order: Vec<usize>,
-    /// `suffix[v * (n + 1) + k]`: Σ over open o_k.. of min(defer, v·δ).
+    /// Decision per position of `order`.
+    x_free: Vec<bool>,
+    /// The dual vertices the bound uses (all of them, or the most promising).
+    sub: Vec<usize>,
+    /// `suffix[i * (m + 1) + k]`: Σ over order[k..] of min(defer, v_i·δ).
     suffix: Vec<f64>,
-    vcount: usize,
-    x: Vec<bool>,
+    /// `vp_sub[i]`: vertex `sub[i]` dotted with `pos`.
+    vp_sub: Vec<f64>,
+    /// Whether `sub` holds every vertex that can be the maximum at a leaf.
+    leaf_on_sub: bool,
+    /// Otherwise: every vertex's value at the root, and the vertices by that
+    /// value descending, for an exact leaf price that scans only the top.
+    vp_root: Vec<f64>,
+    root_rank: Vec<u32>,
+    /// Σ value * dist over settled free transactions: how far any vertex's
+    /// value can have moved from the root.
+    reach: f64,
     /// Balance with every open credit counted in: must stay >= 0.
     opt_bal: Vec<i128>,
     used: Vec<i128>,
     /// Settled and open members per group.
     gin: Vec<u32>,
     gopen: Vec<u32>,
-    /// Σ_g min wire over reachable sizes, kept up to date.
+    /// Σ_g least wire cost over reachable sizes, kept up to date; exact once
+    /// every free transaction is decided.
     wire_lb: f64,
     deferral: f64,
     pos: Vec<f64>,
-    /// `vp[v]`: vertex v dotted with `pos`.
-    vp: Vec<f64>,
     best: Option<Vec<bool>>,
-    best_cost: f64,
+    pub(crate) best_cost: f64,
     nodes: u64,
     nodes_max: u64,
 }
 
 impl<'a> Bb<'a> {
-    fn new(inst: &'a Instance, nodes_max: u64) -> Bb<'a> {
-        let n = inst.transactions.len();
-        let mut order: Vec<usize> = (0..n).collect();
+    /// `vertices_max`: how many dual vertices the bound may use (a subset
+    /// gives a weaker but cheaper bound; leaves are always priced exactly).
+    pub(crate) fn new(
+        inst: &'a Instance,
+        base: &Base<'_>,
+        free: &[usize],
+        nodes_max: u64,
+        vertices_max: usize,
+    ) -> Bb<'a> {
+        let nc = inst.currencies.len();
+        let mut order: Vec<usize> = free.to_vec();
         order.sort_by(|&a, &b| {
             inst.defer_usd(b)
                 .total_cmp(&inst.defer_usd(a))
                 .then(a.cmp(&b))
         });
-        let duals = inst.fx().dual_vertices();
-        let vcount = duals.map_or(0, |d| d.count);
-        let mut suffix = vec![0.0; vcount * (n + 1)];
-        if let Some(dv) = duals {
-            for v in 0..vcount {
-                for k in (0..n).rev() {
-                    let t = order[k];
-                    let tx = &inst.transactions[t];
-                    let vd = inst.value_usd(t)
-                        * (dv.columns[tx.send as usize][v] - dv.columns[tx.receive as usize][v]);
-                    suffix[v * (n + 1) + k] =
-                        suffix[v * (n + 1) + k + 1] + inst.defer_usd(t).min(vd);
-                }
-            }
-        }
-        let nc = inst.currencies.len();
-        let mut opt_bal: Vec<i128> = Vec::with_capacity(inst.slot_count());
-        for p in &inst.participants {
-            opt_bal.extend(p.balances.iter().map(|&b| b as i128));
-        }
+        let mut opt_bal = base.bal.to_vec();
+        let mut used = base.used.to_vec();
+        let mut gin = base.gn.to_vec();
         let mut gopen = vec![0u32; inst.group_count()];
-        for (t, tx) in inst.transactions.iter().enumerate() {
-            opt_bal[tx.creditor as usize * nc + tx.receive as usize] += tx.receive_amount as i128;
-            gopen[inst.group_of(t)] += 1;
+        let mut pos = base.pos.to_vec();
+        let mut deferral = base.deferral;
+        let mut touched: Vec<usize> = Vec::with_capacity(order.len());
+        // Take the free transactions out of the base: open, credits counted.
+        for &t in &order {
+            let tx = &inst.transactions[t];
+            let ds = tx.debtor as usize * nc + tx.send as usize;
+            let cs = tx.creditor as usize * nc + tx.receive as usize;
+            let g = inst.group_of(t);
+            if !touched.contains(&g) {
+                touched.push(g);
+            }
+            if base.x[t] {
+                opt_bal[ds] += tx.amount as i128;
+                used[tx.creditor as usize] -= inst.receive_usd_fixed[t];
+                gin[g] -= 1;
+                if tx.send != tx.receive {
+                    pos[tx.send as usize] -= inst.value_usd(t);
+                    pos[tx.receive as usize] += inst.value_usd(t);
+                }
+            } else {
+                deferral -= inst.defer_usd(t);
+                opt_bal[cs] += tx.receive_amount as i128;
+            }
+            gopen[g] += 1;
         }
-        Bb {
+        let m = order.len();
+        // The vertices that can still be the FX maximum: the free decisions
+        // move each vertex's value by at most R = Σ value * dist, so only
+        // vertices within 2R of the root maximum matter (exact, not a guess).
+        let mut vp_root = Vec::new();
+        let mut root_rank = Vec::new();
+        let (sub, suffix, vp_sub, leaf_on_sub) = match inst.fx().dual_vertices() {
+            None => (Vec::new(), Vec::new(), Vec::new(), false),
+            Some(dv) => {
+                let dot = |v: usize| -> f64 {
+                    dv.columns.iter().zip(&pos).map(|(col, p)| col[v] * p).sum()
+                };
+                let vp_all: Vec<f64> = (0..dv.count).map(dot).collect();
+                let reach: f64 = order
+                    .iter()
+                    .map(|&t| {
+                        let tx = &inst.transactions[t];
+                        inst.value_usd(t) * inst.fx().dist(tx.send, tx.receive)
+                    })
+                    .sum();
+                let top = vp_all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let floor = top - 2.0 * reach * (1.0 + 1e-6) - 1e-6;
+                let mut sub: Vec<usize> = (0..dv.count).filter(|&v| vp_all[v] >= floor).collect();
+                let mut leaf_on_sub = true;
+                if sub.len() > vertices_max {
+                    // Too many to track: bound with the most binding ones,
+                    // price leaves over all vertices.
+                    let open_sum = |v: usize| -> f64 {
+                        order
+                            .iter()
+                            .map(|&t| {
+                                let tx = &inst.transactions[t];
+                                let vd = inst.value_usd(t)
+                                    * (dv.columns[tx.send as usize][v]
+                                        - dv.columns[tx.receive as usize][v]);
+                                inst.defer_usd(t).min(vd)
+                            })
+                            .sum()
+                    };
+                    let root: Vec<f64> = (0..dv.count).map(|v| vp_all[v] + open_sum(v)).collect();
+                    sub.sort_by(|&a, &b| root[b].total_cmp(&root[a]).then(a.cmp(&b)));
+                    sub.truncate(vertices_max);
+                    leaf_on_sub = false;
+                    root_rank = (0..dv.count as u32).collect();
+                    root_rank.sort_by(|&a, &b| {
+                        vp_all[b as usize]
+                            .total_cmp(&vp_all[a as usize])
+                            .then(a.cmp(&b))
+                    });
+                    vp_root = vp_all.clone();
+                }
+                let mut suffix = vec![0.0; sub.len() * (m + 1)];
+                for (i, &v) in sub.iter().enumerate() {
+                    for k in (0..m).rev() {
+                        let t = order[k];
+                        let tx = &inst.transactions[t];
+                        let vd = inst.value_usd(t)
+                            * (dv.columns[tx.send as usize][v]
+                                - dv.columns[tx.receive as usize][v]);
+                        suffix[i * (m + 1) + k] =
+                            suffix[i * (m + 1) + k + 1] + inst.defer_usd(t).min(vd);
+                    }
+                }
+                let vp_sub = sub.iter().map(|&v| vp_all[v]).collect();
+                (sub, suffix, vp_sub, leaf_on_sub)
+            }
+        };
+        let mut bb = Bb {
             inst,
             order,
+            x_free: vec![false; m],
+            sub,
             suffix,
-            vcount,
-            x: vec![false; n],
+            vp_sub,
+            leaf_on_sub,
+            vp_root,
+            root_rank,
+            reach: 0.0,
             opt_bal,
-            used: vec![0; inst.participants.len()],
-            gin: vec![0; inst.group_count()],
+            used,
+            gin,
             gopen,
             wire_lb: 0.0,
-            deferral: 0.0,
-            pos: vec![0.0; nc],
-            vp: vec![0.0; vcount],
+            deferral,
+            pos,
             best: None,
             best_cost: f64::INFINITY,
             nodes: 0,
             nodes_max,
-        }
+        };
+        let untouched = base.wire
+            - touched
+                .iter()
+                .map(|&g| inst.group_wire_usd(base.gn[g] as usize))
+                .sum::<f64>();
+        bb.wire_lb = untouched + touched.iter().map(|&g| bb.group_lb(g)).sum::<f64>();
+        bb
+    }
+
+    /// Searches; afterwards [`Bb::best_moves`] holds the best found.
+    pub(crate) fn run(&mut self) {
+        self.dfs(0);
+    }
+
+    /// Whether the search finished within its node limit (so the best found
+    /// is optimal for the free transactions).
+    pub(crate) fn completed(&self) -> bool {
+        self.nodes <= self.nodes_max
+    }
+
+    /// The decisions of the best assignment found, if it beat `best_cost`
+    /// as first set.
+    pub(crate) fn best_moves(&self) -> Option<Vec<(usize, bool)>> {
+        let best = self.best.as_ref()?;
+        Some(
+            self.order
+                .iter()
+                .copied()
+                .zip(best.iter().copied())
+                .collect(),
+        )
     }
 
     fn group_lb(&self, g: usize) -> f64 {
         let (a, m) = (self.gin[g] as usize, self.gopen[g] as usize);
+        if self.inst.max_batch_size >= 3 {
+            // Wire cost is 0, w, then w(1-d) per batch: non-decreasing from 2.
+            return match a {
+                0 => 0.0,
+                1 if m >= 1 => self.inst.group_wire_usd(2),
+                _ => self.inst.group_wire_usd(a),
+            };
+        }
         (a..=a + m)
             .map(|k| self.inst.group_wire_usd(k))
             .fold(f64::INFINITY, f64::min)
     }
 
     fn bound(&self, k: usize) -> f64 {
-        let n = self.x.len();
-        let fx = if self.vcount == 0 {
-            0.0
-        } else {
-            (0..self.vcount)
-                .map(|v| self.vp[v] + self.suffix[v * (n + 1) + k])
-                .fold(f64::NEG_INFINITY, f64::max)
-        };
+        let m1 = self.order.len() + 1;
+        let fx = self
+            .vp_sub
+            .iter()
+            .enumerate()
+            .map(|(i, vp)| vp + self.suffix[i * m1 + k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let fx = if self.sub.is_empty() { 0.0 } else { fx };
         self.deferral + self.wire_lb + fx
     }
 
     fn leaf_cost(&self) -> f64 {
-        let wire: f64 = (0..self.gin.len())
-            .map(|g| self.inst.group_wire_usd(self.gin[g] as usize))
-            .sum();
-        let fx = match self.inst.fx().dual_vertices() {
-            Some(_) => self.vp.iter().copied().fold(0.0, f64::max),
-            None => self.inst.fx().min_cost_flow(&self.pos).0,
-        };
-        self.deferral + wire + fx
+        let mut fx = self.vp_sub.iter().copied().fold(0.0, f64::max);
+        if !self.leaf_on_sub {
+            match self.inst.fx().dual_vertices() {
+                Some(dv) => {
+                    let reach = self.reach * (1.0 + 1e-9) + 1e-9;
+                    for &v in &self.root_rank {
+                        let v = v as usize;
+                        if self.vp_root[v] + reach <= fx {
+                            break;
+                        }
+                        let value: f64 = dv
+                            .columns
+                            .iter()
+                            .zip(&self.pos)
+                            .map(|(col, p)| col[v] * p)
+                            .sum();
+                        fx = fx.max(value);
+                    }
+                }
+                None => fx = self.inst.fx().min_cost_flow(&self.pos).0,
+            }
+        }
+        self.deferral + self.wire_lb + fx
     }
 
-    /// Decides transaction t; returns false (and changes nothing) when the
+    /// Decides position k; returns false (and changes nothing) when the
     /// decision is infeasible.
-    fn decide(&mut self, t: usize, settle: bool) -> bool {
+    fn decide(&mut self, k: usize, settle: bool) -> bool {
         let inst = self.inst;
+        let t = self.order[k];
         let tx = &inst.transactions[t];
         let nc = inst.currencies.len();
         let ds = tx.debtor as usize * nc + tx.send as usize;
@@ -202,7 +440,7 @@ impl<'a> Bb<'a> {
             self.opt_bal[ds] -= tx.amount as i128;
             self.used[c] += inst.receive_usd_fixed[t];
             self.gin[g] += 1;
-            self.x[t] = true;
+            self.x_free[k] = true;
             self.shift(t, 1.0);
         } else {
             self.opt_bal[cs] -= tx.receive_amount as i128;
@@ -212,8 +450,9 @@ impl<'a> Bb<'a> {
         true
     }
 
-    fn undo(&mut self, t: usize, settle: bool) {
+    fn undo(&mut self, k: usize, settle: bool) {
         let inst = self.inst;
+        let t = self.order[k];
         let tx = &inst.transactions[t];
         let nc = inst.currencies.len();
         let ds = tx.debtor as usize * nc + tx.send as usize;
@@ -224,7 +463,7 @@ impl<'a> Bb<'a> {
             self.opt_bal[ds] += tx.amount as i128;
             self.used[tx.creditor as usize] -= inst.receive_usd_fixed[t];
             self.gin[g] -= 1;
-            self.x[t] = false;
+            self.x_free[k] = false;
             self.shift(t, -1.0);
         } else {
             self.opt_bal[cs] += tx.receive_amount as i128;
@@ -242,13 +481,14 @@ impl<'a> Bb<'a> {
         let usd = sign * self.inst.value_usd(t);
         self.pos[tx.send as usize] += usd;
         self.pos[tx.receive as usize] -= usd;
+        self.reach += sign * self.inst.value_usd(t) * self.inst.fx().dist(tx.send, tx.receive);
         if let Some(dv) = self.inst.fx().dual_vertices() {
             let (cs, cr) = (
                 &dv.columns[tx.send as usize],
                 &dv.columns[tx.receive as usize],
             );
-            for ((vp, a), b) in self.vp.iter_mut().zip(cs).zip(cr) {
-                *vp += usd * (a - b);
+            for (vp, &v) in self.vp_sub.iter_mut().zip(&self.sub) {
+                *vp += usd * (cs[v] - cr[v]);
             }
         }
     }
@@ -271,7 +511,7 @@ impl<'a> Bb<'a> {
             let cost = self.leaf_cost();
             if cost < self.best_cost - slack {
                 self.best_cost = cost;
-                self.best = Some(self.x.clone());
+                self.best = Some(self.x_free.clone());
             }
             return;
         }
@@ -280,9 +520,9 @@ impl<'a> Bb<'a> {
         let alone = self.inst.value_usd(t) * self.inst.fx().dist(tx.send, tx.receive);
         let first = self.inst.defer_usd(t) > alone;
         for settle in [first, !first] {
-            if self.decide(t, settle) {
+            if self.decide(k, settle) {
                 self.dfs(k + 1);
-                self.undo(t, settle);
+                self.undo(k, settle);
             }
         }
     }

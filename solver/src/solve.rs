@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::exact::{exact_with_incumbent, ExactLimits};
+use crate::exact::{exact_with_incumbent, Base, Bb, ExactLimits};
 use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
 
@@ -28,6 +28,20 @@ const GRIDLOCK_SET_MAX: usize = 8;
 
 /// Members of a group moved together at most in one group move.
 const GROUP_MOVE_MAX: usize = 16;
+
+/// Free transactions per neighbourhood of the exact local search: small
+/// enough that the branch and bound over them takes microseconds.
+const LNS_FREE_MAX: usize = 20;
+
+/// Transactions of each kind taken from one balance into a neighbourhood.
+const LNS_PER_SLOT: usize = 4;
+
+/// Branch-and-bound nodes per neighbourhood; the best found is used even
+/// when the search is cut.
+const LNS_NODES_MAX: u64 = 4_000;
+
+/// Dual vertices the neighbourhood bound uses (the most binding ones).
+const LNS_VERTICES_MAX: usize = 64;
 
 /// Branch-and-bound nodes allowed when finishing a small instance exactly.
 const EXACT_NODES_MAX: u64 = 2_000_000;
@@ -62,6 +76,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     search.settle_all();
     search.drop_unprofitable();
     search.repair();
+
     debug_assert!(search.is_feasible());
     for _ in 0..PASSES_MAX {
         if Instant::now() >= deadline {
@@ -73,6 +88,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         search.group_pass();
         search.swap_pass();
         search.gridlock_pass();
+        search.lns_pass(deadline);
         search.refresh_fx();
         if search.total() > before - 1e-7 {
             break;
@@ -93,7 +109,14 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         }
     }
     let mut sol = price(inst, &settled);
-    sol.naive_cost = naive(inst).cost;
+    let base = naive(inst);
+    // The naive settled set, batched and netted, is never worse than naive:
+    // keep it if the search somehow ended above it.
+    let netted_naive = price(inst, &base.settled);
+    if netted_naive.cost.total < sol.cost.total {
+        sol = netted_naive;
+    }
+    sol.naive_cost = base.cost;
     sol.solve_ms = started.elapsed().as_secs_f64() * 1e3;
     sol
 }
@@ -107,6 +130,12 @@ pub(crate) struct FxState<'a> {
     pos: Vec<f64>,
     /// `vp[v]`: vertex v's potentials dotted with `pos` (dual path only).
     vp: Vec<f64>,
+    /// Vertices within `margin` of the maximum. A move of `usd` between s
+    /// and r changes any vertex's value by at most |usd| * dist(s, r)
+    /// ("reach"); when 2 * reach <= margin no other vertex can become the
+    /// maximum, so the move is priced over `top` alone, exactly.
+    top: Vec<u32>,
+    margin: f64,
     /// Current FX cost.
     cost: f64,
 }
@@ -114,10 +143,22 @@ pub(crate) struct FxState<'a> {
 impl<'a> FxState<'a> {
     pub(crate) fn new(inst: &'a Instance) -> FxState<'a> {
         let count = inst.fx().dual_vertices().map_or(0, |d| d.count);
+        // Twice the reach of a large (95th percentile) transaction: most
+        // moves are priced over `top`, the rare larger ones over everything.
+        let mut reach: Vec<f64> = inst
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(t, tx)| inst.value_usd(t) * inst.fx().dist(tx.send, tx.receive))
+            .collect();
+        reach.sort_by(|a, b| a.total_cmp(b));
+        let p95 = reach.get(reach.len() * 95 / 100).copied().unwrap_or(0.0);
         FxState {
             inst,
             pos: vec![0.0; inst.currencies.len()],
             vp: vec![0.0; count],
+            top: (0..count as u32).collect(),
+            margin: 2.0 * p95 * (1.0 + 1e-9) + 1e-6,
             cost: 0.0,
         }
     }
@@ -136,9 +177,17 @@ impl<'a> FxState<'a> {
             Some(dv) => {
                 let cs = &dv.columns[s as usize];
                 let cr = &dv.columns[r as usize];
+                let reach = usd.abs() * self.inst.fx().dist(s, r);
                 let mut best = 0.0f64;
-                for ((vp, a), b) in self.vp.iter().zip(cs).zip(cr) {
-                    best = best.max(vp + usd * (a - b));
+                if 2.0 * reach <= self.margin {
+                    for &v in &self.top {
+                        let v = v as usize;
+                        best = best.max(self.vp[v] + usd * (cs[v] - cr[v]));
+                    }
+                } else {
+                    for ((vp, a), b) in self.vp.iter().zip(cs).zip(cr) {
+                        best = best.max(vp + usd * (a - b));
+                    }
                 }
                 best
             }
@@ -167,8 +216,19 @@ impl<'a> FxState<'a> {
                     best = best.max(*vp);
                 }
                 self.cost = best;
+                self.retop();
             }
             None => self.cost = self.inst.fx().min_cost_flow(&self.pos).0,
+        }
+    }
+
+    fn retop(&mut self) {
+        let floor = self.cost - self.margin;
+        self.top.clear();
+        for (v, &vp) in self.vp.iter().enumerate() {
+            if vp >= floor {
+                self.top.push(v as u32);
+            }
         }
     }
 
@@ -187,6 +247,7 @@ impl<'a> FxState<'a> {
                     best = best.max(*vp);
                 }
                 self.cost = best;
+                self.retop();
             }
             None => self.cost = self.inst.fx().min_cost_flow(&self.pos).0,
         }
@@ -245,6 +306,13 @@ struct Search<'a> {
     wire: f64,
     deb_slot: Vec<u32>,
     cred_slot: Vec<u32>,
+    /// Per slot and per participant: the move count when it last changed,
+    /// so that the exact local search revisits only what moved.
+    slot_epoch: Vec<u64>,
+    participant_epoch: Vec<u64>,
+    epoch: u64,
+    /// Move count at the start of the previous exact local search pass.
+    lns_epoch: Option<u64>,
     /// Static orders, shared so that a move can walk one while changing state.
     idx: Rc<Index>,
     /// All transactions, most valuable to settle first.
@@ -317,6 +385,10 @@ impl<'a> Search<'a> {
             fx: FxState::new(inst),
             deferral: (0..n).map(|t| inst.defer_usd(t)).sum(),
             wire: 0.0,
+            slot_epoch: vec![0; slots],
+            participant_epoch: vec![0; inst.participants.len()],
+            epoch: 0,
+            lns_epoch: None,
             deb_slot,
             cred_slot,
             idx: Rc::new(Index {
@@ -402,6 +474,10 @@ impl<'a> Search<'a> {
         self.bal[self.deb_slot[t] as usize] -= sign * tx.amount as i128;
         self.bal[self.cred_slot[t] as usize] += sign * tx.receive_amount as i128;
         self.used[tx.creditor as usize] += sign * inst.receive_usd_fixed[t];
+        self.epoch += 1;
+        self.slot_epoch[self.deb_slot[t] as usize] = self.epoch;
+        self.slot_epoch[self.cred_slot[t] as usize] = self.epoch;
+        self.participant_epoch[tx.creditor as usize] = self.epoch;
         let g = inst.group_of(t);
         if on {
             self.gn[g] += 1;
@@ -460,15 +536,18 @@ impl<'a> Search<'a> {
             queued[e] = false;
             let mut removed = Vec::new();
             if e < slots {
-                // Deficit in a slot: defer its debits.
+                // Deficit in a slot: defer its debits, first those whose
+                // creditor can spare the credit (no cascade), then any.
                 let list = idx.out.get(e);
-                let mut i = 0;
-                while self.bal[e] < 0 && i < list.len() {
-                    let t = list[i] as usize;
-                    i += 1;
-                    if self.x[t] {
-                        removed.push(t);
-                        self.set(t, false);
+                for cascade in [false, true] {
+                    let mut i = 0;
+                    while self.bal[e] < 0 && i < list.len() {
+                        let t = list[i] as usize;
+                        i += 1;
+                        if self.x[t] && (cascade || self.can_remove(t)) {
+                            removed.push(t);
+                            self.set(t, false);
+                        }
                     }
                 }
                 assert!(self.bal[e] >= 0, "deferring every debit restores a balance");
@@ -529,6 +608,22 @@ impl<'a> Search<'a> {
             if self.gn[g] == 0 {
                 // Open: add members in urgency order while feasible.
                 if list.len() < 2 {
+                    continue;
+                }
+                // Optimistic gain of the whole group (netting aside) must
+                // cover its wire, or opening it cannot pay.
+                let gain: f64 = list
+                    .iter()
+                    .take(GROUP_MOVE_MAX)
+                    .map(|&t| {
+                        let t = t as usize;
+                        let tx = &self.inst.transactions[t];
+                        self.inst.defer_usd(t)
+                            - self.inst.value_usd(t) * self.inst.fx().dist(tx.send, tx.receive)
+                    })
+                    .filter(|g| *g > 0.0)
+                    .sum();
+                if gain <= self.inst.group_wire_usd(2) {
                     continue;
                 }
                 let before = self.total();
@@ -663,6 +758,10 @@ impl<'a> Search<'a> {
             if self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c] {
                 continue;
             }
+            // Only for a transaction that pays off: the set is built for it.
+            if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
             let before = self.total();
             let mut added: Vec<usize> = Vec::new();
             // Settle t first (temporarily infeasible), then fund negative slots.
@@ -710,5 +809,139 @@ impl<'a> Search<'a> {
                 }
             }
         }
+    }
+
+    /// Exact local search: around each deferred transaction that would pay
+    /// off, free a small neighbourhood (the balances it touches, the
+    /// debits competing for them, the credits that could fund them, and so
+    /// on outwards) and solve it exactly with everything else fixed. This
+    /// finds the combined moves (defer one, settle a cycle of three) that
+    /// single flips miss.
+    fn lns_pass(&mut self, deadline: Instant) {
+        let mut covered = vec![false; self.n];
+        let since = self.lns_epoch;
+        self.lns_epoch = Some(self.epoch);
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || covered[t] || -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            if let Some(since) = since {
+                // Nothing around t changed since its neighbourhood was solved.
+                let c = self.inst.transactions[t].creditor as usize;
+                if self.slot_epoch[self.deb_slot[t] as usize] <= since
+                    && self.participant_epoch[c] <= since
+                {
+                    continue;
+                }
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            let free = self.neighbourhood(t);
+            for &f in &free {
+                covered[f] = true;
+            }
+            if free.len() < 2 {
+                // t alone: the add pass already priced it.
+                continue;
+            }
+            let base = Base {
+                x: &self.x,
+                bal: &self.bal,
+                used: &self.used,
+                gn: &self.gn,
+                pos: &self.fx.pos,
+                deferral: self.deferral,
+                wire: self.wire,
+            };
+            let mut bb = Bb::new(self.inst, &base, &free, LNS_NODES_MAX, LNS_VERTICES_MAX);
+            bb.best_cost = self.total();
+            bb.run();
+
+            if let Some(moves) = bb.best_moves() {
+                for (f, settle) in moves {
+                    if settle != self.x[f] {
+                        self.set(f, settle);
+                    }
+                }
+                debug_assert!(
+                    self.is_feasible(),
+                    "an exact neighbourhood move stays feasible"
+                );
+            }
+        }
+    }
+
+    /// The free set around deferred transaction `t`, at most [`LNS_FREE_MAX`].
+    fn neighbourhood(&self, t: usize) -> Vec<usize> {
+        let idx = &self.idx;
+        let mut free = vec![t];
+        let mut slots: VecDeque<usize> = VecDeque::with_capacity(LNS_FREE_MAX * 2);
+        let mut seen_slots: Vec<usize> = Vec::with_capacity(LNS_FREE_MAX * 2);
+        slots.push_back(self.deb_slot[t] as usize);
+        let c = self.inst.transactions[t].creditor as usize;
+        if self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c] {
+            for &u in idx.to_creditor.get(c) {
+                let u = u as usize;
+                if free.len() >= LNS_FREE_MAX / 2 {
+                    break;
+                }
+                if self.x[u] && !free.contains(&u) {
+                    free.push(u);
+                    slots.push_back(self.cred_slot[u] as usize);
+                }
+            }
+        }
+        while let Some(s) = slots.pop_front() {
+            if free.len() >= LNS_FREE_MAX {
+                break;
+            }
+            if seen_slots.contains(&s) {
+                continue;
+            }
+            seen_slots.push(s);
+            // Settled debits that could make room (cheapest first): deferring
+            // one lowers its creditor's balance, which joins the search.
+            let mut taken = 0;
+            for &u in idx.out.get(s) {
+                let u = u as usize;
+                if taken >= LNS_PER_SLOT || free.len() >= LNS_FREE_MAX {
+                    break;
+                }
+                if self.x[u] && !free.contains(&u) {
+                    free.push(u);
+                    taken += 1;
+                    slots.push_back(self.cred_slot[u] as usize);
+                }
+            }
+            // Deferred credits that could fund it (largest first): settling
+            // one needs its debtor's balance, which joins the search.
+            taken = 0;
+            for &u in idx.incoming.get(s) {
+                let u = u as usize;
+                if taken >= LNS_PER_SLOT || free.len() >= LNS_FREE_MAX {
+                    break;
+                }
+                if !self.x[u] && !free.contains(&u) {
+                    free.push(u);
+                    taken += 1;
+                    slots.push_back(self.deb_slot[u] as usize);
+                }
+            }
+            // Other deferred debits competing for the same balance.
+            taken = 0;
+            for &u in idx.out.get(s).iter().rev() {
+                let u = u as usize;
+                if taken >= LNS_PER_SLOT / 2 || free.len() >= LNS_FREE_MAX {
+                    break;
+                }
+                if !self.x[u] && !free.contains(&u) {
+                    free.push(u);
+                    taken += 1;
+                }
+            }
+        }
+        free
     }
 }
