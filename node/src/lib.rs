@@ -12,6 +12,7 @@
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod execution;
 pub mod http;
 pub mod intake;
 pub mod participants;
