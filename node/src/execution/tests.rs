@@ -792,9 +792,24 @@ fn bad_configuration_is_refused() {
     assert!(f.engine.route_for(Currency::EUR).is_none());
 }
 
-/// A busy day on the standard deployment: chance failures on every rail,
-/// a FedWire outage, an unreachable bank. Drives the clock until idle.
-fn busy_day(seed: u64) -> Vec<ExecutionEvent> {
+/// Instruction `id` of a busy day: three currencies, seven counterparties.
+fn busy_instruction(id: u64) -> SettlementInstruction {
+    let currencies = [Currency::USD, Currency::EUR, Currency::GBP];
+    SettlementInstruction {
+        currency: currencies[(id % 3) as usize],
+        counterparty: ParticipantId((id % 7) as u32),
+        ..usd_instruction(id)
+    }
+}
+
+const BUSY_INSTRUCTIONS: u64 = 300;
+/// The clock step while draining: attempts may run this late, no later.
+const BUSY_DRAIN_STEP_US: u64 = 250_000;
+
+/// A busy day on the standard deployment: chance failures (30 %) on every
+/// rail, a FedWire outage, a bank FedWire cannot reach. Drives the clock
+/// until idle.
+fn busy_day(seed: u64) -> (Vec<ExecutionEvent>, SimulatedRails) {
     let config = ExecutionConfig {
         breaker: BreakerConfig {
             failures_to_open: 3,
@@ -822,47 +837,38 @@ fn busy_day(seed: u64) -> Vec<ExecutionEvent> {
         .unwrap();
 
     let clock = ManualClock::new(0);
-    let currencies = [Currency::USD, Currency::EUR, Currency::GBP];
     let mut events = Vec::new();
-    for id in 0..300u64 {
-        let instr = SettlementInstruction {
-            currency: currencies[(id % 3) as usize],
-            counterparty: ParticipantId((id % 7) as u32),
-            ..usd_instruction(id)
-        };
-        engine.enqueue(instr, clock.now_us()).unwrap();
+    for id in 0..BUSY_INSTRUCTIONS {
+        engine
+            .enqueue(busy_instruction(id), clock.now_us())
+            .unwrap();
         events.extend(engine.poll(clock.now_us()));
         clock.advance_us(100_000);
     }
     // Bounded: every instruction ends within its backoff schedule.
     for _ in 0..10_000 {
+        events.extend(engine.poll(clock.now_us()));
         if engine.is_idle() {
             break;
         }
-        clock.advance_us(250_000);
-        events.extend(engine.poll(clock.now_us()));
+        clock.advance_us(BUSY_DRAIN_STEP_US);
     }
     assert!(engine.is_idle());
-    events
+    (events, rails)
 }
 
-#[test]
-fn same_inputs_and_clock_give_the_same_events() {
-    let a = busy_day(11);
-    assert_eq!(a, busy_day(11));
-    assert_ne!(
-        a,
-        busy_day(12),
-        "the seed must matter, or the test proves nothing"
-    );
-
-    // Every instruction ends exactly once: confirmed, or failed then reversed.
-    let mut confirmed = 0;
-    let mut failed = 0;
-    for id in 0..300u64 {
-        let mine: Vec<_> = a.iter().filter(|e| e.instruction_id == id).collect();
-        let audit = audit_kinds(&mine.iter().map(|e| (*e).clone()).collect::<Vec<_>>());
-        match audit.as_slice() {
+/// Checks every instruction's life on a busy day and counts how each ended.
+/// Returns (confirmed, failed).
+fn check_busy_day(events: &[ExecutionEvent], rails: SimulatedRails) -> (usize, usize) {
+    let (mut confirmed, mut failed) = (0, 0);
+    for id in 0..BUSY_INSTRUCTIONS {
+        let mine: Vec<ExecutionEvent> = events
+            .iter()
+            .filter(|e| e.instruction_id == id)
+            .cloned()
+            .collect();
+        // Confirmed, or failed then reversed; initiated first, once.
+        match audit_kinds(&mine).as_slice() {
             [TxEventKind::SettlementInitiated, TxEventKind::SettlementConfirmed] => confirmed += 1,
             [TxEventKind::SettlementInitiated, TxEventKind::SettlementFailed, TxEventKind::SettlementReversed] => {
                 failed += 1
@@ -873,8 +879,72 @@ fn same_inputs_and_clock_give_the_same_events() {
             mine.windows(2).all(|w| w[0].at_us <= w[1].at_us),
             "{mine:?}"
         );
+        for (i, e) in mine.iter().enumerate() {
+            assert!(e.attempt <= DEFAULT_MAX_RETRIES + 1, "{e:?}");
+            match &e.kind {
+                ExecutionEventKind::RetryScheduled {
+                    next_attempt_us, ..
+                } => {
+                    // The backoff delay for this retry, then the attempt is
+                    // made no later than one poll step after it is due.
+                    let delay = DEFAULT_RETRY_DELAYS_US[e.attempt as usize - 1];
+                    assert_eq!(*next_attempt_us, e.at_us + delay, "{e:?}");
+                    let next = mine[i + 1..]
+                        .iter()
+                        .find(|n| n.attempt == e.attempt + 1)
+                        .expect("a retry is attempted");
+                    // A clean resubmission shows only as its confirmation.
+                    let attempted_us = match next.kind {
+                        ExecutionEventKind::Confirmed { latency_us } => next.at_us - latency_us,
+                        _ => next.at_us,
+                    };
+                    assert!(
+                        (*next_attempt_us..*next_attempt_us + BUSY_DRAIN_STEP_US)
+                            .contains(&attempted_us),
+                        "{e:?} then {next:?}"
+                    );
+                }
+                ExecutionEventKind::Confirmed { latency_us } => {
+                    let range = match e.rail {
+                        Some(r) if r == rails.fedwire => 20_000..=200_000,
+                        Some(r) if r == rails.swift => 500_000..=5_000_000,
+                        Some(r) if r == rails.correspondent => 1_000_000..=10_000_000,
+                        other => panic!("confirmed by {other:?}"),
+                    };
+                    assert!(range.contains(latency_us), "{e:?}");
+                }
+                ExecutionEventKind::Failed {
+                    retries_exhausted, ..
+                } => {
+                    // Chance failures are all retryable here.
+                    assert!(*retries_exhausted, "{e:?}");
+                    assert_eq!(e.attempt, DEFAULT_MAX_RETRIES + 1, "{e:?}");
+                }
+                ExecutionEventKind::Reversed { instruction } => {
+                    let expected = SettlementInstruction {
+                        retry_count: DEFAULT_MAX_RETRIES,
+                        ..busy_instruction(id)
+                    };
+                    assert_eq!(instruction, &expected);
+                }
+                ExecutionEventKind::Initiated | ExecutionEventKind::Rerouted { .. } => {}
+            }
+        }
     }
-    assert_eq!(confirmed + failed, 300);
+    (confirmed, failed)
+}
+
+#[test]
+fn same_inputs_and_clock_give_the_same_events() {
+    let (a, rails) = busy_day(11);
+    assert_eq!(a, busy_day(11).0);
+    assert_ne!(
+        a,
+        busy_day(12).0,
+        "the seed must matter, or the test proves nothing"
+    );
+    let (confirmed, failed) = check_busy_day(&a, rails);
+    assert_eq!(confirmed + failed, BUSY_INSTRUCTIONS as usize);
     assert!(
         failed > 0 && confirmed > failed,
         "{confirmed} confirmed, {failed} failed"
@@ -885,4 +955,12 @@ fn same_inputs_and_clock_give_the_same_events() {
     assert!(a
         .iter()
         .any(|e| e.kind == rerouted(FailureReason::CounterpartyUnavailable)));
+}
+
+#[test]
+fn every_busy_day_keeps_the_lifecycle_and_backoff_rules() {
+    for seed in 0..16 {
+        let (events, rails) = busy_day(seed);
+        check_busy_day(&events, rails);
+    }
 }
