@@ -94,6 +94,10 @@ pub struct SimulatedRails {
     pub correspondent: RailId,
 }
 
+/// Owns the rails (each with its breaker), the routing table and the
+/// bounded queue of pending instructions. Generic over the rail type so a
+/// caller holding concrete rails (tests: [`SimulatedRail`]) can reach them
+/// through [`ExecutionEngine::rail_mut`] to inject faults.
 pub struct ExecutionEngine<R = Box<dyn PaymentRail>> {
     config: ExecutionConfig,
     rails: Vec<RailSlot<R>>,
