@@ -1,4 +1,7 @@
-//! Quick quality/time report: `cargo run --release -p settle-solver --example eval -- N [CURRENCIES] [SEEDS]`.
+//! Quick quality/time report of the heuristic (no exact finish) on
+//! generated instances, with the exact optimum when it can be computed:
+//! `cargo run --release -p settle-solver --example eval -- N [CURRENCIES] [SEEDS]`.
+//! Knobs (env): NB, NODES, STARTS, BUDGET_MS map to `SolveOptions`.
 
 use std::time::Instant;
 
@@ -15,13 +18,30 @@ fn main() {
         let mut opts = GenOptions::new(seed, n);
         opts.currencies = nc;
         let inst = generate_instance(&opts).expect("generated instance is valid");
-        let heur_opts = SolveOptions {
+        let mut heur_opts = SolveOptions {
             exact_transactions_max: 0,
             ..SolveOptions::default()
         };
-        let t0 = Instant::now();
-        let sol = solve(&inst, &heur_opts);
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if let Ok(v) = std::env::var("NB") {
+            heur_opts.neighbourhood_transactions = v.parse().unwrap();
+        }
+        if let Ok(v) = std::env::var("STARTS") {
+            heur_opts.starts = v.parse().unwrap();
+        }
+        if let Ok(v) = std::env::var("NODES") {
+            heur_opts.neighbourhood_nodes = v.parse().unwrap();
+        }
+        if let Ok(v) = std::env::var("BUDGET_MS") {
+            heur_opts.time_budget = std::time::Duration::from_millis(v.parse().unwrap());
+        }
+        // Minimum of a few runs: robust to a busy machine.
+        let mut ms = f64::INFINITY;
+        let mut sol = solve(&inst, &heur_opts);
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            sol = solve(&inst, &heur_opts);
+            ms = ms.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
         let report = check(&inst, &sol.to_file(&inst));
         let nv = naive(&inst);
         let ex = if n <= 60 {

@@ -165,6 +165,7 @@ pub(crate) struct Bb<'a> {
     suffix: Vec<f64>,
     /// `vp_sub[i]`: vertex `sub[i]` dotted with `pos`.
     vp_sub: Vec<f64>,
+
     /// Whether `sub` holds every vertex that can be the maximum at a leaf.
     leaf_on_sub: bool,
     /// Otherwise: every vertex's value at the root, and the vertices by that
@@ -342,6 +343,11 @@ impl<'a> Bb<'a> {
         self.dfs(0);
     }
 
+    /// Nodes visited so far.
+    pub(crate) fn nodes(&self) -> u64 {
+        self.nodes
+    }
+
     /// Whether the search finished within its node limit (so the best found
     /// is optimal for the free transactions).
     pub(crate) fn completed(&self) -> bool {
@@ -376,15 +382,19 @@ impl<'a> Bb<'a> {
             .fold(f64::INFINITY, f64::min)
     }
 
+    /// FX duality with each open payment charged min(deferral, v·δ), plus
+    /// the deferral and wire costs already fixed.
     fn bound(&self, k: usize) -> f64 {
         let m1 = self.order.len() + 1;
-        let fx = self
-            .vp_sub
-            .iter()
-            .enumerate()
-            .map(|(i, vp)| vp + self.suffix[i * m1 + k])
-            .fold(f64::NEG_INFINITY, f64::max);
-        let fx = if self.sub.is_empty() { 0.0 } else { fx };
+        let fx = if self.sub.is_empty() {
+            0.0
+        } else {
+            self.vp_sub
+                .iter()
+                .enumerate()
+                .map(|(i, vp)| vp + self.suffix[i * m1 + k])
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
         self.deferral + self.wire_lb + fx
     }
 
@@ -495,6 +505,7 @@ impl<'a> Bb<'a> {
 
     fn dfs(&mut self, k: usize) {
         self.nodes += 1;
+
         if self.nodes > self.nodes_max {
             return;
         }

@@ -17,6 +17,11 @@ use crate::Instance;
 /// float noise from cycling the search.
 const IMPROVEMENT_EPS_USD: f64 = 1e-9;
 
+/// The starts of [`solve`], in order: (repair ranks by loss per unit of
+/// shortfall covered rather than per unit freed, repair rounds re-ranked by
+/// liquidity prices).
+const START_VARIANTS: [(bool, usize); 4] = [(false, 1), (true, 1), (false, 3), (true, 3)];
+
 /// Local search passes at most; each pass is O(transactions x dual vertices).
 const PASSES_MAX: usize = 12;
 
@@ -29,16 +34,12 @@ const GRIDLOCK_SET_MAX: usize = 8;
 /// Members of a group moved together at most in one group move.
 const GROUP_MOVE_MAX: usize = 16;
 
-/// Free transactions per neighbourhood of the exact local search: small
-/// enough that the branch and bound over them takes microseconds.
-const LNS_FREE_MAX: usize = 20;
-
 /// Transactions of each kind taken from one balance into a neighbourhood.
 const LNS_PER_SLOT: usize = 4;
 
-/// Branch-and-bound nodes per neighbourhood; the best found is used even
-/// when the search is cut.
-const LNS_NODES_MAX: u64 = 4_000;
+/// Total branch-and-bound nodes of the exact local search per transaction
+/// (about ten times what a 1,000-transaction instance normally uses).
+const LNS_NODES_PER_TRANSACTION: u64 = 400;
 
 /// Dual vertices the neighbourhood bound uses (the most binding ones).
 const LNS_VERTICES_MAX: usize = 64;
@@ -56,13 +57,25 @@ pub struct SolveOptions {
     /// Instances with at most this many transactions are finished by the
     /// exact branch and bound (node-limited), so small ones come out optimal.
     pub exact_transactions_max: usize,
+    /// Free transactions per neighbourhood of the exact local search: small
+    /// enough that the branch and bound over one takes microseconds.
+    pub neighbourhood_transactions: usize,
+    /// Branch-and-bound nodes per neighbourhood; the best found is used even
+    /// when the search is cut.
+    pub neighbourhood_nodes: u64,
+    /// Independent starts (1 to 4), each a full search with a different
+    /// repair ranking; the best is kept. More starts, better and slower.
+    pub starts: usize,
 }
 
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
-            time_budget: Duration::from_millis(50),
+            time_budget: Duration::from_millis(200),
             exact_transactions_max: 16,
+            neighbourhood_transactions: 20,
+            neighbourhood_nodes: 4_000,
+            starts: 1,
         }
     }
 }
@@ -72,29 +85,24 @@ impl Default for SolveOptions {
 pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     let started = Instant::now();
     let deadline = started + opts.time_budget;
-    let mut search = Search::new(inst);
-    search.settle_all();
-    search.drop_unprofitable();
-    search.repair();
-
-    debug_assert!(search.is_feasible());
-    for _ in 0..PASSES_MAX {
-        if Instant::now() >= deadline {
+    // Starts differ in how the repair ranks what to defer; the local optima
+    // they reach differ by a percent or more, so keep the best.
+    let mut best: Option<(f64, Vec<bool>)> = None;
+    for &(cap_shortfall, rounds) in START_VARIANTS.iter().take(opts.starts.max(1)) {
+        if best.is_some() && Instant::now() >= deadline {
             break;
         }
-        let before = search.total();
-        search.add_pass();
-        search.drop_pass();
-        search.group_pass();
-        search.swap_pass();
-        search.gridlock_pass();
-        search.lns_pass(deadline);
-        search.refresh_fx();
-        if search.total() > before - 1e-7 {
-            break;
+        let mut search = Search::new(inst, opts, cap_shortfall);
+        search.run(deadline, rounds);
+        let total = search.total();
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
+        {
+            best = Some((total, search.x));
         }
     }
-    let mut settled = search.x;
+    let (_, mut settled) = best.expect("at least one start");
     assert!(
         is_feasible(inst, &settled),
         "local search keeps feasibility"
@@ -317,6 +325,22 @@ struct Search<'a> {
     idx: Rc<Index>,
     /// All transactions, most valuable to settle first.
     urgency: Vec<u32>,
+    /// Loss of deferring each one, net of the FX it would cost alone.
+    loss: Vec<f64>,
+    /// What the repair ranks by: `loss` plus the liquidity its credit gives
+    /// its creditor, at that balance's price from the previous round.
+    rank_loss: Vec<f64>,
+    /// Price of one minor unit of liquidity per slot (USD), from the
+    /// cheapest profitable payment the previous round had to defer there.
+    price: Vec<f64>,
+    /// Repair ranks by loss per unit of shortfall covered (true) or per
+    /// unit freed (false).
+    cap_shortfall: bool,
+    lns_free_max: usize,
+    lns_nodes_max: u64,
+    /// Branch-and-bound nodes left for the whole exact local search: a
+    /// work bound (not a clock), so the result depends on the input only.
+    lns_nodes_left: u64,
 }
 
 struct Index {
@@ -328,10 +352,65 @@ struct Index {
     to_creditor: Lists,
     /// Members of each group, most urgent first.
     members: Lists,
+    /// Transactions per (send, receive) currency pair, largest value first.
+    by_direction: Lists,
 }
 
 impl<'a> Search<'a> {
-    fn new(inst: &'a Instance) -> Search<'a> {
+    /// Settle all, drop the unprofitable, repair, then local search passes
+    /// until one improves nothing or the deadline passes.
+    fn run(&mut self, deadline: Instant, rounds: usize) {
+        let mut best: Option<(f64, Vec<bool>)> = None;
+        for round in 0..rounds {
+            if round > 0 {
+                self.update_prices();
+                self.reset();
+            }
+            self.settle_all();
+            self.drop_unprofitable();
+            self.repair();
+            self.add_pass();
+            self.drop_pass();
+            let total = self.total();
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
+            {
+                best = Some((total, self.x.clone()));
+            }
+        }
+        if let Some((_, x)) = best {
+            if x != self.x {
+                self.reset();
+                for (t, &on) in x.iter().enumerate() {
+                    if on {
+                        self.set(t, true);
+                    }
+                }
+                self.fx.refresh();
+            }
+        }
+        debug_assert!(self.is_feasible());
+        for _ in 0..PASSES_MAX {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let before = self.total();
+            self.add_pass();
+            self.drop_pass();
+            self.group_pass();
+            self.swap_pass();
+            self.gridlock_pass();
+            self.netting_pass();
+            self.lns_pass(deadline);
+            self.refresh_fx();
+            if self.total() > before - 1e-7 {
+                break;
+            }
+        }
+    }
+
+    fn new(inst: &'a Instance, opts: &SolveOptions, cap_shortfall: bool) -> Search<'a> {
         let n = inst.transactions.len();
         let nc = inst.currencies.len();
         let txs = &inst.transactions;
@@ -365,6 +444,13 @@ impl<'a> Search<'a> {
             &per_limit,
         );
         let members = Lists::build(inst.group_count(), n, |t| inst.group_of(t), &neg_loss);
+        let neg_value: Vec<f64> = (0..n).map(|t| -inst.value_usd(t)).collect();
+        let by_direction = Lists::build(
+            nc * nc,
+            n,
+            |t| txs[t].send as usize * nc + txs[t].receive as usize,
+            &neg_value,
+        );
         let mut urgency: Vec<u32> = (0..n as u32).collect();
         urgency.sort_by(|&a, &b| {
             neg_loss[a as usize]
@@ -396,8 +482,16 @@ impl<'a> Search<'a> {
                 incoming,
                 to_creditor,
                 members,
+                by_direction,
             }),
             urgency,
+            rank_loss: loss.clone(),
+            price: vec![0.0; slots],
+            loss,
+            cap_shortfall,
+            lns_free_max: opts.neighbourhood_transactions.max(1),
+            lns_nodes_max: opts.neighbourhood_nodes,
+            lns_nodes_left: LNS_NODES_PER_TRANSACTION * n as u64 + opts.neighbourhood_nodes,
         }
     }
 
@@ -493,6 +587,40 @@ impl<'a> Search<'a> {
         self.fx.refresh();
     }
 
+    /// Back to nothing settled.
+    fn reset(&mut self) {
+        for t in 0..self.n {
+            if self.x[t] {
+                self.set(t, false);
+            }
+        }
+        self.fx.refresh();
+    }
+
+    /// Liquidity prices from the current assignment: at each balance, the
+    /// least loss per minor unit among profitable debits left deferred (what
+    /// one more unit there would buy), damped against the previous price;
+    /// then the repair ranking charges a payment's credit at its creditor's
+    /// price, so payments that fund others are deferred last.
+    fn update_prices(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        for s in 0..self.inst.slot_count() {
+            let mut p = f64::INFINITY;
+            for &t in idx.out.get(s) {
+                let t = t as usize;
+                if !self.x[t] && self.loss[t] > 0.0 {
+                    p = p.min(self.loss[t] / self.inst.transactions[t].amount as f64);
+                }
+            }
+            let p = if p.is_finite() { p } else { 0.0 };
+            self.price[s] = 0.5 * (self.price[s] + p);
+        }
+        for t in 0..self.n {
+            let r = self.inst.transactions[t].receive_amount as f64;
+            self.rank_loss[t] = self.loss[t] + self.price[self.cred_slot[t] as usize] * r;
+        }
+    }
+
     /// Everything settled: the start that keeps every gridlocked cycle in.
     fn settle_all(&mut self) {
         for t in 0..self.n {
@@ -539,29 +667,33 @@ impl<'a> Search<'a> {
                 // Deficit in a slot: defer its debits, first those whose
                 // creditor can spare the credit (no cascade), then any.
                 let list = idx.out.get(e);
-                for cascade in [false, true] {
-                    let mut i = 0;
-                    while self.bal[e] < 0 && i < list.len() {
-                        let t = list[i] as usize;
-                        i += 1;
-                        if self.x[t] && (cascade || self.can_remove(t)) {
-                            removed.push(t);
-                            self.set(t, false);
-                        }
-                    }
+                while self.bal[e] < 0 {
+                    let deficit = -self.bal[e];
+                    let amount = |t: usize| self.inst.transactions[t].amount as i128;
+                    let Some(t) = self
+                        .pick(list, deficit, amount, true)
+                        .or_else(|| self.pick(list, deficit, amount, false))
+                    else {
+                        break;
+                    };
+                    removed.push(t);
+                    self.set(t, false);
                 }
                 assert!(self.bal[e] >= 0, "deferring every debit restores a balance");
             } else {
                 let p = e - slots;
                 let list = idx.to_creditor.get(p);
-                let mut i = 0;
-                while self.used[p] > self.inst.limit_fixed[p] && i < list.len() {
-                    let t = list[i] as usize;
-                    i += 1;
-                    if self.x[t] {
-                        removed.push(t);
-                        self.set(t, false);
-                    }
+                while self.used[p] > self.inst.limit_fixed[p] {
+                    let excess = self.used[p] - self.inst.limit_fixed[p];
+                    let usd = |t: usize| self.inst.receive_usd_fixed[t];
+                    let Some(t) = self
+                        .pick(list, excess, usd, true)
+                        .or_else(|| self.pick(list, excess, usd, false))
+                    else {
+                        break;
+                    };
+                    removed.push(t);
+                    self.set(t, false);
                 }
                 assert!(
                     self.used[p] <= self.inst.limit_fixed[p],
@@ -576,6 +708,37 @@ impl<'a> Search<'a> {
                 }
             }
         }
+    }
+
+    /// The settled transaction of `list` to defer to cover `shortfall`: the
+    /// least loss per unit of shortfall it covers (a huge payment covering a
+    /// small shortfall is charged its whole loss for that small part). With
+    /// `safe`, only those whose creditor can spare the credit (no cascade).
+    fn pick(
+        &self,
+        list: &[u32],
+        shortfall: i128,
+        weight: impl Fn(usize) -> i128,
+        safe: bool,
+    ) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for &t in list {
+            let t = t as usize;
+            if !self.x[t] || (safe && !self.can_remove(t)) {
+                continue;
+            }
+            let covered = if self.cap_shortfall {
+                weight(t).min(shortfall)
+            } else {
+                weight(t)
+            }
+            .max(1) as f64;
+            let score = self.rank_loss[t] / covered;
+            if best.is_none_or(|(s, _)| score < s) {
+                best = Some((score, t));
+            }
+        }
+        best.map(|(_, t)| t)
     }
 
     /// Settles deferred transactions that fit and pay off, most urgent first.
@@ -811,6 +974,52 @@ impl<'a> Search<'a> {
         }
     }
 
+    /// Netting pairs: a deferred transaction that does not pay off alone
+    /// only because of its FX cost is settled together with a deferred one
+    /// flowing the opposite way, when the pair pays off (their conversions
+    /// cancel).
+    fn netting_pass(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        let nc = self.inst.currencies.len();
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || !self.can_add(t) {
+                continue;
+            }
+            let tx = &self.inst.transactions[t];
+            if tx.send == tx.receive || self.delta_add(t) < -IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            let before = self.total();
+            self.set(t, true);
+            let opposite = idx
+                .by_direction
+                .get(tx.receive as usize * nc + tx.send as usize);
+            let mut best: Option<(f64, usize)> = None;
+            let mut scanned = 0;
+            for &u in opposite {
+                let u = u as usize;
+                if self.x[u] || !self.can_add(u) {
+                    continue;
+                }
+                scanned += 1;
+                if scanned > SWAP_CANDIDATES_MAX {
+                    break;
+                }
+                let d = self.delta_add(u);
+                if best.is_none_or(|(b, _)| d < b) {
+                    best = Some((d, u));
+                }
+            }
+            match best {
+                Some((d, u)) if self.total() + d < before - IMPROVEMENT_EPS_USD => {
+                    self.set(u, true)
+                }
+                _ => self.set(t, false),
+            }
+        }
+    }
+
     /// Exact local search: around each deferred transaction that would pay
     /// off, free a small neighbourhood (the balances it touches, the
     /// debits competing for them, the credits that could fund them, and so
@@ -818,12 +1027,11 @@ impl<'a> Search<'a> {
     /// finds the combined moves (defer one, settle a cycle of three) that
     /// single flips miss.
     fn lns_pass(&mut self, deadline: Instant) {
-        let mut covered = vec![false; self.n];
         let since = self.lns_epoch;
         self.lns_epoch = Some(self.epoch);
         for i in 0..self.n {
             let t = self.urgency[i] as usize;
-            if self.x[t] || covered[t] || -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+            if self.x[t] || -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
                 continue;
             }
             if let Some(since) = since {
@@ -835,13 +1043,10 @@ impl<'a> Search<'a> {
                     continue;
                 }
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || self.lns_nodes_left == 0 {
                 return;
             }
             let free = self.neighbourhood(t);
-            for &f in &free {
-                covered[f] = true;
-            }
             if free.len() < 2 {
                 // t alone: the add pass already priced it.
                 continue;
@@ -855,9 +1060,11 @@ impl<'a> Search<'a> {
                 deferral: self.deferral,
                 wire: self.wire,
             };
-            let mut bb = Bb::new(self.inst, &base, &free, LNS_NODES_MAX, LNS_VERTICES_MAX);
+            let nodes_max = self.lns_nodes_max.min(self.lns_nodes_left);
+            let mut bb = Bb::new(self.inst, &base, &free, nodes_max, LNS_VERTICES_MAX);
             bb.best_cost = self.total();
             bb.run();
+            self.lns_nodes_left = self.lns_nodes_left.saturating_sub(bb.nodes().max(1));
 
             if let Some(moves) = bb.best_moves() {
                 for (f, settle) in moves {
@@ -873,18 +1080,18 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// The free set around deferred transaction `t`, at most [`LNS_FREE_MAX`].
+    /// The free set around deferred transaction `t`, at most `lns_free_max`.
     fn neighbourhood(&self, t: usize) -> Vec<usize> {
         let idx = &self.idx;
         let mut free = vec![t];
-        let mut slots: VecDeque<usize> = VecDeque::with_capacity(LNS_FREE_MAX * 2);
-        let mut seen_slots: Vec<usize> = Vec::with_capacity(LNS_FREE_MAX * 2);
+        let mut slots: VecDeque<usize> = VecDeque::with_capacity(self.lns_free_max * 2);
+        let mut seen_slots: Vec<usize> = Vec::with_capacity(self.lns_free_max * 2);
         slots.push_back(self.deb_slot[t] as usize);
         let c = self.inst.transactions[t].creditor as usize;
         if self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c] {
             for &u in idx.to_creditor.get(c) {
                 let u = u as usize;
-                if free.len() >= LNS_FREE_MAX / 2 {
+                if free.len() >= self.lns_free_max / 2 {
                     break;
                 }
                 if self.x[u] && !free.contains(&u) {
@@ -894,7 +1101,7 @@ impl<'a> Search<'a> {
             }
         }
         while let Some(s) = slots.pop_front() {
-            if free.len() >= LNS_FREE_MAX {
+            if free.len() >= self.lns_free_max {
                 break;
             }
             if seen_slots.contains(&s) {
@@ -903,16 +1110,28 @@ impl<'a> Search<'a> {
             seen_slots.push(s);
             // Settled debits that could make room (cheapest first): deferring
             // one lowers its creditor's balance, which joins the search.
+            // The seed's own balance gets more room: a large payment may
+            // need several others deferred to fit.
+            let per_slot = if seen_slots.len() == 1 {
+                self.lns_free_max / 2
+            } else {
+                LNS_PER_SLOT
+            };
             let mut taken = 0;
             for &u in idx.out.get(s) {
                 let u = u as usize;
-                if taken >= LNS_PER_SLOT || free.len() >= LNS_FREE_MAX {
+                if taken >= per_slot || free.len() >= self.lns_free_max {
                     break;
                 }
                 if self.x[u] && !free.contains(&u) {
                     free.push(u);
                     taken += 1;
-                    slots.push_back(self.cred_slot[u] as usize);
+                    if self.can_remove(u) {
+                        slots.push_back(self.cred_slot[u] as usize);
+                    } else {
+                        // Its creditor needs the credit: follow the cascade first.
+                        slots.push_front(self.cred_slot[u] as usize);
+                    }
                 }
             }
             // Deferred credits that could fund it (largest first): settling
@@ -920,7 +1139,7 @@ impl<'a> Search<'a> {
             taken = 0;
             for &u in idx.incoming.get(s) {
                 let u = u as usize;
-                if taken >= LNS_PER_SLOT || free.len() >= LNS_FREE_MAX {
+                if taken >= LNS_PER_SLOT || free.len() >= self.lns_free_max {
                     break;
                 }
                 if !self.x[u] && !free.contains(&u) {
@@ -933,7 +1152,7 @@ impl<'a> Search<'a> {
             taken = 0;
             for &u in idx.out.get(s).iter().rev() {
                 let u = u as usize;
-                if taken >= LNS_PER_SLOT / 2 || free.len() >= LNS_FREE_MAX {
+                if taken >= LNS_PER_SLOT / 2 || free.len() >= self.lns_free_max {
                     break;
                 }
                 if !self.x[u] && !free.contains(&u) {
