@@ -315,7 +315,13 @@ async fn client_loop(
     let interval_us = interval.map(|i| i.as_micros() as u64);
     let mut connection = None;
     let mut failures = 0;
-    let mut next_send = Instant::now();
+    // Clients start out of phase, spread over one interval: in step they
+    // would send in bursts, and the node would see a burstier load than the
+    // rate says.
+    let mut next_send = Instant::now()
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(f64::from(client) / options.clients as f64)
+        });
     while Instant::now() < deadline {
         if interval.is_some() {
             let now = Instant::now();
