@@ -168,10 +168,9 @@ pub(crate) struct Bb<'a> {
 
     /// Whether `sub` holds every vertex that can be the maximum at a leaf.
     leaf_on_sub: bool,
-    /// Otherwise: every vertex's value at the root, and the vertices by that
-    /// value descending, for an exact leaf price that scans only the top.
+    /// Otherwise: every vertex's value at the root, so that a leaf computes
+    /// only the vertices that can still be the maximum.
     vp_root: Vec<f64>,
-    root_rank: Vec<u32>,
     /// Σ value * dist over settled free transactions: how far any vertex's
     /// value can have moved from the root.
     reach: f64,
@@ -244,7 +243,6 @@ impl<'a> Bb<'a> {
         // move each vertex's value by at most R = Σ value * dist, so only
         // vertices within 2R of the root maximum matter (exact, not a guess).
         let mut vp_root = Vec::new();
-        let mut root_rank = Vec::new();
         let (sub, suffix, vp_sub, leaf_on_sub) = match inst.fx().dual_vertices() {
             None => (Vec::new(), Vec::new(), Vec::new(), false),
             Some(dv) => {
@@ -266,28 +264,14 @@ impl<'a> Bb<'a> {
                 if sub.len() > vertices_max {
                     // Too many to track: bound with the most binding ones,
                     // price leaves over all vertices.
-                    let open_sum = |v: usize| -> f64 {
-                        order
-                            .iter()
-                            .map(|&t| {
-                                let tx = &inst.transactions[t];
-                                let vd = inst.value_usd(t)
-                                    * (dv.columns[tx.send as usize][v]
-                                        - dv.columns[tx.receive as usize][v]);
-                                inst.defer_usd(t).min(vd)
-                            })
-                            .sum()
-                    };
-                    let root: Vec<f64> = (0..dv.count).map(|v| vp_all[v] + open_sum(v)).collect();
-                    sub.sort_by(|&a, &b| root[b].total_cmp(&root[a]).then(a.cmp(&b)));
-                    sub.truncate(vertices_max);
-                    leaf_on_sub = false;
-                    root_rank = (0..dv.count as u32).collect();
-                    root_rank.sort_by(|&a, &b| {
-                        vp_all[b as usize]
-                            .total_cmp(&vp_all[a as usize])
-                            .then(a.cmp(&b))
+                    // The highest by root value (a linear selection, not a sort).
+                    let key = |v: &usize| -vp_all[*v];
+                    sub.select_nth_unstable_by(vertices_max - 1, |a, b| {
+                        key(a).total_cmp(&key(b)).then(a.cmp(b))
                     });
+                    sub.truncate(vertices_max);
+                    sub.sort_unstable();
+                    leaf_on_sub = false;
                     vp_root = vp_all.clone();
                 }
                 let mut suffix = vec![0.0; sub.len() * (m + 1)];
@@ -315,7 +299,6 @@ impl<'a> Bb<'a> {
             vp_sub,
             leaf_on_sub,
             vp_root,
-            root_rank,
             reach: 0.0,
             opt_bal,
             used,
@@ -404,10 +387,9 @@ impl<'a> Bb<'a> {
             match self.inst.fx().dual_vertices() {
                 Some(dv) => {
                     let reach = self.reach * (1.0 + 1e-9) + 1e-9;
-                    for &v in &self.root_rank {
-                        let v = v as usize;
-                        if self.vp_root[v] + reach <= fx {
-                            break;
+                    for (v, &root) in self.vp_root.iter().enumerate() {
+                        if root + reach <= fx {
+                            continue;
                         }
                         let value: f64 = dv
                             .columns

@@ -208,6 +208,19 @@ impl<'a> FxState<'a> {
         }
     }
 
+    /// FX cost after several flows (s, r, usd) at once, without changing
+    /// anything.
+    pub(crate) fn cost_with_many(&self, flows: &[(u32, u32, f64)]) -> f64 {
+        let mut pos = self.pos.clone();
+        for &(s, r, usd) in flows {
+            if s != r {
+                pos[s as usize] += usd;
+                pos[r as usize] -= usd;
+            }
+        }
+        self.inst.fx().cost(&pos)
+    }
+
     pub(crate) fn apply(&mut self, s: u32, r: u32, usd: f64) {
         if s == r {
             return;
@@ -384,7 +397,7 @@ impl<'a> Search<'a> {
                 self.reset();
                 for (t, &on) in x.iter().enumerate() {
                     if on {
-                        self.set(t, true);
+                        self.set_quietly(t, true);
                     }
                 }
                 self.fx.refresh();
@@ -554,6 +567,29 @@ impl<'a> Search<'a> {
     }
 
     fn set(&mut self, t: usize, on: bool) {
+        self.set_deferring_fx(t, on);
+        let tx = &self.inst.transactions[t];
+        let v = self.inst.value_usd(t);
+        self.fx.apply(tx.send, tx.receive, if on { v } else { -v });
+    }
+
+    /// `set` without pricing FX: positions only; the caller refreshes the
+    /// FX state once after a bulk change.
+    fn set_quietly(&mut self, t: usize, on: bool) {
+        self.set_deferring_fx(t, on);
+        let tx = &self.inst.transactions[t];
+        if tx.send != tx.receive {
+            let v = if on {
+                self.inst.value_usd(t)
+            } else {
+                -self.inst.value_usd(t)
+            };
+            self.fx.pos[tx.send as usize] += v;
+            self.fx.pos[tx.receive as usize] -= v;
+        }
+    }
+
+    fn set_deferring_fx(&mut self, t: usize, on: bool) {
         debug_assert_ne!(self.x[t], on, "a move flips its transaction");
         let inst = self.inst;
         let tx = &inst.transactions[t];
@@ -578,8 +614,6 @@ impl<'a> Search<'a> {
         } else {
             self.gn[g] -= 1;
         }
-        let v = inst.value_usd(t);
-        self.fx.apply(tx.send, tx.receive, if on { v } else { -v });
         self.x[t] = on;
     }
 
@@ -591,7 +625,7 @@ impl<'a> Search<'a> {
     fn reset(&mut self) {
         for t in 0..self.n {
             if self.x[t] {
-                self.set(t, false);
+                self.set_quietly(t, false);
             }
         }
         self.fx.refresh();
@@ -624,7 +658,7 @@ impl<'a> Search<'a> {
     /// Everything settled: the start that keeps every gridlocked cycle in.
     fn settle_all(&mut self) {
         for t in 0..self.n {
-            self.set(t, true);
+            self.set_quietly(t, true);
         }
         self.fx.refresh();
     }
@@ -806,20 +840,37 @@ impl<'a> Search<'a> {
                 }
             } else if (self.gn[g] as usize) <= GROUP_MOVE_MAX {
                 // Close: defer every settled member, if balances allow.
-                let before = self.total();
+                // Priced before anything moves; FX can save at most reach.
                 let settled: Vec<usize> = list
                     .iter()
                     .map(|&t| t as usize)
                     .filter(|&t| self.x[t])
                     .collect();
+                let (creditor, currency) = self.inst.group(g);
+                let cs = self.inst.slot(creditor, currency);
+                let mut bal = self.bal[cs];
+                let mut deferral = 0.0;
+                let mut reach = 0.0;
+                let mut flows = Vec::with_capacity(settled.len());
                 for &t in &settled {
-                    self.set(t, false);
+                    let tx = &self.inst.transactions[t];
+                    bal -= tx.receive_amount as i128;
+                    if self.deb_slot[t] as usize == cs {
+                        bal += tx.amount as i128;
+                    }
+                    let v = self.inst.value_usd(t);
+                    deferral += self.inst.defer_usd(t);
+                    reach += v * self.inst.fx().dist(tx.send, tx.receive);
+                    flows.push((tx.send, tx.receive, -v));
                 }
-                let cs = self.inst.slot(self.inst.group(g).0, self.inst.group(g).1);
-                let ok = self.bal[cs] >= 0 && self.total() < before - IMPROVEMENT_EPS_USD;
-                if !ok {
-                    for &t in settled.iter().rev() {
-                        self.set(t, true);
+                let wire = -self.inst.group_wire_usd(self.gn[g] as usize);
+                if bal < 0 || deferral + wire - reach >= -IMPROVEMENT_EPS_USD {
+                    continue;
+                }
+                let fx = self.fx.cost_with_many(&flows) - self.fx.cost();
+                if deferral + wire + fx < -IMPROVEMENT_EPS_USD {
+                    for &t in &settled {
+                        self.set(t, false);
                     }
                 }
             }
@@ -988,6 +1039,10 @@ impl<'a> Search<'a> {
             }
             let tx = &self.inst.transactions[t];
             if tx.send == tx.receive || self.delta_add(t) < -IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            // Netting can only remove the FX part: without it, it must pay.
+            if self.inst.defer_usd(t) <= self.wire_delta(t, true) {
                 continue;
             }
             let before = self.total();
