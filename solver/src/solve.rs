@@ -31,6 +31,9 @@ const SWAP_CANDIDATES_MAX: usize = 48;
 /// Transactions added together at most in one gridlock-resolution move.
 const GRIDLOCK_SET_MAX: usize = 8;
 
+/// Deferrals one ejection chain may make.
+const CHAIN_STEPS_MAX: usize = 24;
+
 /// Members of a group moved together at most in one group move.
 const GROUP_MOVE_MAX: usize = 16;
 
@@ -73,7 +76,7 @@ impl Default for SolveOptions {
         SolveOptions {
             time_budget: Duration::from_millis(200),
             exact_transactions_max: 16,
-            neighbourhood_transactions: 20,
+            neighbourhood_transactions: 16,
             neighbourhood_nodes: 4_000,
             starts: 1,
         }
@@ -415,6 +418,7 @@ impl<'a> Search<'a> {
             self.swap_pass();
             self.gridlock_pass();
             self.netting_pass();
+            self.chain_pass();
             self.lns_pass(deadline);
             self.refresh_fx();
             if self.total() > before - 1e-7 {
@@ -755,10 +759,22 @@ impl<'a> Search<'a> {
         weight: impl Fn(usize) -> i128,
         safe: bool,
     ) -> Option<usize> {
+        self.pick_except(list, shortfall, weight, safe, usize::MAX)
+    }
+
+    /// [`Search::pick`] never choosing `pinned`.
+    fn pick_except(
+        &self,
+        list: &[u32],
+        shortfall: i128,
+        weight: impl Fn(usize) -> i128,
+        safe: bool,
+        pinned: usize,
+    ) -> Option<usize> {
         let mut best: Option<(f64, usize)> = None;
         for &t in list {
             let t = t as usize;
-            if !self.x[t] || (safe && !self.can_remove(t)) {
+            if !self.x[t] || t == pinned || (safe && !self.can_remove(t)) {
                 continue;
             }
             let covered = if self.cap_shortfall {
@@ -1022,6 +1038,87 @@ impl<'a> Search<'a> {
                     self.set(a, false);
                 }
             }
+        }
+    }
+
+    /// Ejection chains: settle a blocked payment that pays off, then repair
+    /// the limit and balances it breaks the way the repair does (cheapest loss per
+    /// unit of shortfall, cascading to creditors), with the payment pinned.
+    /// Kept when the whole chain lowers the cost, else undone.
+    fn chain_pass(&mut self) {
+        let idx = Rc::clone(&self.idx);
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || self.can_add(t) {
+                continue;
+            }
+            if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            let c = self.inst.transactions[t].creditor as usize;
+            let before = self.total();
+            self.set(t, true);
+            let mut flipped: Vec<usize> = Vec::with_capacity(CHAIN_STEPS_MAX);
+            // Over the creditor's limit: defer other credits to it first.
+            while self.used[c] > self.inst.limit_fixed[c] && flipped.len() < CHAIN_STEPS_MAX {
+                let excess = self.used[c] - self.inst.limit_fixed[c];
+                let usd = |u: usize| self.inst.receive_usd_fixed[u];
+                let list = idx.to_creditor.get(c);
+                let Some(u) = self
+                    .pick_except(list, excess, usd, true, t)
+                    .or_else(|| self.pick_except(list, excess, usd, false, t))
+                else {
+                    break;
+                };
+                self.set(u, false);
+                flipped.push(u);
+            }
+            // Slots to repair: the seed's, then one per deferral at most, so
+            // the queue holds at most 2 * CHAIN_STEPS_MAX + 1 entries.
+            let mut queue: VecDeque<usize> = VecDeque::with_capacity(2 * CHAIN_STEPS_MAX + 1);
+            queue.push_back(self.deb_slot[t] as usize);
+            for &u in &flipped {
+                let cs = self.cred_slot[u] as usize;
+                if self.bal[cs] < 0 && !queue.contains(&cs) {
+                    queue.push_back(cs);
+                }
+            }
+            let mut ok = self.used[c] <= self.inst.limit_fixed[c];
+            while let Some(s) = queue.pop_front() {
+                while self.bal[s] < 0 {
+                    if flipped.len() >= CHAIN_STEPS_MAX {
+                        ok = false;
+                        break;
+                    }
+                    let shortfall = -self.bal[s];
+                    let amount = |u: usize| self.inst.transactions[u].amount as i128;
+                    let list = idx.out.get(s);
+                    let pick = self
+                        .pick_except(list, shortfall, amount, true, t)
+                        .or_else(|| self.pick_except(list, shortfall, amount, false, t));
+                    let Some(u) = pick else {
+                        ok = false;
+                        break;
+                    };
+                    self.set(u, false);
+                    flipped.push(u);
+                    let cs = self.cred_slot[u] as usize;
+                    if self.bal[cs] < 0 && !queue.contains(&cs) {
+                        queue.push_back(cs);
+                    }
+                }
+                if !ok {
+                    break;
+                }
+            }
+            if ok && self.total() < before - IMPROVEMENT_EPS_USD {
+                debug_assert!(self.is_feasible());
+                continue;
+            }
+            for &u in flipped.iter().rev() {
+                self.set(u, true);
+            }
+            self.set(t, false);
         }
     }
 
