@@ -44,6 +44,10 @@ const LNS_PER_SLOT: usize = 4;
 /// (about ten times what a 1,000-transaction instance normally uses).
 const LNS_NODES_PER_TRANSACTION: u64 = 400;
 
+/// A deferred payment seeds a neighbourhood only when settling it alone
+/// would gain more than this (USD): smaller gains rarely repay the search.
+const LNS_SEED_GAIN_MIN_USD: f64 = 5.0;
+
 /// Dual vertices the neighbourhood bound uses (the most binding ones).
 const LNS_VERTICES_MAX: usize = 64;
 
@@ -1183,7 +1187,7 @@ impl<'a> Search<'a> {
         self.lns_epoch = Some(self.epoch);
         for i in 0..self.n {
             let t = self.urgency[i] as usize;
-            if self.x[t] || -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+            if self.x[t] || -self.delta_add(t) <= LNS_SEED_GAIN_MIN_USD {
                 continue;
             }
             if let Some(since) = since {

@@ -232,3 +232,29 @@ fn checker_catches_each_kind_of_invalid_solution() {
     cheap.cost.as_mut().unwrap().total -= 0.05;
     assert!(errors(&cheap).contains("cost.total"), "{}", errors(&cheap));
 }
+
+#[test]
+fn self_payments_and_a_zero_budget_still_give_valid_answers() {
+    let (mut b, usd, eur, rtgs, t2) = market(1);
+    let a = b.participant("a", dec("1e6"), &[(usd, 500_000)]);
+    let c = b.participant("c", dec("2000"), &[(eur, 10_000)]);
+    // Paying oneself across currencies, and within one.
+    b.transaction("self_fx", a, a, 400_000, usd, eur, rtgs);
+    b.transaction("self_same", c, c, 5_000, eur, eur, t2);
+    b.transaction("ac", a, c, 300_000, usd, eur, rtgs);
+    b.transaction("ca", c, a, 900_000, eur, usd, rtgs);
+    let inst = b.build().unwrap();
+    for budget_ms in [0, 1000] {
+        let opts = SolveOptions {
+            time_budget: std::time::Duration::from_millis(budget_ms),
+            exact_transactions_max: 0,
+            ..SolveOptions::default()
+        };
+        let sol = solve(&inst, &opts);
+        assert!(valid(&inst, &sol.to_file(&inst)));
+        assert!(sol.cost.total <= sol.naive_cost.total + 1e-9);
+    }
+    let exact = settle_solver::exact(&inst, &settle_solver::ExactLimits::default()).unwrap();
+    let sol = solve(&inst, &SolveOptions::default());
+    assert!((sol.cost.total - exact.cost.total).abs() < 1e-6);
+}
