@@ -56,8 +56,8 @@ pub(crate) fn exact_with_incumbent(
     let start = incumbent.unwrap_or(&none);
     debug_assert!(crate::solution::is_feasible(inst, start));
     let free: Vec<usize> = (0..n).collect();
-    let base = OwnedBase::of(inst, start);
-    let mut bb = Bb::new(inst, &base.view(start), &free, limits.nodes_max, usize::MAX);
+    let mut base = OwnedBase::of(inst, start);
+    let mut bb = Bb::new(inst, base.view(start), &free, limits.nodes_max, usize::MAX);
     if incumbent.is_some() {
         bb.best_cost = price(inst, start).cost.total;
     }
@@ -84,9 +84,14 @@ pub(crate) fn exact_with_incumbent(
 /// them once ([`OwnedBase::of`]).
 pub(crate) struct Base<'b> {
     pub x: &'b [bool],
-    pub bal: &'b [i128],
-    pub used: &'b [i128],
-    pub gn: &'b [u32],
+    /// Balances, limit use and group counts of `x`: borrowed, changed for
+    /// the search and restored exactly when the search is dropped (no copy
+    /// per neighbourhood).
+    pub bal: &'b mut [i128],
+    pub used: &'b mut [i128],
+    pub gn: &'b mut [u32],
+    /// Scratch per group: all zero on entry, all zero again after the drop.
+    pub gopen: &'b mut [u32],
     pub pos: &'b [f64],
     pub deferral: f64,
     pub wire: f64,
@@ -96,6 +101,7 @@ pub(crate) struct OwnedBase {
     bal: Vec<i128>,
     used: Vec<i128>,
     gn: Vec<u32>,
+    gopen: Vec<u32>,
     pos: Vec<f64>,
     deferral: f64,
     wire: f64,
@@ -130,6 +136,7 @@ impl OwnedBase {
         OwnedBase {
             bal,
             used,
+            gopen: vec![0; gn.len()],
             gn,
             pos,
             deferral,
@@ -137,12 +144,13 @@ impl OwnedBase {
         }
     }
 
-    pub(crate) fn view<'b>(&'b self, x: &'b [bool]) -> Base<'b> {
+    pub(crate) fn view<'b>(&'b mut self, x: &'b [bool]) -> Base<'b> {
         Base {
             x,
-            bal: &self.bal,
-            used: &self.used,
-            gn: &self.gn,
+            bal: &mut self.bal,
+            used: &mut self.used,
+            gn: &mut self.gn,
+            gopen: &mut self.gopen,
             pos: &self.pos,
             deferral: self.deferral,
             wire: self.wire,
@@ -153,7 +161,7 @@ impl OwnedBase {
 /// Branch and bound over the `free` transactions, every other one fixed as
 /// in the base assignment. Used whole by exact mode and on small
 /// neighbourhoods by the optimiser.
-pub(crate) struct Bb<'a> {
+pub(crate) struct Bb<'a, 'b> {
     inst: &'a Instance,
     /// Free transactions in decision order: most expensive to defer first.
     order: Vec<usize>,
@@ -174,12 +182,14 @@ pub(crate) struct Bb<'a> {
     /// Σ value * dist over settled free transactions: how far any vertex's
     /// value can have moved from the root.
     reach: f64,
+    /// The base assignment (for restoring the borrowed arrays).
+    x_base: &'b [bool],
     /// Balance with every open credit counted in: must stay >= 0.
-    opt_bal: Vec<i128>,
-    used: Vec<i128>,
+    opt_bal: &'b mut [i128],
+    used: &'b mut [i128],
     /// Settled and open members per group.
-    gin: Vec<u32>,
-    gopen: Vec<u32>,
+    gin: &'b mut [u32],
+    gopen: &'b mut [u32],
     /// Σ_g least wire cost over reachable sizes, kept up to date; exact once
     /// every free transaction is decided.
     wire_lb: f64,
@@ -191,16 +201,16 @@ pub(crate) struct Bb<'a> {
     nodes_max: u64,
 }
 
-impl<'a> Bb<'a> {
+impl<'a, 'b> Bb<'a, 'b> {
     /// `vertices_max`: how many dual vertices the bound may use (a subset
     /// gives a weaker but cheaper bound; leaves are always priced exactly).
     pub(crate) fn new(
         inst: &'a Instance,
-        base: &Base<'_>,
+        base: Base<'b>,
         free: &[usize],
         nodes_max: u64,
         vertices_max: usize,
-    ) -> Bb<'a> {
+    ) -> Bb<'a, 'b> {
         let nc = inst.currencies.len();
         let mut order: Vec<usize> = free.to_vec();
         order.sort_by(|&a, &b| {
@@ -208,12 +218,20 @@ impl<'a> Bb<'a> {
                 .total_cmp(&inst.defer_usd(a))
                 .then(a.cmp(&b))
         });
-        let mut opt_bal = base.bal.to_vec();
-        let mut used = base.used.to_vec();
-        let mut gin = base.gn.to_vec();
-        let mut gopen = vec![0u32; inst.group_count()];
-        let mut pos = base.pos.to_vec();
-        let mut deferral = base.deferral;
+        let Base {
+            x: x_base,
+            bal: opt_bal,
+            used,
+            gn: gin,
+            gopen,
+            pos: base_pos,
+            deferral: base_deferral,
+            wire: base_wire,
+        } = base;
+        debug_assert!(gopen.iter().all(|&g| g == 0), "scratch starts zeroed");
+        let mut pos = base_pos.to_vec();
+        let mut wire_untouched = base_wire;
+        let mut deferral = base_deferral;
         let mut touched: Vec<usize> = Vec::with_capacity(order.len());
         // Take the free transactions out of the base: open, credits counted.
         for &t in &order {
@@ -223,8 +241,9 @@ impl<'a> Bb<'a> {
             let g = inst.group_of(t);
             if !touched.contains(&g) {
                 touched.push(g);
+                wire_untouched -= inst.group_wire_usd(gin[g] as usize);
             }
-            if base.x[t] {
+            if x_base[t] {
                 opt_bal[ds] += tx.amount as i128;
                 used[tx.creditor as usize] -= inst.receive_usd_fixed[t];
                 gin[g] -= 1;
@@ -300,6 +319,7 @@ impl<'a> Bb<'a> {
             leaf_on_sub,
             vp_root,
             reach: 0.0,
+            x_base,
             opt_bal,
             used,
             gin,
@@ -312,12 +332,7 @@ impl<'a> Bb<'a> {
             nodes: 0,
             nodes_max,
         };
-        let untouched = base.wire
-            - touched
-                .iter()
-                .map(|&g| inst.group_wire_usd(base.gn[g] as usize))
-                .sum::<f64>();
-        bb.wire_lb = untouched + touched.iter().map(|&g| bb.group_lb(g)).sum::<f64>();
+        bb.wire_lb = wire_untouched + touched.iter().map(|&g| bb.group_lb(g)).sum::<f64>();
         bb
     }
 
@@ -517,6 +532,30 @@ impl<'a> Bb<'a> {
                 self.dfs(k + 1);
                 self.undo(k, settle);
             }
+        }
+    }
+}
+
+impl Drop for Bb<'_, '_> {
+    /// Puts the borrowed arrays back as the base had them: every decision is
+    /// undone by the search itself, so only the free transactions' removal
+    /// from the base is reverted here.
+    fn drop(&mut self) {
+        let inst = self.inst;
+        let nc = inst.currencies.len();
+        for &t in &self.order {
+            let tx = &inst.transactions[t];
+            let ds = tx.debtor as usize * nc + tx.send as usize;
+            let cs = tx.creditor as usize * nc + tx.receive as usize;
+            let g = inst.group_of(t);
+            if self.x_base[t] {
+                self.opt_bal[ds] -= tx.amount as i128;
+                self.used[tx.creditor as usize] += inst.receive_usd_fixed[t];
+                self.gin[g] += 1;
+            } else {
+                self.opt_bal[cs] -= tx.receive_amount as i128;
+            }
+            self.gopen[g] -= 1;
         }
     }
 }

@@ -361,6 +361,8 @@ struct Search<'a> {
     /// Branch-and-bound nodes left for the whole exact local search: a
     /// work bound (not a clock), so the result depends on the input only.
     lns_nodes_left: u64,
+    /// Scratch for the neighbourhood search, one per group, kept zeroed.
+    gopen: Vec<u32>,
 }
 
 struct Index {
@@ -513,6 +515,7 @@ impl<'a> Search<'a> {
             lns_free_max: opts.neighbourhood_transactions.max(1),
             lns_nodes_max: opts.neighbourhood_nodes,
             lns_nodes_left: LNS_NODES_PER_TRANSACTION * n as u64 + opts.neighbourhood_nodes,
+            gopen: vec![0; inst.group_count()],
         }
     }
 
@@ -1207,22 +1210,27 @@ impl<'a> Search<'a> {
                 // t alone: the add pass already priced it.
                 continue;
             }
+            let total = self.total();
+            let nodes_max = self.lns_nodes_max.min(self.lns_nodes_left);
             let base = Base {
                 x: &self.x,
-                bal: &self.bal,
-                used: &self.used,
-                gn: &self.gn,
+                bal: &mut self.bal,
+                used: &mut self.used,
+                gn: &mut self.gn,
+                gopen: &mut self.gopen,
                 pos: &self.fx.pos,
                 deferral: self.deferral,
                 wire: self.wire,
             };
-            let nodes_max = self.lns_nodes_max.min(self.lns_nodes_left);
-            let mut bb = Bb::new(self.inst, &base, &free, nodes_max, LNS_VERTICES_MAX);
-            bb.best_cost = self.total();
+            let mut bb = Bb::new(self.inst, base, &free, nodes_max, LNS_VERTICES_MAX);
+            bb.best_cost = total;
             bb.run();
-            self.lns_nodes_left = self.lns_nodes_left.saturating_sub(bb.nodes().max(1));
+            let nodes = bb.nodes();
+            let moves = bb.best_moves();
+            drop(bb);
+            self.lns_nodes_left = self.lns_nodes_left.saturating_sub(nodes.max(1));
 
-            if let Some(moves) = bb.best_moves() {
+            if let Some(moves) = moves {
                 for (f, settle) in moves {
                     if settle != self.x[f] {
                         self.set(f, settle);
