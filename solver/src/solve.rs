@@ -238,13 +238,21 @@ impl<'a> FxState<'a> {
             Some(dv) => {
                 let cs = &dv.columns[s as usize];
                 let cr = &dv.columns[r as usize];
+                // The new maximum is at least the old one less this move's
+                // reach, so one pass can both update and collect `top`
+                // (a superset of the vertices within `margin` of it).
+                let reach = usd.abs() * self.inst.fx().dist(s, r) * (1.0 + 1e-9) + 1e-9;
+                let floor = self.cost - reach - self.margin;
                 let mut best = 0.0f64;
-                for ((vp, a), b) in self.vp.iter_mut().zip(cs).zip(cr) {
+                self.top.clear();
+                for (v, ((vp, a), b)) in self.vp.iter_mut().zip(cs).zip(cr).enumerate() {
                     *vp += usd * (a - b);
                     best = best.max(*vp);
+                    if *vp >= floor {
+                        self.top.push(v as u32);
+                    }
                 }
                 self.cost = best;
-                self.retop();
             }
             None => self.cost = self.inst.fx().min_cost_flow(&self.pos).0,
         }
