@@ -349,6 +349,11 @@ struct Search<'a> {
     epoch: u64,
     /// Move count at the start of the previous exact local search pass.
     lns_epoch: Option<u64>,
+    /// Move count at the start of the previous chain and gridlock passes:
+    /// a blocked payment whose surroundings did not change since is not
+    /// retried (its move failed then and would fail again).
+    chain_epoch: Option<u64>,
+    gridlock_epoch: Option<u64>,
     /// Static orders, shared so that a move can walk one while changing state.
     idx: Rc<Index>,
     /// All transactions, most valuable to settle first.
@@ -506,6 +511,8 @@ impl<'a> Search<'a> {
             participant_epoch: vec![0; inst.participants.len()],
             epoch: 0,
             lns_epoch: None,
+            chain_epoch: None,
+            gridlock_epoch: None,
             deb_slot,
             cred_slot,
             idx: Rc::new(Index {
@@ -993,9 +1000,10 @@ impl<'a> Search<'a> {
     /// off as a whole though no single member could settle alone.
     fn gridlock_pass(&mut self) {
         let idx = Rc::clone(&self.idx);
+        let since = self.gridlock_epoch.replace(self.epoch);
         for i in 0..self.n {
             let t = self.urgency[i] as usize;
-            if self.x[t] || self.can_add(t) {
+            if self.x[t] || self.can_add(t) || !self.changed_since(t, since) {
                 continue;
             }
             let tx = &self.inst.transactions[t];
@@ -1062,9 +1070,10 @@ impl<'a> Search<'a> {
     /// Kept when the whole chain lowers the cost, else undone.
     fn chain_pass(&mut self) {
         let idx = Rc::clone(&self.idx);
+        let since = self.chain_epoch.replace(self.epoch);
         for i in 0..self.n {
             let t = self.urgency[i] as usize;
-            if self.x[t] || self.can_add(t) {
+            if self.x[t] || self.can_add(t) || !self.changed_since(t, since) {
                 continue;
             }
             if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
@@ -1193,6 +1202,15 @@ impl<'a> Search<'a> {
     /// on outwards) and solve it exactly with everything else fixed. This
     /// finds the combined moves (defer one, settle a cycle of three) that
     /// single flips miss.
+    /// Whether the balance t debits or its creditor's limit changed after
+    /// move count `since` (always, without one).
+    fn changed_since(&self, t: usize, since: Option<u64>) -> bool {
+        since.is_none_or(|since| {
+            let c = self.inst.transactions[t].creditor as usize;
+            self.slot_epoch[self.deb_slot[t] as usize] > since || self.participant_epoch[c] > since
+        })
+    }
+
     fn lns_pass(&mut self, deadline: Instant) {
         let since = self.lns_epoch;
         self.lns_epoch = Some(self.epoch);
