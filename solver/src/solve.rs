@@ -1307,8 +1307,30 @@ impl<'a> Search<'a> {
             } else {
                 LNS_PER_SLOT
             };
+            // At the seed's balance, rank by loss per unit of the seed's
+            // shortfall covered (one payment that alone makes room beats
+            // several cheap ones that together cost more).
+            let mut ranked: Vec<u32> = idx
+                .out
+                .get(s)
+                .iter()
+                .copied()
+                .filter(|&u| self.x[u as usize])
+                .collect();
+            if seen_slots.len() == 1 && ranked.len() > per_slot {
+                let tx = &self.inst.transactions[t];
+                let shortfall = (tx.amount as i128 - self.bal[s]).max(1);
+                let score = |u: u32| {
+                    let u = u as usize;
+                    let covered = (self.inst.transactions[u].amount as i128)
+                        .min(shortfall)
+                        .max(1);
+                    self.rank_loss[u] / covered as f64
+                };
+                ranked.sort_by(|&a, &b| score(a).total_cmp(&score(b)).then(a.cmp(&b)));
+            }
             let mut taken = 0;
-            for &u in idx.out.get(s) {
+            for &u in &ranked {
                 let u = u as usize;
                 if taken >= per_slot || free.len() >= self.lns_free_max {
                     break;
