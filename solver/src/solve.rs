@@ -643,6 +643,12 @@ impl<'a> Search<'a> {
         self.x[t] = on;
     }
 
+    /// The total with FX priced from the positions: after quiet moves, when
+    /// the dual values are stale.
+    fn quiet_total(&self) -> f64 {
+        self.deferral + self.wire + self.inst.fx().cost(&self.fx.pos)
+    }
+
     fn refresh_fx(&mut self) {
         self.fx.refresh();
     }
@@ -1018,7 +1024,8 @@ impl<'a> Search<'a> {
             let before = self.total();
             let mut added: Vec<usize> = Vec::new();
             // Settle t first (temporarily infeasible), then fund negative slots.
-            self.set(t, true);
+            // Balances only until the set is priced, once, at the end.
+            self.set_quietly(t, true);
             added.push(t);
             let mut ok = true;
             let mut cursor = 0;
@@ -1043,7 +1050,7 @@ impl<'a> Search<'a> {
                     if self.used[cu] + self.inst.receive_usd_fixed[u] > self.inst.limit_fixed[cu] {
                         continue;
                     }
-                    self.set(u, true);
+                    self.set_quietly(u, true);
                     added.push(u);
                 }
                 if self.bal[s] < 0 {
@@ -1055,10 +1062,12 @@ impl<'a> Search<'a> {
                 && added
                     .iter()
                     .all(|&a| self.bal[self.deb_slot[a] as usize] >= 0)
-                && self.total() < before - IMPROVEMENT_EPS_USD;
-            if !ok {
+                && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
+            if ok {
+                self.fx.refresh();
+            } else {
                 for &a in added.iter().rev() {
-                    self.set(a, false);
+                    self.set_quietly(a, false);
                 }
             }
         }
@@ -1081,7 +1090,9 @@ impl<'a> Search<'a> {
             }
             let c = self.inst.transactions[t].creditor as usize;
             let before = self.total();
-            self.set(t, true);
+            // Balances only while the chain is built; FX is priced once at
+            // the end (and the dual values resynchronised if it is kept).
+            self.set_quietly(t, true);
             let mut flipped: Vec<usize> = Vec::with_capacity(CHAIN_STEPS_MAX);
             // Over the creditor's limit: defer other credits to it first.
             while self.used[c] > self.inst.limit_fixed[c] && flipped.len() < CHAIN_STEPS_MAX {
@@ -1094,7 +1105,7 @@ impl<'a> Search<'a> {
                 else {
                     break;
                 };
-                self.set(u, false);
+                self.set_quietly(u, false);
                 flipped.push(u);
             }
             // Slots to repair: the seed's, then one per deferral at most, so
@@ -1124,7 +1135,7 @@ impl<'a> Search<'a> {
                         ok = false;
                         break;
                     };
-                    self.set(u, false);
+                    self.set_quietly(u, false);
                     flipped.push(u);
                     let cs = self.cred_slot[u] as usize;
                     if self.bal[cs] < 0 && !queue.contains(&cs) {
@@ -1135,14 +1146,15 @@ impl<'a> Search<'a> {
                     break;
                 }
             }
-            if ok && self.total() < before - IMPROVEMENT_EPS_USD {
+            if ok && self.quiet_total() < before - IMPROVEMENT_EPS_USD {
                 debug_assert!(self.is_feasible());
+                self.fx.refresh();
                 continue;
             }
             for &u in flipped.iter().rev() {
-                self.set(u, true);
+                self.set_quietly(u, true);
             }
-            self.set(t, false);
+            self.set_quietly(t, false);
         }
     }
 
