@@ -93,6 +93,8 @@ pub(crate) struct Base<'b> {
     /// Scratch per group: all zero on entry, all zero again after the drop.
     pub gopen: &'b mut [u32],
     pub pos: &'b [f64],
+    /// The dual vertices' values at `pos`, when the caller keeps them.
+    pub vp: Option<&'b [f64]>,
     pub deferral: f64,
     pub wire: f64,
 }
@@ -152,6 +154,7 @@ impl OwnedBase {
             gn: &mut self.gn,
             gopen: &mut self.gopen,
             pos: &self.pos,
+            vp: None,
             deferral: self.deferral,
             wire: self.wire,
         }
@@ -225,6 +228,7 @@ impl<'a, 'b> Bb<'a, 'b> {
             gn: gin,
             gopen,
             pos: base_pos,
+            vp: base_vp,
             deferral: base_deferral,
             wire: base_wire,
         } = base;
@@ -268,14 +272,37 @@ impl<'a, 'b> Bb<'a, 'b> {
                 let dot = |v: usize| -> f64 {
                     dv.columns.iter().zip(&pos).map(|(col, p)| col[v] * p).sum()
                 };
-                let vp_all: Vec<f64> = (0..dv.count).map(dot).collect();
-                let reach: f64 = order
-                    .iter()
-                    .map(|&t| {
-                        let tx = &inst.transactions[t];
-                        inst.value_usd(t) * inst.fx().dist(tx.send, tx.receive)
-                    })
-                    .sum();
+                let reach_of = |t: usize| {
+                    let tx = &inst.transactions[t];
+                    inst.value_usd(t) * inst.fx().dist(tx.send, tx.receive)
+                };
+                let reach: f64 = order.iter().map(|&t| reach_of(t)).sum();
+                // With the caller's current dual values: taking the free
+                // payments out moved each vertex by at most `removed`, so a
+                // vertex far below the current maximum can matter neither
+                // to the bound nor at a leaf; it is left at -inf, uncomputed.
+                let vp_all: Vec<f64> = match base_vp {
+                    Some(now) => {
+                        let removed: f64 = order
+                            .iter()
+                            .filter(|&&t| x_base[t])
+                            .map(|&t| reach_of(t))
+                            .sum();
+                        let max_now = now.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let floor = max_now - 2.0 * (reach + removed) * (1.0 + 1e-6) - 1e-6;
+                        now.iter()
+                            .enumerate()
+                            .map(|(v, &x)| {
+                                if x >= floor {
+                                    dot(v)
+                                } else {
+                                    f64::NEG_INFINITY
+                                }
+                            })
+                            .collect()
+                    }
+                    None => (0..dv.count).map(dot).collect(),
+                };
                 let top = vp_all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let floor = top - 2.0 * reach * (1.0 + 1e-6) - 1e-6;
                 let mut sub: Vec<usize> = (0..dv.count).filter(|&v| vp_all[v] >= floor).collect();

@@ -1257,6 +1257,7 @@ impl<'a> Search<'a> {
                 gn: &mut self.gn,
                 gopen: &mut self.gopen,
                 pos: &self.fx.pos,
+                vp: (!self.fx.vp.is_empty()).then_some(&self.fx.vp[..]),
                 deferral: self.deferral,
                 wire: self.wire,
             };
