@@ -48,6 +48,10 @@ const LNS_NODES_PER_TRANSACTION: u64 = 400;
 /// would gain more than this (USD): smaller gains rarely repay the search.
 const LNS_SEED_GAIN_MIN_USD: f64 = 5.0;
 
+/// Deferred payments (largest gains first) that get one more exact local
+/// search with neighbourhoods twice the size once the search has settled.
+const INTENSIFY_SEEDS: usize = 16;
+
 /// Dual vertices the neighbourhood bound uses (the most binding ones).
 const LNS_VERTICES_MAX: usize = 64;
 
@@ -376,6 +380,8 @@ struct Search<'a> {
     lns_nodes_left: u64,
     /// Scratch for the neighbourhood search, one per group, kept zeroed.
     gopen: Vec<u32>,
+    /// Seeds one exact local search pass may try.
+    lns_seeds_max: usize,
 }
 
 struct Index {
@@ -443,6 +449,20 @@ impl<'a> Search<'a> {
             if self.total() > before - 1e-7 {
                 break;
             }
+        }
+        // Intensify: the payments with the largest gains still deferred get
+        // neighbourhoods twice the size.
+        {
+            let (free_max, nodes_max) = (self.lns_free_max, self.lns_nodes_max);
+            self.lns_free_max = free_max * 2;
+            self.lns_nodes_max = nodes_max * 5;
+            self.lns_epoch = None;
+            self.lns_seeds_max = INTENSIFY_SEEDS;
+            self.lns_pass(deadline);
+            self.refresh_fx();
+            self.lns_free_max = free_max;
+            self.lns_nodes_max = nodes_max;
+            self.lns_seeds_max = usize::MAX;
         }
     }
 
@@ -531,6 +551,7 @@ impl<'a> Search<'a> {
             lns_nodes_max: opts.neighbourhood_nodes,
             lns_nodes_left: LNS_NODES_PER_TRANSACTION * n as u64 + opts.neighbourhood_nodes,
             gopen: vec![0; inst.group_count()],
+            lns_seeds_max: usize::MAX,
         }
     }
 
@@ -1226,8 +1247,21 @@ impl<'a> Search<'a> {
     fn lns_pass(&mut self, deadline: Instant) {
         let since = self.lns_epoch;
         self.lns_epoch = Some(self.epoch);
-        for i in 0..self.n {
-            let t = self.urgency[i] as usize;
+        let mut seeds: Vec<u32> = self.urgency.clone();
+        if self.lns_seeds_max < self.n {
+            // Largest gains first, only the first few.
+            let gains: Vec<f64> = (0..self.n)
+                .map(|t| if self.x[t] { 0.0 } else { -self.delta_add(t) })
+                .collect();
+            seeds.sort_by(|&a, &b| {
+                gains[b as usize]
+                    .total_cmp(&gains[a as usize])
+                    .then(a.cmp(&b))
+            });
+            seeds.truncate(self.lns_seeds_max);
+        }
+        for t in seeds {
+            let t = t as usize;
             if self.x[t] || -self.delta_add(t) <= LNS_SEED_GAIN_MIN_USD {
                 continue;
             }
