@@ -7,6 +7,7 @@
 pub mod command;
 pub mod proposer;
 pub mod state;
+pub mod table;
 
 use settle_codec::Currency;
 

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+use super::table::Table;
 use rustc_hash::FxHashMap;
 use settle_codec::{Transaction, TxEvent, TxEventKind, TxResult, TxStatus, MAX_TX_EVENTS};
 
@@ -41,7 +42,8 @@ pub struct ShardState {
     /// if a new leader's clock is behind the old one's.
     clock_us: u64,
     last_applied_index: u64,
-    records: FxHashMap<u128, TxRecord>,
+    /// Partitioned so that growth never stalls the core (see `table`).
+    records: Table<u128, TxRecord>,
     /// Ids in the order they became expirable, with that time.
     expiry: VecDeque<(u64, u128)>,
     /// Events beyond acceptance (dedups now; cycle events later), bounded per
