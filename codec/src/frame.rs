@@ -33,7 +33,7 @@ use crate::tx::ArchivedTransaction;
 pub const MAGIC: u32 = u32::from_le_bytes(*b"SETL");
 
 /// Protocol version; a peer speaking another version is refused.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;

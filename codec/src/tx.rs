@@ -312,10 +312,8 @@ pub enum TxStatus {
     Failed = 4,
 }
 
-/// What happened to a transaction, one entry of its audit trail.
-///
-/// A placeholder the audit issue extends: changing this struct changes the
-/// wire, so that issue bumps `VERSION`.
+/// What happened to a transaction, one entry of its audit trail (the seed
+/// design's event names).
 #[derive(
     rkyv::Archive,
     rkyv::Serialize,
@@ -371,7 +369,112 @@ impl TxEventKind {
     }
 }
 
-/// One audit event of a transaction (placeholder, see [`TxEventKind`]).
+/// Who caused an audit event.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    SerdeSerialize,
+    SerdeDeserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Actor {
+    /// The client that submitted (or retried) the transaction.
+    Client = 0,
+    /// The shard that owns the transaction, applying its own log.
+    Shard = 1,
+    /// The settlement cycle coordinator (the control group leader).
+    Coordinator = 2,
+    /// The batching optimiser (or its fallback).
+    Solver = 3,
+    /// A person, through an operator request.
+    Operator = 4,
+    /// A payment rail, through execution.
+    Rail = 5,
+}
+
+/// Why a cycle deferred a transaction, with the number that decided it.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    SerdeSerialize,
+    SerdeDeserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum DeferReason {
+    /// Settling it too would leave the debtor's balance in the send currency
+    /// `short` minor units below zero.
+    Liquidity { short: u64 },
+    /// Settling it too would pay the creditor `over_usd_cents` more than its
+    /// counterparty limit allows in this cycle.
+    CounterpartyLimit { over_usd_cents: u64 },
+    /// Feasible, but deferring was cheaper for the cycle as a whole: waiting
+    /// costs `defer_cost_usd_micros` (its window's deferral price).
+    Cost { defer_cost_usd_micros: u64 },
+    /// The cycle could not be optimised (invalid configuration); nothing settled.
+    Unsolvable,
+}
+
+/// The structured detail of an audit event (what a person reads as its
+/// explanation). Fixed-size so events stay plain data.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    SerdeSerialize,
+    SerdeDeserialize,
+)]
+#[rkyv(derive(Debug))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventDetail {
+    None,
+    /// Frozen as a candidate of a cycle of `window`.
+    Candidate {
+        window: Window,
+    },
+    /// The cycle settles it: `receive_amount` of `receive` to the creditor.
+    /// `fallback`: decided by the simple grouping, not the optimiser.
+    Settle {
+        receive_amount: u64,
+        receive: Currency,
+        fallback: bool,
+    },
+    /// The cycle defers it; `deferrals` counts every cycle that did so far.
+    Defer {
+        reason: DeferReason,
+        deferrals: u32,
+    },
+    /// A rail's answer or a reversal; `attempts` made so far.
+    Execution {
+        attempts: u32,
+    },
+}
+
+/// One audit event of a transaction: what happened, where it is recorded
+/// (the log entry), when (the leader timestamp of that entry), who did it,
+/// and the amounts involved.
 #[derive(
     rkyv::Archive,
     rkyv::Serialize,
@@ -387,13 +490,31 @@ impl TxEventKind {
 )]
 #[rkyv(derive(Debug))]
 pub struct TxEvent {
-    /// Index of the log entry that recorded the event (its audit entry id).
+    /// Raft group whose log recorded the event: 0 is the control group
+    /// (cycle decisions), 1.. the shards. With `entry_index` it is the
+    /// event's entry id.
+    pub group: u16,
+    /// Index of the log entry that recorded the event.
     pub entry_index: u64,
     /// Leader timestamp of the log entry that recorded the event.
     pub at_us: u64,
     pub kind: TxEventKind,
     /// The settlement cycle involved, 0 when none.
     pub cycle_id: u64,
+    /// The batch (one wire) within the cycle, from 1; 0 when none.
+    pub batch: u32,
+    /// The amount concerned, in minor units of `currency`.
+    pub amount: u64,
+    pub currency: Currency,
+    pub actor: Actor,
+    pub detail: EventDetail,
+}
+
+impl TxEvent {
+    /// The batch id as people read it, `cycle.batch`, when there is one.
+    pub fn batch_id(&self) -> Option<String> {
+        (self.batch != 0).then(|| format!("{}.{}", self.cycle_id, self.batch))
+    }
 }
 
 /// The answer for one looked-up id.
@@ -753,16 +874,22 @@ mod tests {
             id: 255,
             status: TxStatus::Pending,
             events: vec![TxEvent {
+                group: 1,
                 entry_index: 2,
                 at_us: 5,
                 kind: TxEventKind::TransactionSubmitted,
                 cycle_id: 0,
+                batch: 0,
+                amount: 700,
+                currency: Currency::EUR,
+                actor: Actor::Client,
+                detail: EventDetail::None,
             }],
         };
         let json = serde_json::to_string(&item).unwrap();
         assert_eq!(
             json,
-            r#"{"id":"000000000000000000000000000000ff","status":"pending","events":[{"entry_index":2,"at_us":5,"kind":"TRANSACTION_SUBMITTED","cycle_id":0}]}"#
+            r#"{"id":"000000000000000000000000000000ff","status":"pending","events":[{"group":1,"entry_index":2,"at_us":5,"kind":"TRANSACTION_SUBMITTED","cycle_id":0,"batch":0,"amount":700,"currency":"EUR","actor":"client","detail":{"type":"none"}}]}"#
         );
         assert_eq!(serde_json::from_str::<LookupItem>(&json).unwrap(), item);
     }

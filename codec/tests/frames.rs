@@ -108,16 +108,28 @@ fn responses_and_lookups_round_trip() {
                 status: TxStatus::Settled,
                 events: vec![
                     TxEvent {
+                        group: 1,
                         entry_index: 7,
                         at_us: 10,
                         kind: TxEventKind::TransactionSubmitted,
                         cycle_id: 0,
+                        batch: 0,
+                        amount: 5,
+                        currency: settle_codec::Currency::USD,
+                        actor: settle_codec::tx::Actor::Shard,
+                        detail: settle_codec::tx::EventDetail::None,
                     },
                     TxEvent {
+                        group: 1,
                         entry_index: 7,
                         at_us: 20,
                         kind: TxEventKind::SettlementConfirmed,
                         cycle_id: 3,
+                        batch: 0,
+                        amount: 5,
+                        currency: settle_codec::Currency::USD,
+                        actor: settle_codec::tx::Actor::Shard,
+                        detail: settle_codec::tx::EventDetail::None,
                     },
                 ],
             },
@@ -181,17 +193,17 @@ fn bad_magic() {
 #[test]
 fn unsupported_version() {
     let mut f = submit_frame(3, 1);
-    f[4..6].copy_from_slice(&2u16.to_le_bytes());
+    f[4..6].copy_from_slice(&(VERSION + 1).to_le_bytes());
     reseal(&mut f);
     assert!(matches!(
         decode_frame(&f),
-        Err(DecodeError::UnsupportedVersion { found: 2 })
+        Err(DecodeError::UnsupportedVersion { found }) if found == VERSION + 1
     ));
 }
 
 #[test]
 fn unknown_kind() {
-    for code in [0x0000u16, 0x0100, 0x0105, 0x0201, 0x0301, 0xffff] {
+    for code in [0x0000u16, 0x0100, 0x0105, 0x0200, 0x02ff, 0x03ff, 0xffff] {
         let mut f = submit_frame(3, 1);
         f[6..8].copy_from_slice(&code.to_le_bytes());
         reseal(&mut f);
@@ -427,10 +439,16 @@ fn batch_limits_are_enforced_on_decode() {
     ));
 
     let event = TxEvent {
+        group: 1,
         entry_index: 1,
         at_us: 1,
         kind: TxEventKind::BatchOptimized,
         cycle_id: 1,
+        batch: 0,
+        amount: 5,
+        currency: settle_codec::Currency::USD,
+        actor: settle_codec::tx::Actor::Shard,
+        detail: settle_codec::tx::EventDetail::None,
     };
     let f = hostile_frame(
         MessageKind::LookupResponse,

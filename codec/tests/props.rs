@@ -72,10 +72,16 @@ fn any_lookup_item() -> impl Strategy<Value = LookupItem> {
         TxEventKind::SettlementFailed,
     ]);
     let event = (any::<u64>(), kind, any::<u64>()).prop_map(|(at_us, kind, cycle_id)| TxEvent {
+        group: 1,
         entry_index: at_us / 2,
         at_us,
         kind,
         cycle_id,
+        batch: 0,
+        amount: 5,
+        currency: settle_codec::Currency::USD,
+        actor: settle_codec::tx::Actor::Shard,
+        detail: settle_codec::tx::EventDetail::None,
     });
     (
         any::<u128>(),

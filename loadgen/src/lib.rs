@@ -2,10 +2,12 @@
 //! throughput and HDR latency percentiles.
 //!
 //! Owns the workload model (who pays whom, how much), the open and closed
-//! loops, the report, and the participants file that matches the workload.
+//! loops, the report, the participants file that matches the workload, and
+//! the settle mode (load, then the cycles that settle it, end to end).
 //! It must not link the node: it sees the engine only through the wire.
 
 pub mod participants;
 pub mod report;
 pub mod run;
+pub mod settle;
 pub mod workload;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use settle_loadgen::participants::participants_file;
+use settle_loadgen::participants::participants_file_with_liquidity;
 use settle_loadgen::run::{run, verify, RunOptions};
+use settle_loadgen::settle::{run_settle, SettleOptions};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -38,6 +39,9 @@ enum Command {
         /// Seed of the balances and limits.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Multiply every balance by this (prefunding for settlement throughput runs).
+        #[arg(long, default_value_t = 1.0)]
+        liquidity: f64,
     },
     /// Look up every id of an --acked file; exit non-zero unless all are there exactly once.
     Verify {
@@ -82,6 +86,23 @@ struct LoadArgs {
     /// Id space of this run (default: from the clock, so runs never collide).
     #[arg(long)]
     run_id: Option<u64>,
+    /// Also drive and measure settlement: ask for T0/T1/T2 cycles while the load runs, drain the
+    /// cycles after it, and report settled tx/s end to end and the cycle latency percentiles.
+    #[arg(long)]
+    settle: bool,
+    /// With --settle: how often to ask for T0/T1/T2 cycles during the load (`off`: the node's own
+    /// schedules run them).
+    #[arg(long, default_value = "1s")]
+    settle_trigger: String,
+}
+
+fn parse_trigger(text: &str) -> Result<Option<Duration>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    humantime::parse_duration(text)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -93,11 +114,16 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let outcome = runtime.block_on(async {
         match cli.command {
-            Some(Command::Participants { count, seed }) => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&participants_file(count, seed))?
-                );
+            Some(Command::Participants {
+                count,
+                seed,
+                liquidity,
+            }) => {
+                if !(liquidity.is_finite() && liquidity > 0.0) {
+                    anyhow::bail!("--liquidity must be a positive number");
+                }
+                let file = participants_file_with_liquidity(count, seed, liquidity);
+                println!("{}", serde_json::to_string_pretty(&file)?);
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Verify { target, acked }) => verify_command(target, &acked).await,
@@ -133,10 +159,28 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     // Acknowledged ids are collected per client and written at the end: the
     // crash tests kill the node, never the load generator.
-    let outcome = run(options).await?;
+    let (outcome, settled) = if args.settle {
+        let trigger_every = parse_trigger(&args.settle_trigger)
+            .map_err(|e| anyhow::anyhow!("--settle-trigger {:?}: {e}", args.settle_trigger))?;
+        let settle = SettleOptions {
+            trigger_every,
+            ..SettleOptions::default()
+        };
+        let (outcome, report) = run_settle(options, settle).await?;
+        (outcome, Some(report))
+    } else {
+        (run(options).await?, None)
+    };
     println!("{}", outcome.report.text());
+    if let Some(report) = &settled {
+        println!("{}", report.text());
+    }
     if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&outcome.report)?)
+        let json = match &settled {
+            Some(s) => serde_json::json!({ "load": outcome.report, "settle": s }),
+            None => serde_json::to_value(&outcome.report)?,
+        };
+        std::fs::write(&path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = args.acked {

@@ -24,6 +24,18 @@ pub fn participant_name(index: u32) -> String {
 
 /// The participants file as JSON: `{"participants": [...]}`.
 pub fn participants_file(count: u32, seed: u64) -> Value {
+    participants_file_with_liquidity(count, seed, 1.0)
+}
+
+/// The participants file with every balance multiplied by `liquidity`.
+///
+/// The workload sends 30 % of payments across currencies, so each bank's
+/// home currency drains by about that share of its payments: at the default
+/// prefunding a run of hundreds of thousands of payments per second
+/// exhausts it in seconds and settlement becomes liquidity-bound (payments
+/// wait for funds). A settlement throughput test prefunds more.
+pub fn participants_file_with_liquidity(count: u32, seed: u64, liquidity: f64) -> Value {
+    assert!(liquidity.is_finite() && liquidity > 0.0);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0ba1_a9ce);
     let participants: Vec<Value> = (0..count)
         .map(|i| {
@@ -39,7 +51,7 @@ pub fn participants_file(count: u32, seed: u64) -> Value {
                     } else {
                         FOREIGN_BALANCE_SHARE
                     };
-                balances.insert((*code).to_string(), json!(usd_to_minor(usd, c)));
+                balances.insert((*code).to_string(), json!(usd_to_minor(usd * liquidity, c)));
             }
             json!({
                 "id": participant_name(i),

@@ -7,12 +7,17 @@
 //! - `POST /v1/transactions`: 201 Created, 200 for an idempotent retry,
 //!   409 Conflict with the original, 422 naming the field at fault.
 //! - `GET /v1/transactions/{id}`: status and events, 404 if unknown.
+//! - `GET /v1/transactions/{id}/events`: the audit trail, explained.
 //! - `GET /v1/participants`, `POST /v1/participants`: read, add or update.
+//! - `GET /v1/balances[?participant=bank_07]`, `POST /v1/deposits`.
+//! - `POST /v1/cycles` (`{"window":"T0"}`: run one now), `GET /v1/cycles`
+//!   (`?after=K&max=N`), `GET /v1/cycles/{k}` (record re-costed by the checker).
+//! - `GET /v1/fx`, `PUT /v1/fx`: the cycle parameters.
 
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -83,10 +88,16 @@ fn router(intake: Intake) -> Router {
     Router::new()
         .route("/v1/transactions", post(post_transaction))
         .route("/v1/transactions/{id}", get(get_transaction))
+        .route("/v1/transactions/{id}/events", get(get_events))
         .route(
             "/v1/participants",
             get(get_participants).post(post_participant),
         )
+        .route("/v1/balances", get(get_balances))
+        .route("/v1/deposits", post(post_deposit))
+        .route("/v1/cycles", get(get_cycles).post(post_cycle))
+        .route("/v1/cycles/{cycle}", get(get_cycle))
+        .route("/v1/fx", get(get_fx).put(put_fx))
         .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .with_state(intake)
 }
@@ -322,6 +333,220 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
             Json(json!({ "participant": participant.spec() })),
         )
             .into_response(),
+        Err(e) => shard_error(&e),
+    }
+}
+
+async fn get_events(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some("id"),
+            format!("{id:?} is not a transaction id"),
+        );
+    };
+    match intake.router.lookup(&[id]).await {
+        Ok(items) => {
+            let item = items.into_iter().next().expect("one item per id");
+            if item.status == TxStatus::NotFound {
+                error(StatusCode::NOT_FOUND, None, "no transaction with this id")
+            } else {
+                (StatusCode::OK, Json(crate::cycle::audit::trail_json(&item))).into_response()
+            }
+        }
+        Err(e) => shard_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BalancesQuery {
+    participant: Option<String>,
+}
+
+async fn get_balances(State(intake): State<Intake>, Query(q): Query<BalancesQuery>) -> Response {
+    let participant = match q.participant.as_deref() {
+        None => None,
+        Some(name) => match ParticipantId::from_name(name) {
+            Some(p) => Some(p),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    Some("participant"),
+                    format!("{name:?} is not a participant name"),
+                )
+            }
+        },
+    };
+    match crate::cycle::wire::balances(&intake, participant).await {
+        Ok(balances) => (StatusCode::OK, Json(json!({ "balances": balances }))).into_response(),
+        Err(e) => shard_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepositBody {
+    deposit_id: String,
+    participant: ParticipantId,
+    currency: Currency,
+    amount: u64,
+}
+
+async fn post_deposit(State(intake): State<Intake>, body: Bytes) -> Response {
+    let d: DepositBody = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                format!("deposit: {e}"),
+            )
+        }
+    };
+    let Some(deposit_id) = parse_id(&d.deposit_id) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("deposit_id"),
+            format!("{:?} is not an id", d.deposit_id),
+        );
+    };
+    if !intake.participants.load().contains(d.participant) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("participant"),
+            format!("{} is not registered", d.participant),
+        );
+    }
+    if d.amount == 0 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("amount"),
+            "must be greater than zero",
+        );
+    }
+    let Some(group) = intake.shards.shard_of(d.currency) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("currency"),
+            format!("{} is not served by this engine", d.currency),
+        );
+    };
+    match intake
+        .router
+        .deposit(group, deposit_id, d.participant, d.amount)
+        .await
+    {
+        Ok((result, balance)) => {
+            let status = match result {
+                TxResult::Created => StatusCode::CREATED,
+                TxResult::Duplicate => StatusCode::OK,
+                TxResult::Conflict => StatusCode::CONFLICT,
+                TxResult::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            (
+                status,
+                Json(json!({ "result": result, "balance": balance })),
+            )
+                .into_response()
+        }
+        Err(e) => shard_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CycleBody {
+    window: Window,
+}
+
+async fn post_cycle(State(intake): State<Intake>, body: Bytes) -> Response {
+    let c: CycleBody = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("window"),
+                format!("cycle: {e}"),
+            )
+        }
+    };
+    match intake.router.run_cycle(c.window).await {
+        Ok(summary) => (StatusCode::OK, Json(json!({ "summary": summary }))).into_response(),
+        Err(e) => shard_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CyclesQuery {
+    after: Option<u64>,
+    max: Option<usize>,
+}
+
+async fn get_cycles(State(intake): State<Intake>, Query(q): Query<CyclesQuery>) -> Response {
+    let max = q
+        .max
+        .unwrap_or(50)
+        .min(settle_codec::messages::MAX_CYCLE_SUMMARIES);
+    match intake.router.cycle_list(q.after.unwrap_or(0), max).await {
+        Ok((cycles, next)) => (
+            StatusCode::OK,
+            Json(json!({ "cycles": cycles, "next_cycle_id": next })),
+        )
+            .into_response(),
+        Err(e) => shard_error(&e),
+    }
+}
+
+async fn get_cycle(State(intake): State<Intake>, Path(cycle): Path<u64>) -> Response {
+    match intake.router.cycle_record(cycle).await {
+        Ok(Some(record)) => {
+            let checked = crate::cycle::audit::recost(&record);
+            let checker = match &checked {
+                Ok(r) => json!({
+                    "valid": r.report.valid,
+                    "errors": r.report.errors,
+                    "cost": r.report.cost,
+                    "naive_cost": r.naive,
+                    "verified": r.agrees,
+                }),
+                Err(e) => json!({ "error": e.to_string(), "verified": false }),
+            };
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "record": record,
+                    "savings_pct": record.summary.savings_pct(),
+                    "checker": checker,
+                })),
+            )
+                .into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("cycle {cycle} is not decided or its record is no longer kept"),
+        ),
+        Err(e) => shard_error(&e),
+    }
+}
+
+async fn get_fx(State(intake): State<Intake>) -> Response {
+    match intake.router.fx().await {
+        Ok(fx) => (StatusCode::OK, Json(fx)).into_response(),
+        Err(e) => shard_error(&e),
+    }
+}
+
+async fn put_fx(State(intake): State<Intake>, body: Bytes) -> Response {
+    let fx: crate::cycle::fx::FxConfig = match serde_json::from_slice(&body) {
+        Ok(fx) => fx,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, None, format!("fx: {e}")),
+    };
+    if let Err(e) = fx.validate() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, None, e);
+    }
+    match intake.router.set_fx(fx.clone()).await {
+        Ok(()) => (StatusCode::OK, Json(fx)).into_response(),
         Err(e) => shard_error(&e),
     }
 }

@@ -3,14 +3,16 @@
 //! The pipeline, in modules: `intake` (TCP frames, HTTP JSON, validation,
 //! routing to shards) → `shard` (state, commands, the group-commit proposer)
 //! → `raft` (openraft on glommio: type config, log store over
-//! `settle-storage`, state machine, network) → `control` (participants, and
-//! the settlement cycles to come). `server` wires cores and groups together.
+//! `settle-storage`, state machine, network) → `control` (participants,
+//! cycle parameters, the record of every cycle) → `cycle` (the coordinator:
+//! close → decide → apply, audit). `server` wires cores and groups together.
 //!
 //! Must not contain solver or storage internals: the log is the storage
 //! crate's, wire types are the codec's.
 
 pub mod config;
 pub mod control;
+pub mod cycle;
 pub mod demo;
 pub mod execution;
 pub mod http;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use settle_node::config::{FileConfig, LogFormat};
+use settle_node::cycle::{CycleConfig, WindowSchedule};
 use settle_node::participants::parse_participants_file;
 use settle_node::server::{self, NodeConfig};
 
@@ -33,8 +34,100 @@ struct Cli {
 enum Command {
     /// Start a node. With no cluster flags it is a one-member cluster.
     Start(StartArgs),
-    /// Start an embedded node in a temporary directory, drive it with the load generator, print the report.
+    /// Start an embedded node in a temporary directory, drive it with the load generator, run cycles, print the report.
     Demo(DemoArgs),
+    /// Settlement cycles: run one now, or list recent ones.
+    #[command(subcommand)]
+    Cycle(CycleCommand),
+    /// Print a transaction's audit trail, or a cycle's decision re-costed by the solver's checker.
+    Audit(AuditArgs),
+    /// Deposit into a participant's balance (idempotent by --id).
+    Deposit(DepositArgs),
+    /// Print balances per participant and currency.
+    Balances(BalancesArgs),
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Node address (its binary protocol listener).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    target: std::net::SocketAddr,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CycleCommand {
+    /// Run a cycle of a window now and wait until it is applied.
+    Run {
+        /// RTGS, T0, T1 or T2.
+        #[arg(long, value_parser = parse_window)]
+        window: settle_codec::Window,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the summaries of recent cycles.
+    List {
+        /// Only cycles with a larger id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        max: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// The transaction id (32 hex digits, a UUID or a decimal number).
+    #[arg(required_unless_present = "cycle", conflicts_with = "cycle")]
+    transaction: Option<String>,
+    /// Audit cycle K instead: its decision, costs, naive cost and savings, re-costed from the recorded inputs.
+    #[arg(long)]
+    cycle: Option<u64>,
+    /// With --cycle: write the recorded inputs as a batching instance (spec JSON) here.
+    #[arg(long, requires = "cycle")]
+    instance_out: Option<PathBuf>,
+    /// With --cycle: write the recorded decision as a solution file (spec JSON) here.
+    #[arg(long, requires = "cycle")]
+    solution_out: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct DepositArgs {
+    /// Participant, e.g. bank_07.
+    #[arg(long)]
+    participant: String,
+    /// Currency, e.g. EUR.
+    #[arg(long)]
+    currency: String,
+    /// Amount in minor units (cents for EUR).
+    #[arg(long)]
+    amount: u64,
+    /// Idempotency key: the same id again is a duplicate, never a second deposit [default: a fresh one, printed].
+    #[arg(long)]
+    id: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct BalancesArgs {
+    /// Only this participant.
+    #[arg(long)]
+    participant: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+fn parse_window(text: &str) -> Result<settle_codec::Window, String> {
+    settle_codec::Window::from_name(&text.to_ascii_uppercase())
+        .ok_or_else(|| format!("{text:?} is not one of RTGS, T0, T1, T2"))
 }
 
 #[derive(Args)]
@@ -63,6 +156,19 @@ struct StartArgs {
     /// Currencies to shard by, one shard each [default: USD,EUR,GBP,JPY].
     #[arg(long, value_delimiter = ',')]
     currencies: Option<Vec<String>>,
+    /// Period of the continuous RTGS cycles, in milliseconds (0: only on request).
+    #[arg(long, default_value_t = 200)]
+    rtgs_cycle_ms: u64,
+    /// When a window's cycles run: W=HH:MM[,HH:MM…] (UTC cut-offs), W=every:2s, or W=off.
+    /// Repeatable. [default: T0=16:00, T1=17:00, T2=17:30]
+    #[arg(long = "window-schedule", value_name = "W=SCHEDULE")]
+    window_schedules: Vec<String>,
+    /// Most candidates one cycle takes (all shards together), at most 10,000.
+    #[arg(long, default_value_t = settle_codec::messages::MAX_CYCLE_TRANSACTIONS)]
+    cycle_candidates_max: usize,
+    /// A fixed solver time budget in milliseconds [default: grows with the candidates, 10–200 ms].
+    #[arg(long)]
+    solver_budget_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -82,6 +188,14 @@ struct DemoArgs {
     /// Cores for the node [default: all available].
     #[arg(long)]
     cores: Option<usize>,
+    /// Open loop at this many transactions/s in total [default: closed loop].
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Multiply the participants' prefunded balances by this: at the default the workload's
+    /// cross-currency payments drain home currencies within seconds and settlement waits for
+    /// liquidity instead of showing the engine's speed.
+    #[arg(long, default_value_t = 100.0)]
+    liquidity: f64,
 }
 
 fn main() -> ExitCode {
@@ -95,7 +209,13 @@ fn main() -> ExitCode {
             batch: args.batch,
             participants: args.participants,
             cores: args.cores,
+            rate: args.rate,
+            liquidity: args.liquidity,
         }),
+        Command::Cycle(command) => cli::cycle(command),
+        Command::Audit(args) => cli::audit(args),
+        Command::Deposit(args) => cli::deposit(args),
+        Command::Balances(args) => cli::balances(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,7 +226,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// The cycle settings of `settle start`'s flags.
+fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
+    let mut config = CycleConfig::default();
+    config.schedules[0] = if args.rtgs_cycle_ms == 0 {
+        WindowSchedule::Off
+    } else {
+        WindowSchedule::Every(Duration::from_millis(args.rtgs_cycle_ms))
+    };
+    for spec in &args.window_schedules {
+        let (window, schedule) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--window-schedule {spec:?}: expected W=SCHEDULE"))?;
+        let window = parse_window(window).map_err(|e| anyhow!("--window-schedule: {e}"))?;
+        let slot = settle_codec::Window::ALL
+            .iter()
+            .position(|&w| w == window)
+            .expect("a window");
+        config.schedules[slot] = WindowSchedule::parse(schedule)
+            .map_err(|e| anyhow!("--window-schedule {spec:?}: {e}"))?;
+    }
+    if args.cycle_candidates_max == 0
+        || args.cycle_candidates_max > settle_codec::messages::MAX_CYCLE_TRANSACTIONS
+    {
+        return Err(anyhow!(
+            "--cycle-candidates-max: between 1 and {}",
+            settle_codec::messages::MAX_CYCLE_TRANSACTIONS
+        ));
+    }
+    config.candidates_max = args.cycle_candidates_max;
+    config.solver_budget = args.solver_budget_ms.map(Duration::from_millis);
+    Ok(config)
+}
+
 fn start(args: StartArgs) -> anyhow::Result<()> {
+    let cycles = cycle_config(&args)?;
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -140,6 +294,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         shards: settle_node::config::shard_map(currencies.as_deref())?,
         participants,
         group: Default::default(),
+        cycles,
     };
     let node = server::start(config)?;
     eprintln!(
@@ -162,4 +317,192 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     }
     eprintln!("settle: stopping");
     node.stop()
+}
+
+/// The operator commands: one request each to a running node.
+mod cli {
+    use anyhow::{anyhow, Context};
+    use serde_json::json;
+    use settle_codec::{format_id, parse_id, Currency, ParticipantId, TxStatus};
+    use settle_node::cycle::audit::{money, recost, render_cycle, render_trail, trail_json};
+    use settle_node::cycle::client::ControlClient;
+    use settle_node::cycle::instance::{instance_json, solution_file};
+
+    use super::{AuditArgs, BalancesArgs, CycleCommand, DepositArgs};
+
+    fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
+    fn summary_line(s: &settle_codec::messages::CycleSummary) -> String {
+        if s.cycle_id == 0 {
+            return format!("no {} transaction is waiting: no cycle ran", s.window);
+        }
+        format!(
+            "cycle {} {:<4} {:?} {:?}: candidates {} settled {} deferred {} batches {}; cost {:.2} USD, naive {:.2} USD, savings {:.2} %; latency {}",
+            s.cycle_id,
+            s.window.as_str(),
+            s.status,
+            s.method,
+            s.candidates,
+            s.settled,
+            s.deferred,
+            s.batches,
+            s.cost.total,
+            s.naive_cost.total,
+            s.savings_pct(),
+            s.latency_us()
+                .map_or("-".to_string(), |us| format!("{:.1} ms", us as f64 / 1e3)),
+        )
+    }
+
+    pub fn cycle(command: CycleCommand) -> anyhow::Result<()> {
+        match command {
+            CycleCommand::Run { window, target } => {
+                let mut client = ControlClient::connect(target.target)?;
+                let summary = client.run_cycle(window)?;
+                if target.json {
+                    print_json(&serde_json::to_value(summary)?)
+                } else {
+                    println!("{}", summary_line(&summary));
+                    Ok(())
+                }
+            }
+            CycleCommand::List { after, max, target } => {
+                let mut client = ControlClient::connect(target.target)?;
+                let (cycles, next) = client.cycle_list(after, max)?;
+                if target.json {
+                    return print_json(&json!({ "cycles": cycles, "next_cycle_id": next }));
+                }
+                for s in &cycles {
+                    println!("{}", summary_line(s));
+                }
+                println!("next cycle id: {next}");
+                Ok(())
+            }
+        }
+    }
+
+    pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
+        let mut client = ControlClient::connect(args.target.target)?;
+        if let Some(cycle_id) = args.cycle {
+            let record = client.cycle_record(cycle_id)?;
+            let checked = recost(&record);
+            if let Some(path) = &args.instance_out {
+                std::fs::write(path, serde_json::to_vec_pretty(&instance_json(&record))?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &args.solution_out {
+                std::fs::write(path, serde_json::to_vec_pretty(&solution_file(&record))?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let agrees = checked.as_ref().is_ok_and(|r| r.agrees);
+            if args.target.json {
+                print_json(&json!({
+                    "summary": record.summary,
+                    "savings_pct": record.summary.savings_pct(),
+                    "fallback_reason": record.fallback_reason,
+                    "fx_trades": record.fx_trades,
+                    "net_flows": record.net_flows,
+                    "checker": checked.as_ref().ok().map(|r| json!({
+                        "valid": r.report.valid,
+                        "errors": r.report.errors,
+                        "cost": r.report.cost,
+                        "naive_cost": r.naive,
+                    })),
+                    "verified": agrees,
+                }))?;
+            } else {
+                print!("{}", render_cycle(&record, &checked));
+            }
+            if !agrees {
+                return Err(anyhow!(
+                    "cycle {cycle_id}: the recorded costs do not check out"
+                ));
+            }
+            return Ok(());
+        }
+        let text = args
+            .transaction
+            .expect("clap requires a transaction or --cycle");
+        let id = parse_id(&text).ok_or_else(|| anyhow!("{text:?} is not a transaction id"))?;
+        let item = client
+            .lookup(&[id])?
+            .pop()
+            .ok_or_else(|| anyhow!("no answer for {text}"))?;
+        if item.status == TxStatus::NotFound {
+            return Err(anyhow!("transaction {} is not known", format_id(id)));
+        }
+        if args.target.json {
+            print_json(&trail_json(&item))
+        } else {
+            print!("{}", render_trail(&item));
+            Ok(())
+        }
+    }
+
+    pub fn deposit(args: DepositArgs) -> anyhow::Result<()> {
+        let participant = ParticipantId::from_name(&args.participant).ok_or_else(|| {
+            anyhow!(
+                "--participant {:?} is not a name like bank_07",
+                args.participant
+            )
+        })?;
+        let currency = Currency::from_code(&args.currency)
+            .ok_or_else(|| anyhow!("--currency {:?} is not a known code", args.currency))?;
+        let deposit_id = match &args.id {
+            Some(text) => parse_id(text).ok_or_else(|| anyhow!("--id {text:?} is not an id"))?,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos()),
+        };
+        let mut client = ControlClient::connect(args.target.target)?;
+        let (result, balance) = client.deposit(deposit_id, participant, currency, args.amount)?;
+        if args.target.json {
+            return print_json(&json!({
+                "deposit_id": format_id(deposit_id),
+                "result": result,
+                "balance": balance,
+            }));
+        }
+        println!(
+            "deposit {} of {} to {participant}: {result:?}; balance now {}",
+            format_id(deposit_id),
+            money(args.amount, currency),
+            money(balance, currency)
+        );
+        Ok(())
+    }
+
+    pub fn balances(args: BalancesArgs) -> anyhow::Result<()> {
+        let participant = match &args.participant {
+            Some(name) => Some(
+                ParticipantId::from_name(name)
+                    .ok_or_else(|| anyhow!("--participant {name:?} is not a name like bank_07"))?,
+            ),
+            None => None,
+        };
+        let mut client = ControlClient::connect(args.target.target)?;
+        let balances = client.balances(participant)?;
+        if args.target.json {
+            return print_json(&json!({ "balances": balances }));
+        }
+        println!(
+            "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            "participant", "balance", "opening", "deposited", "credited", "debited"
+        );
+        for b in &balances {
+            println!(
+                "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22}",
+                b.participant.name(),
+                money(b.balance, b.currency),
+                money(b.opening, b.currency),
+                money(b.deposited, b.currency),
+                money(b.credited, b.currency),
+                money(b.debited, b.currency)
+            );
+        }
+        Ok(())
+    }
 }

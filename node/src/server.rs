@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::control::{ControlCommand, ControlState};
-use crate::intake::router::{ControlMsg, ShardMsg};
+use crate::intake::router::{ControlMsg, ShardInbox};
 use crate::intake::{tcp, Intake, ShardRouter};
 use crate::participants::{Participant, Registry};
 use crate::raft::{open_group, GroupConfig, ShardRequest};
@@ -43,6 +43,8 @@ pub struct NodeConfig {
     /// Participants to add or update at start (from `--participants`).
     pub participants: Vec<Participant>,
     pub group: GroupConfig,
+    /// Settlement cycles: schedules per window, candidate bound, solver budget.
+    pub cycles: crate::cycle::CycleConfig,
 }
 
 /// A started node; dropping it does not stop it, [`RunningNode::stop`] does.
@@ -101,7 +103,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     };
 
     // Inboxes go to the core that owns their shard.
-    let mut inboxes_by_core: Vec<Vec<(GroupId, mpsc::Receiver<ShardMsg>)>> =
+    let mut inboxes_by_core: Vec<Vec<(GroupId, ShardInbox)>> =
         (0..config.cores).map(|_| Vec::new()).collect();
     for (i, inbox) in inboxes.into_iter().enumerate() {
         let group = (i + 1) as GroupId;
@@ -186,7 +188,7 @@ struct CoreContext {
 
 async fn run_core(
     ctx: CoreContext,
-    inboxes: Vec<(GroupId, mpsc::Receiver<ShardMsg>)>,
+    inboxes: Vec<(GroupId, ShardInbox)>,
     control_inbox: Option<mpsc::Receiver<ControlMsg>>,
 ) -> anyhow::Result<()> {
     let result = open_and_serve(&ctx, inboxes, control_inbox).await;
@@ -198,7 +200,7 @@ async fn run_core(
 
 async fn open_and_serve(
     ctx: &CoreContext,
-    inboxes: Vec<(GroupId, mpsc::Receiver<ShardMsg>)>,
+    inboxes: Vec<(GroupId, ShardInbox)>,
     control_inbox: Option<mpsc::Receiver<ControlMsg>>,
 ) -> anyhow::Result<()> {
     let config = &ctx.config;
@@ -227,7 +229,22 @@ async fn open_and_serve(
             }
             info!(count = changed.len(), "participants added or updated");
         }
-        glommio::spawn_local(crate::control::proposer::run(raft.clone(), control_inbox)).detach();
+        let (coordinator_tx, coordinator_rx) = mpsc::channel(crate::cycle::COORDINATOR_INBOX_MAX);
+        glommio::spawn_local(crate::control::proposer::run(
+            raft.clone(),
+            state.clone(),
+            control_inbox,
+            coordinator_tx,
+        ))
+        .detach();
+        let coordinator = crate::cycle::coordinator::Coordinator::new(
+            raft.clone(),
+            state.clone(),
+            ctx.intake.router.clone(),
+            config.shards.clone(),
+            config.cycles.clone(),
+        );
+        glommio::spawn_local(coordinator.run(coordinator_rx)).detach();
         let raft_for_shutdown = raft.clone();
         shutdowns.push(Box::pin(async move {
             let _ = raft_for_shutdown.shutdown().await;

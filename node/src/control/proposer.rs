@@ -1,37 +1,94 @@
 //! The control group leader's loop: one control command per request (the
-//! control plane is rare traffic; no batching needed).
+//! control plane is rare traffic; no batching needed). Cycle requests go on
+//! to the coordinator; cycle queries are read from the local state.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use tokio::sync::mpsc;
 
-use super::ControlCommand;
+use super::{ControlCommand, ControlState};
+use crate::cycle::CoordinatorMsg;
 use crate::intake::router::{ControlMsg, ShardError};
 use crate::raft::{ControlRaft, ShardRequest};
 use crate::shard::CONTROL_GROUP;
 
 /// Runs until every sender is dropped.
-pub async fn run(raft: ControlRaft, mut inbox: mpsc::Receiver<ControlMsg>) {
+pub async fn run(
+    raft: ControlRaft,
+    state: Rc<RefCell<ControlState>>,
+    mut inbox: mpsc::Receiver<ControlMsg>,
+    coordinator: mpsc::Sender<CoordinatorMsg>,
+) {
     while let Some(msg) = inbox.recv().await {
         match msg {
             ControlMsg::UpsertParticipants {
                 participants,
                 reply,
             } => {
-                let command = ControlCommand::UpsertParticipants(participants).encode();
-                let outcome = match raft.client_write(ShardRequest(command)).await {
-                    Ok(_) => Ok(()),
-                    Err(e) => match e.forward_to_leader() {
-                        Some(forward) => Err(ShardError::NotLeader {
-                            group: CONTROL_GROUP,
-                            leader: forward.leader_id,
-                        }),
-                        None => Err(ShardError::Internal {
-                            group: CONTROL_GROUP,
-                            message: e.to_string(),
-                        }),
-                    },
+                let command = ControlCommand::UpsertParticipants(participants.clone()).encode();
+                let outcome = write(&raft, command).await;
+                if outcome.is_ok() {
+                    // New participants may bring opening balances.
+                    let _ = coordinator
+                        .send(CoordinatorMsg::Open { participants })
+                        .await;
+                }
+                let _ = reply.send(outcome);
+            }
+            ControlMsg::RunCycle { window, reply } => {
+                if coordinator
+                    .send(CoordinatorMsg::Run { window, reply })
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("cycle request dropped: the coordinator stopped");
+                }
+            }
+            ControlMsg::Fx { reply } => {
+                let _ = reply.send(state.borrow().fx().clone());
+            }
+            ControlMsg::SetFx { fx, reply } => {
+                let outcome = match fx.validate() {
+                    Ok(()) => write(&raft, ControlCommand::SetFx(fx).encode()).await,
+                    Err(message) => Err(ShardError::Internal {
+                        group: CONTROL_GROUP,
+                        message,
+                    }),
                 };
                 let _ = reply.send(outcome);
             }
+            ControlMsg::CycleRecord { cycle_id, reply } => {
+                let _ = reply.send(state.borrow().record(cycle_id).cloned());
+            }
+            ControlMsg::CycleList {
+                after_cycle,
+                max,
+                reply,
+            } => {
+                let state = state.borrow();
+                let _ = reply.send((
+                    state.summaries_after(after_cycle, max),
+                    state.next_cycle_id(),
+                ));
+            }
         }
+    }
+}
+
+/// Appends one control command and waits for it to apply.
+pub async fn write(raft: &ControlRaft, command: Vec<u8>) -> Result<(), ShardError> {
+    match raft.client_write(ShardRequest(command)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.forward_to_leader() {
+            Some(forward) => ShardError::NotLeader {
+                group: CONTROL_GROUP,
+                leader: forward.leader_id,
+            },
+            None => ShardError::Internal {
+                group: CONTROL_GROUP,
+                message: e.to_string(),
+            },
+        }),
     }
 }

@@ -6,16 +6,28 @@
 //! channel. The reply comes back on a one-shot channel. Bounded queues are the
 //! back-pressure: a full queue makes the sender wait, never grow memory.
 
-use settle_codec::{LookupItem, Transaction, TxResult};
+use settle_codec::messages::{CycleRecord, CycleSummary};
+use settle_codec::{LookupItem, ParticipantId, Transaction, TxResult, Window};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::participants::Participant;
-use crate::shard::{GroupId, CONTROL_GROUP};
+use crate::shard::{Account, CycleApply, GroupId, CONTROL_GROUP};
 
 /// Requests queued per shard before senders wait. At up to 8,192
 /// transactions per request this bounds a shard's inbox to a few entries'
 /// worth of work.
 pub const SHARD_INBOX_REQUESTS_MAX: usize = 1_024;
+
+/// Reads and control requests (lookups, balances, funding, cycle steps)
+/// queued per shard before senders wait. They have their own queue so that
+/// they never wait behind submits for an in-flight entry slot.
+pub const SHARD_PRIORITY_REQUESTS_MAX: usize = 256;
+
+/// A shard's two queues: submits (group-committed) and everything else.
+pub struct ShardInbox {
+    pub submits: mpsc::Receiver<ShardMsg>,
+    pub priority: mpsc::Receiver<ShardMsg>,
+}
 
 /// Why a shard could not take a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +56,57 @@ pub enum ShardMsg {
         ids: Vec<u128>,
         reply: oneshot::Sender<Vec<LookupItem>>,
     },
+    /// Set opening balances (idempotent per participant); one result each.
+    Open {
+        openings: Vec<(ParticipantId, u64)>,
+        reply: oneshot::Sender<Result<Vec<TxResult>, ShardError>>,
+    },
+    /// An operator's deposit; the result and the balance after it.
+    Deposit {
+        deposit_id: u128,
+        participant: ParticipantId,
+        amount: u64,
+        reply: oneshot::Sender<Result<(TxResult, u64), ShardError>>,
+    },
+    /// Every account of the shard's currency (or one participant's).
+    Balances {
+        participant: Option<ParticipantId>,
+        reply: oneshot::Sender<Vec<(ParticipantId, Account)>>,
+    },
+    /// What the coordinator needs to plan and recover cycles.
+    Status { reply: oneshot::Sender<ShardStatus> },
+    /// Freeze cycle candidates (idempotent by cycle id).
+    CycleClose {
+        cycle_id: u64,
+        window: Window,
+        candidates_max: u32,
+        reply: oneshot::Sender<Result<ClosedCycle, ShardError>>,
+    },
+    /// Apply a shard's legs of a decided cycle (idempotent by cycle id).
+    CycleApply {
+        apply: CycleApply,
+        reply: oneshot::Sender<Result<TxResult, ShardError>>,
+    },
+}
+
+/// A shard's cycle bookkeeping, read on its leader.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// Transactions waiting per window (RTGS, T0, T1, T2).
+    pub waiting: [u64; 4],
+    pub open_cycles: Vec<u64>,
+    pub last_applied_cycle: u64,
+}
+
+/// A closed cycle as one shard froze it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedCycle {
+    /// Created (closed now), Duplicate (closed before: the same candidates)
+    /// or Conflict (the cycle was applied here already: nothing to close).
+    pub result: TxResult,
+    pub candidates: Vec<Transaction>,
+    /// Every account's balance at close.
+    pub balances: Vec<(ParticipantId, u64)>,
 }
 
 /// Control requests queued before senders wait: participant changes are rare.
@@ -56,6 +119,32 @@ pub enum ControlMsg {
         participants: Vec<Participant>,
         reply: oneshot::Sender<Result<(), ShardError>>,
     },
+    /// Run a cycle of a window now; answered once it is applied (cycle id 0
+    /// when nothing of the window was waiting).
+    RunCycle {
+        window: Window,
+        reply: oneshot::Sender<Result<CycleSummary, ShardError>>,
+    },
+    /// A cycle's record, if still kept.
+    CycleRecord {
+        cycle_id: u64,
+        reply: oneshot::Sender<Option<CycleRecord>>,
+    },
+    /// The cycle parameters now.
+    Fx {
+        reply: oneshot::Sender<crate::cycle::fx::FxConfig>,
+    },
+    /// Replaces the cycle parameters (from the next cycle on).
+    SetFx {
+        fx: crate::cycle::fx::FxConfig,
+        reply: oneshot::Sender<Result<(), ShardError>>,
+    },
+    /// Summaries of cycles after `after_cycle`, and the next cycle id.
+    CycleList {
+        after_cycle: u64,
+        max: usize,
+        reply: oneshot::Sender<(Vec<CycleSummary>, u64)>,
+    },
 }
 
 /// The sending ends of every shard's inbox (and the control group's), cloned
@@ -63,23 +152,36 @@ pub enum ControlMsg {
 #[derive(Clone)]
 pub struct ShardRouter {
     inboxes: Vec<mpsc::Sender<ShardMsg>>,
+    priority: Vec<mpsc::Sender<ShardMsg>>,
     control: mpsc::Sender<ControlMsg>,
 }
 
 impl ShardRouter {
     /// Creates the inboxes; the receivers go to the groups' cores.
-    pub fn new(
-        shard_count: usize,
-    ) -> (
-        ShardRouter,
-        Vec<mpsc::Receiver<ShardMsg>>,
-        mpsc::Receiver<ControlMsg>,
-    ) {
-        let (inboxes, receivers) = (0..shard_count)
-            .map(|_| mpsc::channel(SHARD_INBOX_REQUESTS_MAX))
-            .unzip();
+    pub fn new(shard_count: usize) -> (ShardRouter, Vec<ShardInbox>, mpsc::Receiver<ControlMsg>) {
+        let mut inboxes = Vec::with_capacity(shard_count);
+        let mut priority = Vec::with_capacity(shard_count);
+        let mut receivers = Vec::with_capacity(shard_count);
+        for _ in 0..shard_count {
+            let (submit_tx, submits) = mpsc::channel(SHARD_INBOX_REQUESTS_MAX);
+            let (priority_tx, priority_rx) = mpsc::channel(SHARD_PRIORITY_REQUESTS_MAX);
+            inboxes.push(submit_tx);
+            priority.push(priority_tx);
+            receivers.push(ShardInbox {
+                submits,
+                priority: priority_rx,
+            });
+        }
         let (control, control_inbox) = mpsc::channel(CONTROL_INBOX_REQUESTS_MAX);
-        (ShardRouter { inboxes, control }, receivers, control_inbox)
+        (
+            ShardRouter {
+                inboxes,
+                priority,
+                control,
+            },
+            receivers,
+            control_inbox,
+        )
     }
 
     /// Records participants in the control group; returns once committed.
@@ -104,6 +206,140 @@ impl ShardRouter {
         self.inboxes.len()
     }
 
+    async fn ask_control<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> ControlMsg,
+    ) -> Result<T, ShardError> {
+        let (reply, answer) = oneshot::channel();
+        self.control
+            .send(make(reply))
+            .await
+            .map_err(|_| ShardError::ShuttingDown(CONTROL_GROUP))?;
+        answer
+            .await
+            .map_err(|_| ShardError::ShuttingDown(CONTROL_GROUP))
+    }
+
+    async fn ask_shard<T>(
+        &self,
+        group: GroupId,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardMsg,
+    ) -> Result<T, ShardError> {
+        let (reply, answer) = oneshot::channel();
+        self.priority_inbox(group)
+            .send(make(reply))
+            .await
+            .map_err(|_| ShardError::ShuttingDown(group))?;
+        answer.await.map_err(|_| ShardError::ShuttingDown(group))
+    }
+
+    /// Runs a cycle of `window` and waits until it is applied.
+    pub async fn run_cycle(&self, window: Window) -> Result<CycleSummary, ShardError> {
+        self.ask_control(|reply| ControlMsg::RunCycle { window, reply })
+            .await?
+    }
+
+    /// A cycle's record, if the control group still keeps it.
+    pub async fn cycle_record(&self, cycle_id: u64) -> Result<Option<CycleRecord>, ShardError> {
+        self.ask_control(|reply| ControlMsg::CycleRecord { cycle_id, reply })
+            .await
+    }
+
+    /// Summaries of cycles after `after_cycle` (at most `max`) and the next id.
+    pub async fn cycle_list(
+        &self,
+        after_cycle: u64,
+        max: usize,
+    ) -> Result<(Vec<CycleSummary>, u64), ShardError> {
+        self.ask_control(|reply| ControlMsg::CycleList {
+            after_cycle,
+            max,
+            reply,
+        })
+        .await
+    }
+
+    /// The cycle parameters now.
+    pub async fn fx(&self) -> Result<crate::cycle::fx::FxConfig, ShardError> {
+        self.ask_control(|reply| ControlMsg::Fx { reply }).await
+    }
+
+    /// Replaces the cycle parameters; returns once committed.
+    pub async fn set_fx(&self, fx: crate::cycle::fx::FxConfig) -> Result<(), ShardError> {
+        self.ask_control(|reply| ControlMsg::SetFx { fx, reply })
+            .await?
+    }
+
+    /// Sets opening balances in shard `group`'s currency.
+    pub async fn open(
+        &self,
+        group: GroupId,
+        openings: Vec<(ParticipantId, u64)>,
+    ) -> Result<Vec<TxResult>, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Open { openings, reply })
+            .await?
+    }
+
+    /// Deposits into shard `group`'s currency; the result and the balance after.
+    pub async fn deposit(
+        &self,
+        group: GroupId,
+        deposit_id: u128,
+        participant: ParticipantId,
+        amount: u64,
+    ) -> Result<(TxResult, u64), ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Deposit {
+            deposit_id,
+            participant,
+            amount,
+            reply,
+        })
+        .await?
+    }
+
+    /// Accounts of shard `group`'s currency.
+    pub async fn balances(
+        &self,
+        group: GroupId,
+        participant: Option<ParticipantId>,
+    ) -> Result<Vec<(ParticipantId, Account)>, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Balances { participant, reply })
+            .await
+    }
+
+    /// A shard's cycle bookkeeping.
+    pub async fn status(&self, group: GroupId) -> Result<ShardStatus, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Status { reply })
+            .await
+    }
+
+    /// Closes a cycle in one shard.
+    pub async fn cycle_close(
+        &self,
+        group: GroupId,
+        cycle_id: u64,
+        window: Window,
+        candidates_max: u32,
+    ) -> Result<ClosedCycle, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::CycleClose {
+            cycle_id,
+            window,
+            candidates_max,
+            reply,
+        })
+        .await?
+    }
+
+    /// Applies a cycle's legs in one shard.
+    pub async fn cycle_apply(
+        &self,
+        group: GroupId,
+        apply: CycleApply,
+    ) -> Result<TxResult, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::CycleApply { apply, reply })
+            .await?
+    }
+
     /// Submits to one shard and waits for its results.
     pub async fn submit(
         &self,
@@ -123,8 +359,8 @@ impl ShardRouter {
 
     /// Looks ids up in every shard and merges: an id lives in at most one shard.
     pub async fn lookup(&self, ids: &[u128]) -> Result<Vec<LookupItem>, ShardError> {
-        let mut answers = Vec::with_capacity(self.inboxes.len());
-        for (i, inbox) in self.inboxes.iter().enumerate() {
+        let mut answers = Vec::with_capacity(self.priority.len());
+        for (i, inbox) in self.priority.iter().enumerate() {
             let (reply, answer) = oneshot::channel();
             let group = (i + 1) as GroupId;
             inbox
@@ -157,6 +393,14 @@ impl ShardRouter {
             }
         }
         Ok(merged)
+    }
+
+    fn priority_inbox(&self, group: GroupId) -> &mpsc::Sender<ShardMsg> {
+        assert!(
+            group >= 1 && (group as usize) <= self.priority.len(),
+            "group {group} is a shard"
+        );
+        &self.priority[group as usize - 1]
     }
 
     fn inbox(&self, group: GroupId) -> &mpsc::Sender<ShardMsg> {

@@ -91,12 +91,17 @@ async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) {
             }
             Err(e) => push_decode_error(out, request_id, &e),
         },
-        other => push_error(
-            out,
-            request_id,
-            ErrorCode::UnsupportedKind,
-            &format!("{other:?} is not a request"),
-        ),
+        other => {
+            // Control-plane requests (cycles, audit, funding) are the cycle module's.
+            if !crate::cycle::wire::answer(frame, intake, out).await {
+                push_error(
+                    out,
+                    request_id,
+                    ErrorCode::UnsupportedKind,
+                    &format!("{other:?} is not a request"),
+                );
+            }
+        }
     }
 }
 

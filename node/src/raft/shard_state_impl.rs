@@ -1,10 +1,13 @@
 //! [`GroupState`] for a shard: decodes the rkyv command in place (the bytes
-//! arrive 16-byte aligned) and hands the transactions to `ShardState`.
+//! arrive 16-byte aligned) and hands it to `ShardState`. Submits answer one
+//! result per transaction; the other commands one result for the entry.
+
+use rkyv::rancor;
 
 use super::state_machine::GroupState;
 use super::type_config::ShardReply;
 use crate::shard::command::{access, ArchivedShardCommand};
-use crate::shard::ShardState;
+use crate::shard::{CycleApply, ShardState};
 
 impl GroupState for ShardState {
     fn apply(
@@ -26,6 +29,59 @@ impl GroupState for ShardState {
                     transactions.iter().map(|t| t.to_native()),
                     &mut reply.results,
                 );
+            }
+            ArchivedShardCommand::Open {
+                leader_ts_us,
+                openings,
+            } => {
+                reply.results.reserve(openings.len());
+                self.apply_open(
+                    log_index,
+                    leader_ts_us.to_native(),
+                    openings.iter().map(|o| ((&o.0).into(), o.1.to_native())),
+                    &mut reply.results,
+                );
+            }
+            ArchivedShardCommand::Deposit {
+                leader_ts_us,
+                deposit_id,
+                participant,
+                amount,
+            } => {
+                reply.results.push(self.apply_deposit(
+                    log_index,
+                    leader_ts_us.to_native(),
+                    deposit_id.to_native(),
+                    participant.into(),
+                    amount.to_native(),
+                ));
+            }
+            ArchivedShardCommand::CycleClose {
+                leader_ts_us,
+                cycle_id,
+                window,
+                candidates_max,
+            } => {
+                if cycle_id.to_native() == 0 {
+                    return Err("cycle close of cycle 0".into());
+                }
+                reply.results.push(self.apply_close(
+                    log_index,
+                    leader_ts_us.to_native(),
+                    cycle_id.to_native(),
+                    window.into(),
+                    candidates_max.to_native() as usize,
+                ));
+            }
+            ArchivedShardCommand::CycleApply {
+                leader_ts_us,
+                apply,
+            } => {
+                let apply = rkyv::deserialize::<CycleApply, rancor::Error>(apply)
+                    .map_err(|e| e.to_string())?;
+                reply
+                    .results
+                    .push(self.apply_cycle(log_index, leader_ts_us.to_native(), &apply));
             }
         }
         Ok(())

@@ -2,17 +2,28 @@
 //!
 //! Encoded with rkyv into the opaque payload of a Raft entry, so the log
 //! store moves bytes without knowing transactions, and applying reads the
-//! transactions zero-copy after validation.
+//! transactions zero-copy after validation. Every command carries the
+//! leader's timestamp: the shard's clock (dedup window, audit times) moves
+//! only by what its log says.
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use settle_codec::Transaction;
+use settle_codec::messages::MAX_CYCLE_TRANSACTIONS;
+use settle_codec::{ParticipantId, Transaction, Window};
+
+use super::cycles::CycleApply;
 
 /// Most transactions in one log entry: everything that reached a shard
 /// leader while the previous append was in flight, up to this bound, which
 /// keeps an entry (~48 B per transaction) within a few MiB.
 pub const ENTRY_TRANSACTIONS_MAX: usize = 65_536;
+
+/// Most credits in one cycle apply: one per creditor of the cycle.
+pub const APPLY_CREDITS_MAX: usize = 2 * MAX_CYCLE_TRANSACTIONS;
+
+/// Most accounts opened by one entry (a registry is opened in chunks).
+pub const OPENINGS_MAX: usize = 4_096;
 
 /// A command in a shard's log.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -24,6 +35,31 @@ pub enum ShardCommand {
         leader_ts_us: u64,
         transactions: Vec<Transaction>,
     },
+    /// Set opening balances in this shard's currency (once per participant).
+    Open {
+        leader_ts_us: u64,
+        openings: Vec<(ParticipantId, u64)>,
+    },
+    /// An operator's deposit, idempotent by `deposit_id`.
+    Deposit {
+        leader_ts_us: u64,
+        deposit_id: u128,
+        participant: ParticipantId,
+        amount: u64,
+    },
+    /// Freeze up to `candidates_max` waiting transactions of `window` as
+    /// cycle `cycle_id`'s candidates.
+    CycleClose {
+        leader_ts_us: u64,
+        cycle_id: u64,
+        window: Window,
+        candidates_max: u32,
+    },
+    /// Apply this shard's legs of a decided cycle.
+    CycleApply {
+        leader_ts_us: u64,
+        apply: CycleApply,
+    },
 }
 
 /// A payload that failed validation: only a bug or a corrupt replica can
@@ -32,7 +68,7 @@ pub enum ShardCommand {
 pub enum CommandError {
     #[error("shard command does not validate: {0}")]
     Invalid(String),
-    #[error("shard command holds {0} transactions, more than {ENTRY_TRANSACTIONS_MAX}")]
+    #[error("shard command holds {0} items, more than its bound")]
     TooLarge(usize),
 }
 
@@ -46,7 +82,20 @@ pub fn encode_submit(leader_ts_us: u64, transactions: &[Transaction]) -> Aligned
         leader_ts_us,
         transactions: transactions.to_vec(),
     };
-    rkyv::to_bytes::<rancor::Error>(&command)
+    encode(&command)
+}
+
+/// Encodes any command (the bounds are the caller's invariants).
+pub fn encode(command: &ShardCommand) -> AlignedVec<16> {
+    match command {
+        ShardCommand::CycleApply { apply, .. } => {
+            assert!(apply.legs.len() <= MAX_CYCLE_TRANSACTIONS);
+            assert!(apply.credits.len() <= APPLY_CREDITS_MAX);
+        }
+        ShardCommand::Open { openings, .. } => assert!(openings.len() <= OPENINGS_MAX),
+        _ => {}
+    }
+    rkyv::to_bytes::<rancor::Error>(command)
         .expect("serializing plain data into memory cannot fail")
 }
 
@@ -61,6 +110,17 @@ pub fn access(bytes: &[u8]) -> Result<&ArchivedShardCommand, CommandError> {
         {
             Err(CommandError::TooLarge(transactions.len()))
         }
+        ArchivedShardCommand::Open { openings, .. } if openings.len() > OPENINGS_MAX => {
+            Err(CommandError::TooLarge(openings.len()))
+        }
+        ArchivedShardCommand::CycleApply { apply, .. }
+            if apply.legs.len() > MAX_CYCLE_TRANSACTIONS
+                || apply.credits.len() > APPLY_CREDITS_MAX =>
+        {
+            Err(CommandError::TooLarge(
+                apply.legs.len().max(apply.credits.len()),
+            ))
+        }
         _ => Ok(archived),
     }
 }
@@ -68,6 +128,7 @@ pub fn access(bytes: &[u8]) -> Result<&ArchivedShardCommand, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::cycles::{DecisionFacts, Leg};
     use settle_codec::{Currency, ParticipantId, Window};
 
     #[test]
@@ -92,9 +153,39 @@ mod tests {
                 assert_eq!(transactions.len(), 2);
                 assert_eq!(transactions[1].to_native(), tx);
             }
+            other => panic!("not a submit: {other:?}"),
         }
         let mut garbage = AlignedVec::<16>::new();
         garbage.extend_from_slice(&[0xff; 64]);
         assert!(access(&garbage).is_err());
+    }
+
+    #[test]
+    fn cycle_commands_round_trip() {
+        let apply = CycleApply {
+            cycle_id: 4,
+            decision: DecisionFacts {
+                decision_index: 10,
+                optimized_at_us: 1,
+                decided_at_us: 2,
+                achieved_at_us: 3,
+                fallback: true,
+            },
+            confirm: true,
+            legs: vec![Leg::Settled {
+                batch: 2,
+                receive_amount: 5,
+            }],
+            credits: vec![(ParticipantId(9), 5)],
+        };
+        let command = ShardCommand::CycleApply {
+            leader_ts_us: 8,
+            apply,
+        };
+        let bytes = encode(&command);
+        let archived = access(&bytes).unwrap();
+        let back: ShardCommand =
+            rkyv::deserialize::<ShardCommand, rancor::Error>(archived).unwrap();
+        assert_eq!(back, command);
     }
 }

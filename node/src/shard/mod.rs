@@ -1,16 +1,22 @@
 //! Shards: which currency lives where, and the state each shard owns.
 //!
 //! A transaction belongs to the shard of its send currency (the debit leg,
-//! where liquidity is checked). Group 0 is the control group (participants,
-//! cycles); shard groups are numbered from 1 in currency order.
+//! where liquidity is checked), and so do the balances of that currency.
+//! Group 0 is the control group (participants, cycles); shard groups are
+//! numbered from 1 in currency order.
 
 pub mod command;
+pub mod cycles;
+pub mod ledger;
 pub mod proposer;
+mod snapshot;
 pub mod state;
 pub mod table;
 
 use settle_codec::Currency;
 
+pub use cycles::{CycleApply, DecisionFacts, Leg, OpenCycle};
+pub use ledger::{Account, Funding};
 pub use state::{ShardState, TxRecord};
 
 /// Id of a Raft group on this node: 0 is the control group, 1.. are shards.

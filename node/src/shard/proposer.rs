@@ -4,19 +4,21 @@
 //! gathered into the next log entry, so one fsync (and one Raft round) covers
 //! thousands of transactions. At most `ENTRIES_IN_FLIGHT_MAX` entries are
 //! proposed at once; while they are, new requests accumulate in the inbox.
+//! Reads and control entries arrive on a priority queue and are served
+//! whenever they come, so a cycle step never waits behind a full pipeline.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
-use settle_codec::{LookupItem, Transaction, TxResult, TxStatus};
+use settle_codec::{LookupItem, Transaction, TxResult, TxStatus, Window};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use super::command::{encode_submit, ENTRY_TRANSACTIONS_MAX};
+use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
 use super::{GroupId, ShardState};
-use crate::intake::router::{ShardError, ShardMsg};
+use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
 use crate::raft::{ShardRaft, ShardReply, ShardRequest};
 
 /// Entries a shard leader has proposed and not yet seen committed. Two keep
@@ -34,37 +36,87 @@ const SLOW_PROPOSAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Waiter = (usize, oneshot::Sender<Result<Vec<TxResult>, ShardError>>);
 
-/// Runs until the inbox closes (every sender dropped: the node is stopping).
+/// What woke the proposer up.
+enum Wake<T> {
+    /// The thing it waited for: an entry slot, or the next submit.
+    Ready(T),
+    /// A priority request (read or control entry) to serve first.
+    Priority(ShardMsg),
+}
+
+/// Waits for `ready`, serving priority requests as they come.
+async fn serving_priority<T>(
+    ready: impl std::future::Future<Output = T>,
+    priority: &mut mpsc::Receiver<ShardMsg>,
+    priority_open: &mut bool,
+    handle: &impl Fn(ShardMsg),
+) -> T {
+    futures_lite::pin!(ready);
+    loop {
+        let next_priority = async {
+            if *priority_open {
+                match priority.recv().await {
+                    Some(msg) => Wake::Priority(msg),
+                    None => {
+                        *priority_open = false;
+                        futures_lite::future::pending().await
+                    }
+                }
+            } else {
+                futures_lite::future::pending().await
+            }
+        };
+        let ready = async { Wake::Ready((&mut ready).await) };
+        match futures_lite::future::or(ready, next_priority).await {
+            Wake::Ready(value) => return value,
+            Wake::Priority(msg) => handle(msg),
+        }
+    }
+}
+
+/// Runs until the submit inbox closes (every sender dropped: the node is
+/// stopping). Priority requests (lookups, balances, funding and cycle
+/// entries) are served whenever they arrive, never behind a full pipeline.
 pub async fn run(
     group: GroupId,
     raft: ShardRaft,
     state: Rc<RefCell<ShardState>>,
-    mut inbox: mpsc::Receiver<ShardMsg>,
+    inbox: ShardInbox,
 ) {
+    let ShardInbox {
+        submits: mut inbox,
+        mut priority,
+    } = inbox;
+    let mut priority_open = true;
+    let handle = {
+        let (raft, state) = (raft.clone(), state.clone());
+        move |msg: ShardMsg| serve_priority(group, &raft, &state, msg)
+    };
     let slots = Rc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
     let mut held: Option<ShardMsg> = None;
     loop {
-        let permit = slots
-            .clone()
-            .acquire_static_permit(1)
+        let slots_now = slots.clone();
+        let acquire = slots_now.acquire_static_permit(1);
+        let permit = serving_priority(acquire, &mut priority, &mut priority_open, &handle)
             .await
             .expect("the semaphore is never closed");
-        // Gather: the first message (waiting for it), then whatever else is queued.
+        // Gather: the first submit (waiting for it), then whatever else is queued.
         let mut transactions: Vec<Transaction> = Vec::new();
         let mut waiters: Vec<Waiter> = Vec::new();
         let first = match held.take() {
             Some(msg) => msg,
-            None => match inbox.recv().await {
-                Some(msg) => msg,
-                None => return,
-            },
+            None => {
+                match serving_priority(inbox.recv(), &mut priority, &mut priority_open, &handle)
+                    .await
+                {
+                    Some(msg) => msg,
+                    None => return,
+                }
+            }
         };
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Lookup { ids, reply } => {
-                    let _ = reply.send(lookup(&state.borrow(), &ids));
-                }
                 ShardMsg::Submit {
                     transactions: txs,
                     reply,
@@ -90,6 +142,8 @@ pub async fn run(
                     waiters.push((txs.len(), reply));
                     transactions.extend_from_slice(&txs);
                 }
+                // Only submits travel on this inbox; anything else is served as priority.
+                other => handle(other),
             }
             next = inbox.try_recv().ok();
         }
@@ -107,16 +161,196 @@ pub async fn run(
     }
 }
 
+/// Serves a read at once, or starts a funding or cycle entry. These are
+/// rare (the coordinator runs one cycle at a time, operators are bounded by
+/// the control inbox), so their entries do not take an in-flight slot.
+fn serve_priority(
+    group: GroupId,
+    raft: &ShardRaft,
+    state: &Rc<RefCell<ShardState>>,
+    msg: ShardMsg,
+) {
+    match msg {
+        ShardMsg::Lookup { ids, reply } => {
+            let _ = reply.send(lookup(&state.borrow(), group, &ids));
+        }
+        ShardMsg::Balances { participant, reply } => {
+            let state = state.borrow();
+            let accounts = match participant {
+                Some(p) => vec![(p, state.account(p))],
+                None => state.accounts().map(|(p, a)| (p, *a)).collect(),
+            };
+            let _ = reply.send(accounts);
+        }
+        ShardMsg::Status { reply } => {
+            let _ = reply.send(status(&state.borrow()));
+        }
+        ShardMsg::Submit { reply, .. } => {
+            let _ = reply.send(Err(ShardError::Internal {
+                group,
+                message: "a submit on the priority queue".into(),
+            }));
+        }
+        entry => {
+            glommio::spawn_local(control_entry(group, raft.clone(), state.clone(), entry)).detach();
+        }
+    }
+}
+
+fn status(state: &ShardState) -> ShardStatus {
+    ShardStatus {
+        waiting: Window::ALL.map(|w| state.waiting_count(w) as u64),
+        open_cycles: state.open_cycle_ids(),
+        last_applied_cycle: state.last_applied_cycle(),
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Appends one entry and returns its results once applied.
+async fn write(
+    group: GroupId,
+    raft: &ShardRaft,
+    command: &ShardCommand,
+) -> Result<Vec<TxResult>, ShardError> {
+    match raft
+        .client_write(ShardRequest(encode(command).to_vec()))
+        .await
+    {
+        Ok(response) => Ok(response.data.results),
+        Err(e) => Err(match e.forward_to_leader() {
+            Some(forward) => ShardError::NotLeader {
+                group,
+                leader: forward.leader_id,
+            },
+            None => ShardError::Internal {
+                group,
+                message: e.to_string(),
+            },
+        }),
+    }
+}
+
+/// The one result a single-result entry must have produced.
+fn single(group: GroupId, results: Vec<TxResult>) -> Result<TxResult, ShardError> {
+    match results.as_slice() {
+        [one] => Ok(*one),
+        other => Err(ShardError::Internal {
+            group,
+            message: format!("{} results for a single-result entry", other.len()),
+        }),
+    }
+}
+
+/// Proposes a funding or cycle entry and answers from the applied state.
+async fn control_entry(
+    group: GroupId,
+    raft: ShardRaft,
+    state: Rc<RefCell<ShardState>>,
+    msg: ShardMsg,
+) {
+    let leader_ts_us = now_us();
+    match msg {
+        ShardMsg::Open { openings, reply } => {
+            let count = openings.len();
+            let command = ShardCommand::Open {
+                leader_ts_us,
+                openings,
+            };
+            let outcome = write(group, &raft, &command).await.and_then(|r| {
+                if r.len() == count {
+                    Ok(r)
+                } else {
+                    Err(ShardError::Internal {
+                        group,
+                        message: format!("{} results for {count} openings", r.len()),
+                    })
+                }
+            });
+            let _ = reply.send(outcome);
+        }
+        ShardMsg::Deposit {
+            deposit_id,
+            participant,
+            amount,
+            reply,
+        } => {
+            let command = ShardCommand::Deposit {
+                leader_ts_us,
+                deposit_id,
+                participant,
+                amount,
+            };
+            let outcome = write(group, &raft, &command)
+                .await
+                .and_then(|r| single(group, r))
+                .map(|result| (result, state.borrow().account(participant).balance));
+            let _ = reply.send(outcome);
+        }
+        ShardMsg::CycleClose {
+            cycle_id,
+            window,
+            candidates_max,
+            reply,
+        } => {
+            let command = ShardCommand::CycleClose {
+                leader_ts_us,
+                cycle_id,
+                window,
+                candidates_max,
+            };
+            let outcome = write(group, &raft, &command)
+                .await
+                .and_then(|r| single(group, r))
+                .map(|result| {
+                    let state = state.borrow();
+                    match state.open_cycle(cycle_id) {
+                        Some(open) => ClosedCycle {
+                            result,
+                            candidates: open
+                                .candidates
+                                .iter()
+                                .map(|id| state.record(*id).expect("candidates are records").tx)
+                                .collect(),
+                            balances: open.balances.clone(),
+                        },
+                        None => ClosedCycle {
+                            result,
+                            candidates: Vec::new(),
+                            balances: Vec::new(),
+                        },
+                    }
+                });
+            let _ = reply.send(outcome);
+        }
+        ShardMsg::CycleApply { apply, reply } => {
+            let command = ShardCommand::CycleApply {
+                leader_ts_us,
+                apply,
+            };
+            let outcome = write(group, &raft, &command)
+                .await
+                .and_then(|r| single(group, r));
+            let _ = reply.send(outcome);
+        }
+        ShardMsg::Submit { .. }
+        | ShardMsg::Lookup { .. }
+        | ShardMsg::Balances { .. }
+        | ShardMsg::Status { .. } => unreachable!("handled by the intake loop"),
+    }
+}
+
 /// Appends one submit entry and waits until it is committed and applied.
 async fn propose(
     group: GroupId,
     raft: &ShardRaft,
     transactions: &[Transaction],
 ) -> Result<Vec<TxResult>, ShardError> {
-    let leader_ts_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let payload = encode_submit(leader_ts_us, transactions);
+    let payload = encode_submit(now_us(), transactions);
     let started = std::time::Instant::now();
     let written = raft.client_write(ShardRequest(payload.to_vec())).await;
     let elapsed = started.elapsed();
@@ -180,13 +414,13 @@ fn answer(outcome: Result<Vec<TxResult>, ShardError>, waiters: Vec<Waiter>) {
 }
 
 /// Reads the shard's state on its leader (reads are served locally).
-fn lookup(state: &ShardState, ids: &[u128]) -> Vec<LookupItem> {
+fn lookup(state: &ShardState, group: GroupId, ids: &[u128]) -> Vec<LookupItem> {
     ids.iter()
         .map(|&id| match state.record(id) {
             Some(record) => LookupItem {
                 id,
                 status: record.status,
-                events: state.events(id),
+                events: state.events(id, group),
             },
             None => LookupItem {
                 id,

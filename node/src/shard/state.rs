@@ -1,20 +1,33 @@
 //! The state of one shard: every transaction it accepted, its idempotency
-//! keys and the audit events of intake.
+//! keys, the balances of its currency, the cycles it takes part in and the
+//! audit trail of each transaction.
 //!
-//! Changed only by [`ShardState::apply_submit`], a plain function of (state,
+//! Changed only by the `apply_*` functions, plain functions of (state,
 //! entry) → (state, results): the same log gives the same state on every
 //! replica. Time comes from the leader's timestamp in the entry, never from
 //! this machine's clock.
+//!
+//! The cycle and balance parts live in [`super::ledger`] (funding, balances)
+//! and [`super::cycles`] (close, apply); snapshots in [`super::snapshot`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use super::table::Table;
 use rustc_hash::FxHashMap;
-use settle_codec::{Transaction, TxEvent, TxEventKind, TxResult, TxStatus, MAX_TX_EVENTS};
+use settle_codec::tx::{Actor, DeferReason, EventDetail};
+use settle_codec::{Transaction, TxEvent, TxEventKind, TxResult, TxStatus, Window, MAX_TX_EVENTS};
+
+use super::cycles::{CycleNote, OpenCycle};
+use super::ledger::{Account, Deposit};
+use super::table::Table;
+use super::GroupId;
 
 /// Idempotency keys are kept at least this long after the transaction's last
 /// state change (24 h, as promised to clients).
 pub const DEDUP_WINDOW_US: u64 = 24 * 60 * 60 * 1_000_000;
+
+/// Retries recorded per transaction: the first ones say a client retried;
+/// a client retrying forever must not grow the trail.
+pub const DEDUP_EVENTS_KEPT: usize = 2;
 
 /// What the shard remembers of one accepted transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +38,49 @@ pub struct TxRecord {
     /// Leader timestamp of that entry.
     pub accepted_at_us: u64,
     pub status: TxStatus,
+    /// Place in its window's queue, from 1: set at acceptance and again
+    /// when a cycle defers it (to the back: deferred transactions must not
+    /// crowd out newer ones that could settle). Cycles take the lowest first.
+    pub seq: u64,
+    /// The open cycle that froze it as a candidate, 0 when none.
+    pub candidate_of: u64,
+    /// The latest cycle that deferred it, 0 when none, and why.
+    pub deferred_in: u64,
+    pub defer_reason: Option<DeferReason>,
+    /// Cycles that deferred it so far.
+    pub deferrals: u32,
+    /// The cycle that settled it, 0 when none; its batch and the amount the
+    /// creditor received (in the receive currency).
+    pub settled_in: u64,
+    pub batch: u32,
+    pub receive_amount: u64,
 }
 
-/// One audit event that is not implied by the record itself.
+impl TxRecord {
+    fn accepted(tx: Transaction, index: u64, at_us: u64, seq: u64) -> TxRecord {
+        TxRecord {
+            tx,
+            accepted_index: index,
+            accepted_at_us: at_us,
+            status: TxStatus::Pending,
+            seq,
+            candidate_of: 0,
+            deferred_in: 0,
+            defer_reason: None,
+            deferrals: 0,
+            settled_in: 0,
+            batch: 0,
+            receive_amount: 0,
+        }
+    }
+
+    /// Waiting for a cycle of its window (not frozen in one, not finished).
+    pub fn is_waiting(&self) -> bool {
+        self.candidate_of == 0 && matches!(self.status, TxStatus::Pending | TxStatus::Deferred)
+    }
+}
+
+/// One audit event that is not implied by the record itself (retries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtraEvent {
     pub kind: TxEventKind,
@@ -40,19 +93,45 @@ pub struct ExtraEvent {
 pub struct ShardState {
     /// The largest leader timestamp applied: the shard's clock. Monotonic even
     /// if a new leader's clock is behind the old one's.
-    clock_us: u64,
-    last_applied_index: u64,
+    pub(super) clock_us: u64,
+    pub(super) last_applied_index: u64,
     /// Partitioned so that growth never stalls the core (see `table`).
-    records: Table<u128, TxRecord>,
+    pub(super) records: Table<u128, TxRecord>,
     /// Ids in the order they became expirable, with that time.
-    expiry: VecDeque<(u64, u128)>,
-    /// Events beyond acceptance (dedups now; cycle events later), bounded per
-    /// transaction by `MAX_TX_EVENTS`.
-    extra_events: FxHashMap<u128, Vec<ExtraEvent>>,
-    pending_count: u64,
-    submitted_total: u64,
-    deduped_total: u64,
-    conflict_total: u64,
+    pub(super) expiry: VecDeque<(u64, u128)>,
+    /// Retries, bounded per transaction by [`DEDUP_EVENTS_KEPT`].
+    pub(super) extra_events: FxHashMap<u128, Vec<ExtraEvent>>,
+    /// Waiting transactions per window, by acceptance order (`seq` → id).
+    /// Derived from the records (rebuilt on snapshot restore).
+    pub(super) waiting: [BTreeMap<u64, u128>; 4],
+    pub(super) pending_count: u64,
+    /// The last queue place handed out (see `TxRecord::seq`).
+    pub(super) queue_seq: u64,
+    pub(super) submitted_total: u64,
+    pub(super) deduped_total: u64,
+    pub(super) conflict_total: u64,
+    /// Balances of this shard's currency, by participant.
+    pub(super) accounts: BTreeMap<u32, Account>,
+    /// Deposit ids within the dedup window.
+    pub(super) deposits: FxHashMap<u128, Deposit>,
+    pub(super) deposit_expiry: VecDeque<(u64, u128)>,
+    /// Cycles closed here and not yet applied.
+    pub(super) open_cycles: BTreeMap<u64, OpenCycle>,
+    /// Facts of every cycle a kept record refers to (reference counted).
+    pub(super) cycle_notes: BTreeMap<u64, CycleNote>,
+    /// The highest cycle applied here (cycles apply in id order).
+    pub(super) last_applied_cycle: u64,
+    pub(super) settled_total: u64,
+}
+
+/// The slot of a window in per-window tables.
+pub(super) fn window_slot(w: Window) -> usize {
+    match w {
+        Window::Rtgs => 0,
+        Window::T0 => 1,
+        Window::T1 => 2,
+        Window::T2 => 3,
+    }
 }
 
 impl ShardState {
@@ -76,8 +155,18 @@ impl ShardState {
         self.records.is_empty()
     }
 
+    /// Transactions accepted and not finished (waiting or frozen in a cycle).
     pub fn pending_count(&self) -> u64 {
         self.pending_count
+    }
+
+    /// Transactions of `window` waiting for a cycle (not frozen in one).
+    pub fn waiting_count(&self, window: Window) -> usize {
+        self.waiting[window_slot(window)].len()
+    }
+
+    pub fn settled_total(&self) -> u64 {
+        self.settled_total
     }
 
     pub fn record(&self, id: u128) -> Option<&TxRecord> {
@@ -107,24 +196,19 @@ impl ShardState {
         for tx in transactions {
             let result = match self.records.get(&tx.id) {
                 None => {
-                    self.records.insert(
-                        tx.id,
-                        TxRecord {
-                            tx,
-                            accepted_index: index,
-                            accepted_at_us: at_us,
-                            status: TxStatus::Pending,
-                        },
-                    );
-                    self.pending_count += 1;
                     self.submitted_total += 1;
+                    self.queue_seq += 1;
+                    let seq = self.queue_seq;
+                    self.records
+                        .insert(tx.id, TxRecord::accepted(tx, index, at_us, seq));
+                    self.waiting[window_slot(tx.window)].insert(seq, tx.id);
+                    self.pending_count += 1;
                     TxResult::Created
                 }
                 Some(existing) if same_content(&existing.tx, &tx) => {
                     self.deduped_total += 1;
                     let events = self.extra_events.entry(tx.id).or_default();
-                    // A client retrying forever must not grow memory: keep the first few.
-                    if events.len() < MAX_TX_EVENTS - 1 {
+                    if events.len() < DEDUP_EVENTS_KEPT {
                         events.push(ExtraEvent {
                             kind: TxEventKind::TransactionDeduped,
                             log_index: index,
@@ -143,8 +227,8 @@ impl ShardState {
     }
 
     /// Moves the clock and the applied index forward and forgets idempotency
-    /// keys of finished transactions older than the dedup window.
-    fn advance(&mut self, log_index: u64, leader_ts_us: u64) {
+    /// keys (transactions, deposits) finished longer than the dedup window ago.
+    pub(super) fn advance(&mut self, log_index: u64, leader_ts_us: u64) {
         assert!(
             log_index > self.last_applied_index,
             "entries apply in log order: {log_index} after {}",
@@ -157,8 +241,19 @@ impl ShardState {
                 break;
             }
             self.expiry.pop_front();
-            self.records.remove(&id);
+            if let Some(record) = self.records.remove(&id) {
+                assert!(!record.is_waiting() && record.candidate_of == 0);
+                self.release_note(record.deferred_in);
+                self.release_note(record.settled_in);
+            }
             self.extra_events.remove(&id);
+        }
+        while let Some(&(at, id)) = self.deposit_expiry.front() {
+            if at.saturating_add(DEDUP_WINDOW_US) > self.clock_us {
+                break;
+            }
+            self.deposit_expiry.pop_front();
+            self.deposits.remove(&id);
         }
     }
 
@@ -169,32 +264,180 @@ impl ShardState {
     }
 
     /// The audit trail of a transaction, oldest first (empty if unknown).
-    pub fn events(&self, id: u128) -> Vec<TxEvent> {
-        let Some(record) = self.records.get(&id) else {
+    /// `group` is this shard's group id (the log the entry ids refer to).
+    pub fn events(&self, id: u128, group: GroupId) -> Vec<TxEvent> {
+        let Some(r) = self.records.get(&id) else {
             return Vec::new();
         };
-        let mut events = Vec::with_capacity(1 + self.extra_events.get(&id).map_or(0, Vec::len));
-        events.push(TxEvent {
-            entry_index: record.accepted_index,
-            at_us: record.accepted_at_us,
-            kind: TxEventKind::TransactionSubmitted,
-            cycle_id: 0,
-        });
+        let tx = &r.tx;
+        let event = |kind, entry_index, at_us, cycle_id, actor, detail| TxEvent {
+            group,
+            entry_index,
+            at_us,
+            kind,
+            cycle_id,
+            batch: 0,
+            amount: tx.amount,
+            currency: tx.send,
+            actor,
+            detail,
+        };
+        let mut events = Vec::with_capacity(8);
+        events.push(event(
+            TxEventKind::TransactionSubmitted,
+            r.accepted_index,
+            r.accepted_at_us,
+            0,
+            Actor::Client,
+            EventDetail::None,
+        ));
+        // The latest deferral (earlier ones are counted in its detail).
+        if r.deferred_in != 0 {
+            if let Some(note) = self.cycle_notes.get(&r.deferred_in) {
+                let reason = r.defer_reason.unwrap_or(DeferReason::Unsolvable);
+                let detail = EventDetail::Defer {
+                    reason,
+                    deferrals: r.deferrals,
+                };
+                self.cycle_events(&mut events, note, r.deferred_in, group, tx, 0, detail);
+            }
+        }
+        if r.candidate_of != 0 {
+            if let Some(note) = self.cycle_notes.get(&r.candidate_of) {
+                events.push(event(
+                    TxEventKind::BatchCreated,
+                    note.close_index,
+                    note.close_at_us,
+                    r.candidate_of,
+                    Actor::Coordinator,
+                    EventDetail::Candidate { window: tx.window },
+                ));
+            }
+        }
+        if r.settled_in != 0 {
+            if let Some(note) = self.cycle_notes.get(&r.settled_in) {
+                let detail = EventDetail::Settle {
+                    receive_amount: r.receive_amount,
+                    receive: tx.receive,
+                    fallback: note.decision.is_some_and(|d| d.fallback),
+                };
+                self.cycle_events(&mut events, note, r.settled_in, group, tx, r.batch, detail);
+                let mut settlement = |kind, actor| {
+                    events.push(TxEvent {
+                        batch: r.batch,
+                        ..event(
+                            kind,
+                            note.apply_index,
+                            note.apply_at_us,
+                            r.settled_in,
+                            actor,
+                            detail,
+                        )
+                    })
+                };
+                settlement(TxEventKind::SettlementInitiated, Actor::Shard);
+                if note.confirmed {
+                    settlement(TxEventKind::SettlementConfirmed, Actor::Shard);
+                }
+            }
+        }
+        // Retries go where they happened in time.
         if let Some(extra) = self.extra_events.get(&id) {
-            events.extend(extra.iter().map(|e| TxEvent {
-                entry_index: e.log_index,
-                at_us: e.at_us,
-                kind: e.kind,
-                cycle_id: 0,
-            }));
+            for e in extra {
+                let at = events
+                    .iter()
+                    .position(|x| x.at_us > e.at_us)
+                    .unwrap_or(events.len());
+                events.insert(
+                    at,
+                    event(
+                        e.kind,
+                        e.log_index,
+                        e.at_us,
+                        0,
+                        Actor::Client,
+                        EventDetail::None,
+                    ),
+                );
+            }
         }
         assert!(events.len() <= MAX_TX_EVENTS);
         events
     }
 
+    /// The four events of a cycle's decision about one transaction: frozen
+    /// at close, optimised, proposed to and made durable by the control group.
+    #[allow(clippy::too_many_arguments)]
+    fn cycle_events(
+        &self,
+        events: &mut Vec<TxEvent>,
+        note: &CycleNote,
+        cycle_id: u64,
+        group: GroupId,
+        tx: &Transaction,
+        batch: u32,
+        detail: EventDetail,
+    ) {
+        let base = TxEvent {
+            group,
+            entry_index: note.close_index,
+            at_us: note.close_at_us,
+            kind: TxEventKind::BatchCreated,
+            cycle_id,
+            batch: 0,
+            amount: tx.amount,
+            currency: tx.send,
+            actor: Actor::Coordinator,
+            detail: EventDetail::Candidate { window: tx.window },
+        };
+        events.push(base);
+        let Some(d) = note.decision else {
+            return;
+        };
+        let decided = TxEvent {
+            group: super::CONTROL_GROUP,
+            entry_index: d.decision_index,
+            batch,
+            detail,
+            ..base
+        };
+        events.push(TxEvent {
+            kind: TxEventKind::BatchOptimized,
+            at_us: d.optimized_at_us,
+            actor: Actor::Solver,
+            ..decided
+        });
+        events.push(TxEvent {
+            kind: TxEventKind::ConsensusSubmitted,
+            at_us: d.decided_at_us,
+            ..decided
+        });
+        events.push(TxEvent {
+            kind: TxEventKind::ConsensusAchieved,
+            at_us: d.achieved_at_us,
+            ..decided
+        });
+    }
+
     /// Every record, for snapshots and digests.
     pub fn records(&self) -> impl Iterator<Item = &TxRecord> {
         self.records.values()
+    }
+
+    /// Drops one reference to a cycle's note; the note goes with the last.
+    pub(super) fn release_note(&mut self, cycle: u64) {
+        if cycle == 0 {
+            return;
+        }
+        let note = self
+            .cycle_notes
+            .get_mut(&cycle)
+            .expect("a record refers only to kept cycle notes");
+        assert!(note.refs > 0);
+        note.refs -= 1;
+        if note.refs == 0 && !self.open_cycles.contains_key(&cycle) {
+            self.cycle_notes.remove(&cycle);
+        }
     }
 }
 
@@ -215,7 +458,7 @@ mod tests {
     use super::*;
     use settle_codec::{Currency, ParticipantId, Window};
 
-    fn tx(id: u128, amount: u64) -> Transaction {
+    pub(crate) fn tx(id: u128, amount: u64) -> Transaction {
         Transaction {
             id,
             debtor: ParticipantId(1),
@@ -252,7 +495,7 @@ mod tests {
             20,
             "a conflict never overwrites the original"
         );
-        let kinds: Vec<_> = s.events(1).iter().map(|e| e.kind).collect();
+        let kinds: Vec<_> = s.events(1, 2).iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
             vec![
@@ -260,8 +503,10 @@ mod tests {
                 TxEventKind::TransactionDeduped
             ]
         );
-        assert_eq!(s.events(1)[1].at_us, 200);
+        assert_eq!(s.events(1, 2)[1].at_us, 200);
+        assert_eq!(s.events(1, 2)[0].group, 2);
         assert_eq!(s.pending_count(), 2);
+        assert_eq!(s.waiting_count(Window::T0), 2);
         assert_eq!(s.totals(), (2, 1, 1));
     }
 
@@ -300,19 +545,7 @@ mod tests {
             1_000,
             "clock held at 1,000 when the leader said 900"
         );
-        let mut ka: Vec<_> = a
-            .records()
-            .copied()
-            .map(|r| (r.tx.id, r.accepted_index))
-            .collect();
-        let mut kb: Vec<_> = b
-            .records()
-            .copied()
-            .map(|r| (r.tx.id, r.accepted_index))
-            .collect();
-        ka.sort();
-        kb.sort();
-        assert_eq!(ka, kb);
+        assert_eq!(a.encode_snapshot(), b.encode_snapshot());
     }
 
     #[test]
@@ -331,381 +564,6 @@ mod tests {
         for i in 1..100 {
             s.apply_submit(i, i, [tx(1, 1)], &mut r);
         }
-        assert_eq!(s.events(1).len(), MAX_TX_EVENTS);
-    }
-}
-
-// ---- Snapshot encoding (added by the Raft storage glue: `GroupState::snapshot`/`restore`). ----
-
-/// Version byte of [`ShardState::encode_snapshot`]'s format.
-const SNAPSHOT_VERSION: u8 = 1;
-/// Bytes of one encoded record: id 16, debtor 4, creditor 4, amount 8, send 2,
-/// receive 2, window 1, client ts 8, accepted index 8, accepted at 8, status 1.
-const SNAPSHOT_RECORD_BYTES: usize = 62;
-/// Bytes of one expiry queue item: time 8, id 16.
-const SNAPSHOT_EXPIRY_BYTES: usize = 24;
-/// Bytes of one extra event: kind 1, log index 8, at 8.
-const SNAPSHOT_EVENT_BYTES: usize = 17;
-
-impl ShardState {
-    /// Deterministic bytes of the whole state: the same state gives the same
-    /// bytes on every replica (records and events sorted by id, the expiry
-    /// queue in its order). Format: a version byte, then little-endian
-    /// fixed-size fields; the snapshot store checksums the file.
-    pub fn encode_snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            64 + self.records.len() * (SNAPSHOT_RECORD_BYTES + SNAPSHOT_EXPIRY_BYTES),
-        );
-        out.push(SNAPSHOT_VERSION);
-        for v in [
-            self.clock_us,
-            self.last_applied_index,
-            self.pending_count,
-            self.submitted_total,
-            self.deduped_total,
-            self.conflict_total,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        let mut records: Vec<&TxRecord> = self.records.values().collect();
-        records.sort_unstable_by_key(|r| r.tx.id);
-        out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-        for r in records {
-            let tx = &r.tx;
-            out.extend_from_slice(&tx.id.to_le_bytes());
-            out.extend_from_slice(&tx.debtor.0.to_le_bytes());
-            out.extend_from_slice(&tx.creditor.0.to_le_bytes());
-            out.extend_from_slice(&tx.amount.to_le_bytes());
-            out.extend_from_slice(&tx.send.0.to_le_bytes());
-            out.extend_from_slice(&tx.receive.0.to_le_bytes());
-            out.push(snapshot_codes::window_tag(tx.window));
-            out.extend_from_slice(&tx.client_timestamp_us.to_le_bytes());
-            out.extend_from_slice(&r.accepted_index.to_le_bytes());
-            out.extend_from_slice(&r.accepted_at_us.to_le_bytes());
-            out.push(snapshot_codes::status_tag(r.status));
-        }
-        out.extend_from_slice(&(self.expiry.len() as u64).to_le_bytes());
-        for &(at, id) in &self.expiry {
-            out.extend_from_slice(&at.to_le_bytes());
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-        let mut extra: Vec<(&u128, &Vec<ExtraEvent>)> = self.extra_events.iter().collect();
-        extra.sort_unstable_by_key(|(id, _)| **id);
-        out.extend_from_slice(&(extra.len() as u64).to_le_bytes());
-        for (id, events) in extra {
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&(events.len() as u32).to_le_bytes());
-            for e in events {
-                out.push(snapshot_codes::event_tag(e.kind));
-                out.extend_from_slice(&e.log_index.to_le_bytes());
-                out.extend_from_slice(&e.at_us.to_le_bytes());
-            }
-        }
-        out
-    }
-
-    /// The state [`ShardState::encode_snapshot`] wrote. Any damage or
-    /// unknown code is an error, never a panic.
-    pub fn decode_snapshot(bytes: &[u8]) -> Result<ShardState, String> {
-        let mut r = snapshot_codes::Reader { bytes, pos: 0 };
-        let version = r.u8()?;
-        if version != SNAPSHOT_VERSION {
-            return Err(format!(
-                "shard snapshot version {version}, expected {SNAPSHOT_VERSION}"
-            ));
-        }
-        let mut state = ShardState {
-            clock_us: r.u64()?,
-            last_applied_index: r.u64()?,
-            pending_count: r.u64()?,
-            submitted_total: r.u64()?,
-            deduped_total: r.u64()?,
-            conflict_total: r.u64()?,
-            ..ShardState::default()
-        };
-        let count = r.count(SNAPSHOT_RECORD_BYTES)?;
-        state.records.reserve(count);
-        for _ in 0..count {
-            let tx = Transaction {
-                id: r.u128()?,
-                debtor: settle_codec::ParticipantId(r.u32()?),
-                creditor: settle_codec::ParticipantId(r.u32()?),
-                amount: r.u64()?,
-                send: settle_codec::Currency(r.u16()?),
-                receive: settle_codec::Currency(r.u16()?),
-                window: snapshot_codes::window_from(r.u8()?)?,
-                client_timestamp_us: r.u64()?,
-            };
-            let record = TxRecord {
-                tx,
-                accepted_index: r.u64()?,
-                accepted_at_us: r.u64()?,
-                status: snapshot_codes::status_from(r.u8()?)?,
-            };
-            if state.records.insert(tx.id, record).is_some() {
-                return Err(format!("shard snapshot lists transaction {} twice", tx.id));
-            }
-        }
-        let count = r.count(SNAPSHOT_EXPIRY_BYTES)?;
-        state.expiry.reserve(count);
-        for _ in 0..count {
-            state.expiry.push_back((r.u64()?, r.u128()?));
-        }
-        let count = r.count(16 + 4)?;
-        for _ in 0..count {
-            let id = r.u128()?;
-            let n = r.u32()? as usize;
-            if n > MAX_TX_EVENTS || n * SNAPSHOT_EVENT_BYTES > r.remaining() {
-                return Err(format!(
-                    "shard snapshot: {n} extra events for transaction {id}"
-                ));
-            }
-            let mut events = Vec::with_capacity(n);
-            for _ in 0..n {
-                events.push(ExtraEvent {
-                    kind: snapshot_codes::event_from(r.u8()?)?,
-                    log_index: r.u64()?,
-                    at_us: r.u64()?,
-                });
-            }
-            if state.extra_events.insert(id, events).is_some() {
-                return Err(format!(
-                    "shard snapshot lists events of transaction {id} twice"
-                ));
-            }
-        }
-        if r.pos != bytes.len() {
-            return Err(format!(
-                "shard snapshot has {} trailing bytes",
-                bytes.len() - r.pos
-            ));
-        }
-        Ok(state)
-    }
-}
-
-/// Explicit codes of the enums in a snapshot: exhaustive matches both ways,
-/// so a new variant in the codec fails to compile here until it gets a code.
-mod snapshot_codes {
-    use settle_codec::{TxEventKind, TxStatus, Window};
-
-    pub(super) fn window_tag(w: Window) -> u8 {
-        match w {
-            Window::Rtgs => 0,
-            Window::T0 => 1,
-            Window::T1 => 2,
-            Window::T2 => 3,
-        }
-    }
-
-    pub(super) fn window_from(tag: u8) -> Result<Window, String> {
-        Window::ALL
-            .into_iter()
-            .find(|&w| window_tag(w) == tag)
-            .ok_or_else(|| format!("shard snapshot: unknown window code {tag}"))
-    }
-
-    pub(super) fn status_tag(s: TxStatus) -> u8 {
-        match s {
-            TxStatus::NotFound => 0,
-            TxStatus::Pending => 1,
-            TxStatus::Settled => 2,
-            TxStatus::Deferred => 3,
-            TxStatus::Failed => 4,
-        }
-    }
-
-    pub(super) fn status_from(tag: u8) -> Result<TxStatus, String> {
-        Ok(match tag {
-            0 => TxStatus::NotFound,
-            1 => TxStatus::Pending,
-            2 => TxStatus::Settled,
-            3 => TxStatus::Deferred,
-            4 => TxStatus::Failed,
-            _ => return Err(format!("shard snapshot: unknown status code {tag}")),
-        })
-    }
-
-    pub(super) fn event_tag(k: TxEventKind) -> u8 {
-        match k {
-            TxEventKind::TransactionSubmitted => 0,
-            TxEventKind::TransactionDeduped => 1,
-            TxEventKind::BatchCreated => 2,
-            TxEventKind::BatchOptimized => 3,
-            TxEventKind::ConsensusSubmitted => 4,
-            TxEventKind::ConsensusAchieved => 5,
-            TxEventKind::SettlementInitiated => 6,
-            TxEventKind::SettlementConfirmed => 7,
-            TxEventKind::SettlementFailed => 8,
-            TxEventKind::SettlementReversed => 9,
-        }
-    }
-
-    pub(super) fn event_from(tag: u8) -> Result<TxEventKind, String> {
-        Ok(match tag {
-            0 => TxEventKind::TransactionSubmitted,
-            1 => TxEventKind::TransactionDeduped,
-            2 => TxEventKind::BatchCreated,
-            3 => TxEventKind::BatchOptimized,
-            4 => TxEventKind::ConsensusSubmitted,
-            5 => TxEventKind::ConsensusAchieved,
-            6 => TxEventKind::SettlementInitiated,
-            7 => TxEventKind::SettlementConfirmed,
-            8 => TxEventKind::SettlementFailed,
-            9 => TxEventKind::SettlementReversed,
-            _ => return Err(format!("shard snapshot: unknown event code {tag}")),
-        })
-    }
-
-    /// Little-endian reads that fail instead of panicking on short input.
-    pub(super) struct Reader<'a> {
-        pub bytes: &'a [u8],
-        pub pos: usize,
-    }
-
-    impl Reader<'_> {
-        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-            let end = self.pos + N;
-            let slice = self
-                .bytes
-                .get(self.pos..end)
-                .ok_or_else(|| format!("shard snapshot truncated at byte {}", self.pos))?;
-            self.pos = end;
-            Ok(slice.try_into().expect("N bytes"))
-        }
-        pub fn u8(&mut self) -> Result<u8, String> {
-            Ok(self.take::<1>()?[0])
-        }
-        pub fn u16(&mut self) -> Result<u16, String> {
-            Ok(u16::from_le_bytes(self.take()?))
-        }
-        pub fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(self.take()?))
-        }
-        pub fn u64(&mut self) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(self.take()?))
-        }
-        pub fn u128(&mut self) -> Result<u128, String> {
-            Ok(u128::from_le_bytes(self.take()?))
-        }
-        pub fn remaining(&self) -> usize {
-            self.bytes.len() - self.pos
-        }
-        /// An item count, refused if the remaining bytes cannot hold that
-        /// many items of at least `item_bytes` (a damaged count must not
-        /// reserve gigabytes).
-        pub fn count(&mut self, item_bytes: usize) -> Result<usize, String> {
-            let count = self.u64()?;
-            let room = self.remaining() / item_bytes;
-            if count > room as u64 {
-                return Err(format!(
-                    "shard snapshot: count {count} exceeds the {room} items the bytes can hold"
-                ));
-            }
-            Ok(count as usize)
-        }
-    }
-}
-
-#[cfg(test)]
-mod snapshot_tests {
-    use super::*;
-    use settle_codec::{Currency, ParticipantId, Window};
-
-    fn tx(id: u128, amount: u64, window: Window) -> Transaction {
-        Transaction {
-            id,
-            debtor: ParticipantId(3),
-            creditor: ParticipantId(4),
-            amount,
-            send: Currency::from_code("EUR").unwrap(),
-            receive: Currency::from_code("JPY").unwrap(),
-            window,
-            client_timestamp_us: 77,
-        }
-    }
-
-    fn sample() -> ShardState {
-        let mut s = ShardState::new();
-        let mut r = Vec::new();
-        let txs: Vec<Transaction> = (1..=40u128)
-            .map(|i| tx(i * 7919, i as u64, Window::ALL[i as usize % 4]))
-            .collect();
-        s.apply_submit(1, 1_000, txs.iter().copied(), &mut r);
-        s.apply_submit(2, 2_000, [txs[3], tx(txs[5].id, 999, Window::T1)], &mut r);
-        s.apply_noop(3);
-        s
-    }
-
-    #[test]
-    fn snapshot_round_trips_and_is_canonical() {
-        let s = sample();
-        let bytes = s.encode_snapshot();
-        let restored = ShardState::decode_snapshot(&bytes).expect("decodes");
-        assert_eq!(
-            restored.encode_snapshot(),
-            bytes,
-            "re-encoding gives the same bytes"
-        );
-        assert_eq!(restored.last_applied_index(), 3);
-        assert_eq!(restored.clock_us(), 2_000);
-        assert_eq!(restored.totals(), s.totals());
-        assert_eq!(restored.len(), 40);
-        assert_eq!(restored.record(7919 * 4), s.record(7919 * 4));
-        assert_eq!(restored.events(7919 * 4), s.events(7919 * 4));
-        assert_eq!(
-            restored.events(7919 * 4).len(),
-            2,
-            "the dedup event survives"
-        );
-        // The restored state keeps applying like the original.
-        let (mut a, mut b) = (s, restored);
-        let (mut ra, mut rb) = (Vec::new(), Vec::new());
-        a.apply_submit(
-            4,
-            3_000,
-            [tx(1, 1, Window::T0), tx(7919, 1, Window::T1)],
-            &mut ra,
-        );
-        b.apply_submit(
-            4,
-            3_000,
-            [tx(1, 1, Window::T0), tx(7919, 1, Window::T1)],
-            &mut rb,
-        );
-        assert_eq!(ra, rb);
-        assert_eq!(a.encode_snapshot(), b.encode_snapshot());
-    }
-
-    #[test]
-    fn empty_state_round_trips() {
-        let bytes = ShardState::new().encode_snapshot();
-        let restored = ShardState::decode_snapshot(&bytes).unwrap();
-        assert!(restored.is_empty());
-        assert_eq!(restored.encode_snapshot(), bytes);
-    }
-
-    #[test]
-    fn damaged_snapshots_are_errors_not_panics() {
-        let bytes = sample().encode_snapshot();
-        for cut in [0, 1, 10, 49, 57, bytes.len() / 2, bytes.len() - 1] {
-            assert!(
-                ShardState::decode_snapshot(&bytes[..cut]).is_err(),
-                "cut at {cut}"
-            );
-        }
-        let mut version = bytes.clone();
-        version[0] = 9;
-        assert!(ShardState::decode_snapshot(&version).is_err());
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert!(ShardState::decode_snapshot(&trailing).is_err());
-        let mut huge_count = bytes.clone();
-        huge_count[49..57].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(ShardState::decode_snapshot(&huge_count).is_err());
-        // The first record's window code (offset 49 + 8 + 36).
-        let mut bad_window = bytes;
-        bad_window[49 + 8 + 36] = 200;
-        assert!(ShardState::decode_snapshot(&bad_window).is_err());
+        assert_eq!(s.events(1, 1).len(), 1 + DEDUP_EVENTS_KEPT);
     }
 }

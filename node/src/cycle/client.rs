@@ -1,0 +1,222 @@
+//! A small blocking client of the control-plane messages, for the `settle`
+//! CLI (`cycle run`, `audit`, `deposit`, `balances`): one request at a time
+//! on one connection.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use rkyv::rancor;
+use settle_codec::messages::{
+    Balance, BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse,
+    CycleListRequest, CycleListResponse, CycleRecord, CycleRunRequest, CycleRunResponse,
+    CycleSummary, DepositRequest, DepositResponse,
+};
+use settle_codec::{
+    decode_body, Currency, Encode, ErrorResponse, Frame, FrameBuf, FrameReader, LookupItem,
+    LookupRequest, LookupResponse, MessageKind, ParticipantId, ReadStatus, TxResult, Window,
+};
+
+/// How long a reply may take: a cycle run waits for the cycle to apply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlClientError {
+    #[error("cannot reach {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the node answered {code:?}: {message}")]
+    Server {
+        code: settle_codec::ErrorCode,
+        message: String,
+    },
+}
+
+/// One connection to a node.
+pub struct ControlClient {
+    stream: TcpStream,
+    out: FrameBuf,
+    reader: FrameReader,
+    next_request_id: u64,
+}
+
+impl ControlClient {
+    pub fn connect(addr: SocketAddr) -> Result<ControlClient, ControlClientError> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|source| ControlClientError::Connect { addr, source })?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(ControlClient {
+            stream,
+            out: FrameBuf::new(),
+            reader: FrameReader::new(),
+            next_request_id: 1,
+        })
+    }
+
+    /// Sends `request`, reads the reply frame and hands it to `read` (after
+    /// turning an error response into an error).
+    fn call<M: Encode, R>(
+        &mut self,
+        request: &M,
+        expect: MessageKind,
+        read: impl FnOnce(&Frame<'_>) -> Result<R, String>,
+    ) -> Result<R, ControlClientError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.out.clear();
+        self.out
+            .push(request_id, request)
+            .map_err(|e| ControlClientError::Protocol(format!("encoding the request: {e}")))?;
+        self.stream.write_all(self.out.as_slice())?;
+        loop {
+            match self
+                .reader
+                .next_frame()
+                .map_err(|e| ControlClientError::Protocol(format!("bad reply frame: {e}")))?
+            {
+                ReadStatus::Frame(frame) => {
+                    if frame.request_id() != request_id {
+                        return Err(ControlClientError::Protocol(format!(
+                            "reply to request {} while waiting for {request_id}",
+                            frame.request_id()
+                        )));
+                    }
+                    if frame.kind() == MessageKind::ErrorResponse {
+                        let archived = decode_body::<ErrorResponse>(&frame)
+                            .map_err(|e| ControlClientError::Protocol(e.to_string()))?;
+                        let e = rkyv::deserialize::<ErrorResponse, rancor::Error>(archived)
+                            .map_err(|e| ControlClientError::Protocol(e.to_string()))?;
+                        return Err(ControlClientError::Server {
+                            code: e.code,
+                            message: e.message,
+                        });
+                    }
+                    if frame.kind() != expect {
+                        return Err(ControlClientError::Protocol(format!(
+                            "expected {expect:?}, got {:?}",
+                            frame.kind()
+                        )));
+                    }
+                    return read(&frame).map_err(ControlClientError::Protocol);
+                }
+                ReadStatus::NeedMore(_) => {
+                    if self.reader.read_from(&mut self.stream)? == 0 {
+                        return Err(ControlClientError::Protocol(
+                            "the node closed the connection".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a cycle of `window` and waits until it is applied.
+    pub fn run_cycle(&mut self, window: Window) -> Result<CycleSummary, ControlClientError> {
+        self.call(
+            &CycleRunRequest { window },
+            MessageKind::CycleRunResponse,
+            |frame| {
+                let archived = decode_body::<CycleRunResponse>(frame).map_err(|e| e.to_string())?;
+                rkyv::deserialize::<CycleRunResponse, rancor::Error>(archived)
+                    .map(|r| r.summary)
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    /// A cycle's record (inputs and decision).
+    pub fn cycle_record(&mut self, cycle_id: u64) -> Result<CycleRecord, ControlClientError> {
+        self.call(
+            &CycleAuditRequest { cycle_id },
+            MessageKind::CycleAuditResponse,
+            |frame| {
+                let archived =
+                    decode_body::<CycleAuditResponse>(frame).map_err(|e| e.to_string())?;
+                rkyv::deserialize::<CycleAuditResponse, rancor::Error>(archived)
+                    .map(|r| r.record)
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    /// Summaries of cycles after `after_cycle` and the next cycle id.
+    pub fn cycle_list(
+        &mut self,
+        after_cycle: u64,
+        max: u32,
+    ) -> Result<(Vec<CycleSummary>, u64), ControlClientError> {
+        self.call(
+            &CycleListRequest { after_cycle, max },
+            MessageKind::CycleListResponse,
+            |frame| {
+                let archived =
+                    decode_body::<CycleListResponse>(frame).map_err(|e| e.to_string())?;
+                rkyv::deserialize::<CycleListResponse, rancor::Error>(archived)
+                    .map(|r| (r.cycles, r.next_cycle_id))
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    /// Deposits; the result and the balance after.
+    pub fn deposit(
+        &mut self,
+        deposit_id: u128,
+        participant: ParticipantId,
+        currency: Currency,
+        amount: u64,
+    ) -> Result<(TxResult, u64), ControlClientError> {
+        let request = DepositRequest {
+            deposit_id,
+            participant,
+            currency,
+            amount,
+        };
+        self.call(&request, MessageKind::DepositResponse, |frame| {
+            let archived = decode_body::<DepositResponse>(frame).map_err(|e| e.to_string())?;
+            Ok((
+                TxResult::from(&archived.result),
+                archived.balance.to_native(),
+            ))
+        })
+    }
+
+    /// Balances of one participant or of all.
+    pub fn balances(
+        &mut self,
+        participant: Option<ParticipantId>,
+    ) -> Result<Vec<Balance>, ControlClientError> {
+        self.call(
+            &BalancesRequest { participant },
+            MessageKind::BalancesResponse,
+            |frame| {
+                let archived = decode_body::<BalancesResponse>(frame).map_err(|e| e.to_string())?;
+                rkyv::deserialize::<BalancesResponse, rancor::Error>(archived)
+                    .map(|r| r.balances)
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    /// Status and audit trail of transactions.
+    pub fn lookup(&mut self, ids: &[u128]) -> Result<Vec<LookupItem>, ControlClientError> {
+        self.call(
+            &LookupRequest { ids: ids.to_vec() },
+            MessageKind::LookupResponse,
+            |frame| {
+                let archived = decode_body::<LookupResponse>(frame).map_err(|e| e.to_string())?;
+                rkyv::deserialize::<LookupResponse, rancor::Error>(archived)
+                    .map(|r| r.items)
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+}

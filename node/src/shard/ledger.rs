@@ -1,0 +1,236 @@
+//! Balances of a shard's currency: opening balances, deposits, and the
+//! totals that explain every balance (`balance = opening + deposited +
+//! credited - debited`).
+//!
+//! Funding only adds. Openings are keyed by participant (the participants
+//! file is read again at every start: its balances open an account once,
+//! never twice); deposits by the operator's deposit id, kept for the dedup
+//! window like transaction ids.
+
+use settle_codec::{ParticipantId, TxResult};
+
+use super::state::ShardState;
+
+/// Deposit ids remembered at most (within the 24 h dedup window). Deposits
+/// are operator actions; beyond this the shard refuses new ones rather
+/// than grow without bound.
+pub const DEPOSITS_KEPT_MAX: usize = 1_000_000;
+
+/// Largest balance a participant may hold, in minor units: sums of balances
+/// and cycle legs are computed in `i128` but stored in `u64`, and this keeps
+/// every credit from overflowing.
+pub const BALANCE_MAX: u64 = 1 << 62;
+
+/// One participant's account in the shard's currency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    pub balance: u64,
+    /// Whether the opening balance was set (once, ever).
+    pub opened: bool,
+    pub opening: u64,
+    pub deposited: u64,
+    pub credited: u64,
+    pub debited: u64,
+}
+
+impl Account {
+    /// The invariant every change keeps.
+    pub fn is_consistent(&self) -> bool {
+        let income = self.opening as u128 + self.deposited as u128 + self.credited as u128;
+        income >= self.debited as u128 && income - self.debited as u128 == self.balance as u128
+    }
+}
+
+/// A deposit, remembered under its id for the dedup window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deposit {
+    pub participant: u32,
+    pub amount: u64,
+    pub log_index: u64,
+    pub at_us: u64,
+}
+
+/// What a funding entry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Funding {
+    /// The participant's opening balance (from the participants file).
+    Opening,
+    /// An operator's deposit, idempotent by id.
+    Deposit { deposit_id: u128 },
+}
+
+impl ShardState {
+    /// Applies an opening entry: one result per account, in order (see
+    /// [`ShardState::apply_deposit`] for the results).
+    pub fn apply_open(
+        &mut self,
+        log_index: u64,
+        leader_ts_us: u64,
+        openings: impl IntoIterator<Item = (ParticipantId, u64)>,
+        results: &mut Vec<TxResult>,
+    ) {
+        self.advance(log_index, leader_ts_us);
+        for (participant, amount) in openings {
+            results.push(self.fund(log_index, Funding::Opening, participant, amount));
+        }
+    }
+
+    /// Applies a deposit entry.
+    pub fn apply_deposit(
+        &mut self,
+        log_index: u64,
+        leader_ts_us: u64,
+        deposit_id: u128,
+        participant: ParticipantId,
+        amount: u64,
+    ) -> TxResult {
+        self.advance(log_index, leader_ts_us);
+        self.fund(
+            log_index,
+            Funding::Deposit { deposit_id },
+            participant,
+            amount,
+        )
+    }
+
+    /// Created: the balance grew; Duplicate: the same opening or deposit was
+    /// applied before; Conflict: the account was opened with another amount,
+    /// or the deposit id was used for another deposit; Rejected: the balance
+    /// would exceed [`BALANCE_MAX`] or the deposit table is full.
+    fn fund(
+        &mut self,
+        log_index: u64,
+        funding: Funding,
+        participant: ParticipantId,
+        amount: u64,
+    ) -> TxResult {
+        let at_us = self.clock_us;
+        let too_large = TxResult::Rejected {
+            reason: settle_codec::RejectReason::AmountTooLarge,
+            field: settle_codec::Field::Amount,
+        };
+        let account = self.accounts.entry(participant.0).or_default();
+        let Some(balance) = account
+            .balance
+            .checked_add(amount)
+            .filter(|&b| b <= BALANCE_MAX)
+        else {
+            return too_large;
+        };
+        match funding {
+            Funding::Opening if account.opened => {
+                if account.opening == amount {
+                    TxResult::Duplicate
+                } else {
+                    TxResult::Conflict
+                }
+            }
+            Funding::Opening => {
+                account.opened = true;
+                account.opening = amount;
+                account.balance = balance;
+                debug_assert!(account.is_consistent());
+                TxResult::Created
+            }
+            Funding::Deposit { deposit_id } => {
+                if let Some(d) = self.deposits.get(&deposit_id) {
+                    return if d.participant == participant.0 && d.amount == amount {
+                        TxResult::Duplicate
+                    } else {
+                        TxResult::Conflict
+                    };
+                }
+                if self.deposits.len() >= DEPOSITS_KEPT_MAX {
+                    return too_large;
+                }
+                account.deposited += amount;
+                account.balance = balance;
+                debug_assert!(account.is_consistent());
+                self.deposits.insert(
+                    deposit_id,
+                    Deposit {
+                        participant: participant.0,
+                        amount,
+                        log_index,
+                        at_us,
+                    },
+                );
+                self.deposit_expiry.push_back((at_us, deposit_id));
+                TxResult::Created
+            }
+        }
+    }
+
+    /// A participant's account (zero when it never had one).
+    pub fn account(&self, participant: ParticipantId) -> Account {
+        self.accounts
+            .get(&participant.0)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every account, by participant id.
+    pub fn accounts(&self) -> impl Iterator<Item = (ParticipantId, &Account)> {
+        self.accounts.iter().map(|(&p, a)| (ParticipantId(p), a))
+    }
+
+    /// The sum of every balance of this shard's currency.
+    pub fn balance_total(&self) -> u128 {
+        self.accounts.values().map(|a| a.balance as u128).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_once_deposits_idempotent_by_id() {
+        let mut s = ShardState::new();
+        let p = ParticipantId(3);
+        let mut r = Vec::new();
+        s.apply_open(1, 10, [(p, 500)], &mut r);
+        s.apply_open(2, 11, [(p, 500), (p, 900)], &mut r);
+        assert_eq!(
+            r,
+            vec![TxResult::Created, TxResult::Duplicate, TxResult::Conflict],
+            "a restart reading the same participants file funds nothing"
+        );
+        assert_eq!(s.apply_deposit(4, 13, 77, p, 25), TxResult::Created);
+        assert_eq!(s.apply_deposit(5, 14, 77, p, 25), TxResult::Duplicate);
+        assert_eq!(
+            s.apply_deposit(6, 15, 77, ParticipantId(4), 25),
+            TxResult::Conflict
+        );
+        let a = s.account(p);
+        assert_eq!((a.balance, a.opening, a.deposited), (525, 500, 25));
+        assert!(a.is_consistent());
+        assert_eq!(s.account(ParticipantId(4)).balance, 0);
+        assert_eq!(s.balance_total(), 525);
+    }
+
+    #[test]
+    fn funding_beyond_the_balance_bound_is_refused_and_changes_nothing() {
+        let mut s = ShardState::new();
+        let p = ParticipantId(1);
+        s.apply_open(1, 1, [(p, BALANCE_MAX - 1)], &mut Vec::new());
+        let r = s.apply_deposit(2, 2, 1, p, 2);
+        assert!(matches!(r, TxResult::Rejected { .. }));
+        assert_eq!(s.account(p).balance, BALANCE_MAX - 1);
+        assert_eq!(
+            s.apply_deposit(3, 3, 1, p, 1),
+            TxResult::Created,
+            "a refused id is not remembered"
+        );
+    }
+
+    #[test]
+    fn deposit_ids_expire_after_the_dedup_window() {
+        let mut s = ShardState::new();
+        let p = ParticipantId(1);
+        s.apply_deposit(1, 1_000, 5, p, 10);
+        let later = 1_000 + super::super::state::DEDUP_WINDOW_US;
+        assert_eq!(s.apply_deposit(2, later, 5, p, 10), TxResult::Created);
+        assert_eq!(s.account(p).deposited, 20);
+    }
+}

@@ -1,0 +1,346 @@
+//! Settlement cycles end to end on a real `settle` process: a realistic
+//! load settles exactly once, balances equal the replay of the events,
+//! every cycle's recorded cost is the checker's, and a deferred RTGS
+//! payment explains itself in its audit trail.
+
+mod cycles_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cycles_support::{
+    check_balances_replay, check_exactly_once, lookup_all, settle_cli, write_participants, Control,
+    CycleNode,
+};
+use settle_codec::messages::{CycleStatus, DecisionMethod};
+use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, TxStatus, Window};
+
+const CURRENCIES: [(Currency, f64, u32); 4] = [
+    (Currency::USD, 1.0, 2),
+    (Currency::EUR, 1.08, 2),
+    (Currency::GBP, 1.27, 2),
+    (Currency::JPY, 0.0067, 0),
+];
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// A participant, Zipf-skewed: the first banks send most.
+    fn bank(&mut self, n: u32) -> u32 {
+        let weights: Vec<f64> = (0..n).map(|i| 1.0 / f64::from(i + 1).powf(1.1)).collect();
+        let mut x = self.unit() * weights.iter().sum::<f64>();
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i as u32;
+            }
+            x -= w;
+        }
+        n - 1
+    }
+}
+
+/// Payments like the load generator's: skewed banks, log-normal amounts
+/// around USD 5,000, 70 % in the debtor's home currency, all four windows.
+fn workload(seed: u64, first_id: u128, count: usize, banks: u32) -> Vec<Transaction> {
+    let mut rng = Rng(seed | 1);
+    (0..count)
+        .map(|i| {
+            let debtor = rng.bank(banks);
+            let mut creditor = rng.bank(banks);
+            if creditor == debtor {
+                creditor = (debtor + 1) % banks;
+            }
+            let send = debtor as usize % 4;
+            let receive = if rng.unit() < 0.7 {
+                send
+            } else {
+                (send + 1 + (rng.next() % 3) as usize) % 4
+            };
+            let normal = (-2.0 * rng.unit().max(1e-12).ln()).sqrt()
+                * (2.0 * std::f64::consts::PI * rng.unit()).cos();
+            let usd = (5_000f64.ln() + 1.2 * normal).exp().min(5e7);
+            let (currency, rate, units) = CURRENCIES[send];
+            let amount = ((usd / rate) * 10f64.powi(units as i32)).round().max(1.0) as u64;
+            Transaction {
+                id: first_id + i as u128,
+                debtor: ParticipantId(debtor),
+                creditor: ParticipantId(creditor),
+                amount,
+                send: currency,
+                receive: CURRENCIES[receive].0,
+                window: Window::ALL[(rng.next() % 4) as usize],
+                client_timestamp_us: 0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn realistic_load_settles_exactly_once_and_balances_replay_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let banks = 16;
+    let participants = settle_tests::write_participants(dir.path(), banks).unwrap();
+    let data = dir.path().join("data");
+    let mut node = CycleNode::start(
+        &data,
+        &participants,
+        &[
+            "--rtgs-cycle-ms",
+            "250",
+            "--window-schedule",
+            "T0=every:1s",
+            "--window-schedule",
+            "T1=every:1500ms",
+            "--window-schedule",
+            "T2=off",
+        ],
+        &[],
+    );
+
+    // Four clients submit 40,000 payments while the cycles run.
+    let listen = node.listen;
+    let clients: Vec<_> = (0..4u64)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let txs = workload(c + 11, (c as u128 + 1) << 32, 10_000, banks);
+                let mut client = Client::connect(listen).unwrap();
+                for batch in txs.chunks(500) {
+                    let results = client.submit(batch).unwrap();
+                    assert!(
+                        results.iter().all(|r| *r == TxResult::Created),
+                        "{results:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                txs
+            })
+        })
+        .collect();
+    let txs: Vec<Transaction> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    // Every window gets a cycle on request, T2 only this way.
+    let mut control = Control::connect(node.listen);
+    for window in Window::ALL {
+        let summary = control.run_cycle(window).unwrap();
+        assert!(summary.cycle_id == 0 || summary.status == CycleStatus::Applied);
+    }
+    // A quiet node (no scheduled cycles) for the checks; the restart also
+    // shows balances and trails are durable.
+    node.kill9();
+    node = CycleNode::start(
+        &data,
+        &participants,
+        &[
+            "--rtgs-cycle-ms",
+            "0",
+            "--window-schedule",
+            "T0=off",
+            "--window-schedule",
+            "T1=off",
+            "--window-schedule",
+            "T2=off",
+        ],
+        &[],
+    );
+    let mut control = Control::connect(node.listen);
+
+    let ids: Vec<u128> = txs.iter().map(|t| t.id).collect();
+    let parties: BTreeMap<u128, (u32, u32)> = txs
+        .iter()
+        .map(|t| (t.id, (t.debtor.0, t.creditor.0)))
+        .collect();
+    let items = lookup_all(node.listen, &ids);
+    let (moves, settled) = check_exactly_once(&items, &parties);
+    eprintln!("{settled} of {} settled", txs.len());
+    assert!(
+        settled > txs.len() / 2,
+        "most of a realistic load settles: {settled} of {}",
+        txs.len()
+    );
+    let balances = control.balances();
+    check_balances_replay(&balances, &moves);
+
+    // Every cycle: applied, its record re-costs to its recorded cost, and
+    // the sum of balances in each currency moved only by the net flows.
+    let (cycles, next) = control.cycles();
+    assert_eq!(cycles.len() as u64, next - 1, "every cycle is listed");
+    assert!(cycles.len() <= 64, "all records are kept: {}", cycles.len());
+    let mut windows = std::collections::BTreeSet::new();
+    let mut net: BTreeMap<Currency, i128> = BTreeMap::new();
+    let mut settled_in_cycles = 0u64;
+    for s in &cycles {
+        assert_eq!(s.status, CycleStatus::Applied, "cycle {}", s.cycle_id);
+        windows.insert(s.window);
+        settled_in_cycles += u64::from(s.settled);
+        let record = control.record(s.cycle_id).unwrap();
+        assert_eq!(record.summary.settled, s.settled);
+        for f in &record.net_flows {
+            *net.entry(f.currency).or_default() += i128::from(f.minor);
+        }
+        let audit = settle_cli(&[
+            "audit",
+            "--cycle",
+            &s.cycle_id.to_string(),
+            "--target",
+            &node.listen.to_string(),
+        ]);
+        let text = String::from_utf8_lossy(&audit.stdout);
+        assert!(
+            audit.status.success() && text.contains("VERIFIED"),
+            "cycle {}: {text}{}",
+            s.cycle_id,
+            String::from_utf8_lossy(&audit.stderr)
+        );
+        if s.method == DecisionMethod::Optimiser && s.candidates > 50 {
+            assert!(
+                s.cost.total <= s.naive_cost.total + 0.02,
+                "cycle {}: the optimiser is never worse than the naive baseline",
+                s.cycle_id
+            );
+        }
+    }
+    assert_eq!(
+        settled_in_cycles, settled as u64,
+        "cycles settled exactly the settled ones"
+    );
+    assert_eq!(windows.len(), 4, "every window had a cycle: {windows:?}");
+    for (currency, _, _) in CURRENCIES {
+        let of = |f: fn(&settle_codec::messages::Balance) -> u64| -> i128 {
+            balances
+                .iter()
+                .filter(|b| b.currency == currency)
+                .map(|b| f(b) as i128)
+                .sum()
+        };
+        let moved = of(|b| b.balance) - of(|b| b.opening) - of(|b| b.deposited);
+        assert_eq!(
+            moved,
+            net.get(&currency).copied().unwrap_or(0),
+            "{currency}: the sum of balances changed only by the decisions' net flows"
+        );
+    }
+}
+
+#[test]
+fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
+    let dir = tempfile::tempdir().unwrap();
+    let participants = write_participants(
+        dir.path(),
+        &[(0, 1e9, &[("USD", 100_000)]), (1, 1e9, &[("EUR", 5)])],
+    );
+    let http = settle_tests::free_port();
+    let http_arg = http.to_string();
+    let node = CycleNode::start(
+        &dir.path().join("data"),
+        &participants,
+        &["--rtgs-cycle-ms", "50", "--http", &http_arg],
+        &[],
+    );
+    let target = node.listen.to_string();
+    let payment = Transaction {
+        id: 0xfeed,
+        debtor: ParticipantId(0),
+        creditor: ParticipantId(1),
+        amount: 500_000,
+        send: Currency::USD,
+        receive: Currency::USD,
+        window: Window::Rtgs,
+        client_timestamp_us: 0,
+    };
+    let mut client = Client::connect(node.listen).unwrap();
+    assert_eq!(client.submit(&[payment]).unwrap(), vec![TxResult::Created]);
+    let wait_for = |client: &mut Client, status: TxStatus| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let item = client.lookup(&[payment.id]).unwrap().remove(0);
+            if item.status == status {
+                return item;
+            }
+            assert!(Instant::now() < deadline, "still {:?}", item.status);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&mut client, TxStatus::Deferred);
+    let audit = settle_cli(&["audit", "0xfeed", "--target", &target]);
+    assert!(!audit.status.success(), "0x is not an id spelling");
+    let id = format!("{:032x}", payment.id);
+    let audit = settle_cli(&["audit", &id, "--target", &target]);
+    let text = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert!(audit.status.success(), "{text}");
+    assert!(text.contains("BATCH_OPTIMIZED"), "{text}");
+    assert!(
+        text.contains("short by 4000.00 USD"),
+        "the deferral says by how much the debtor is short: {text}"
+    );
+
+    // Funding is idempotent by id and replicated; the next RTGS cycle settles.
+    let mut control = Control::connect(node.listen);
+    assert_eq!(
+        control.deposit(42, 0, Currency::USD, 1_000_000),
+        (TxResult::Created, 1_100_000)
+    );
+    assert_eq!(
+        control.deposit(42, 0, Currency::USD, 1_000_000),
+        (TxResult::Duplicate, 1_100_000)
+    );
+    let settled = wait_for(&mut client, TxStatus::Settled);
+    let kinds: Vec<&str> = settled.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"TRANSACTION_SUBMITTED"));
+    assert_eq!(kinds.last(), Some(&"SETTLEMENT_CONFIRMED"));
+    assert!(kinds.contains(&"CONSENSUS_ACHIEVED"));
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "BATCH_CREATED").count(),
+        2,
+        "the deferring cycle and the settling one: {kinds:?}"
+    );
+    let balances = control.balances();
+    let of = |p: u32| {
+        balances
+            .iter()
+            .find(|b| b.participant == ParticipantId(p) && b.currency == Currency::USD)
+            .copied()
+            .unwrap()
+    };
+    assert_eq!(
+        (of(0).balance, of(0).deposited, of(0).debited),
+        (600_000, 1_000_000, 500_000)
+    );
+    assert_eq!((of(1).balance, of(1).credited), (500_000, 500_000));
+
+    let (status, body) =
+        settle_tests::http_request(http, "GET", &format!("/v1/transactions/{id}/events"), None)
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    for needle in [
+        "\"SETTLEMENT_CONFIRMED\"",
+        "short by 4000.00 USD",
+        "\"entry_id\"",
+        "\"actor\":\"solver\"",
+    ] {
+        assert!(body.contains(needle), "{needle} in {body}");
+    }
+    let cycle = settled
+        .events
+        .last()
+        .map(|e| e.cycle_id)
+        .unwrap()
+        .to_string();
+    let audit = settle_cli(&["audit", "--cycle", &cycle, "--target", &target]);
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.status.success() && text.contains("VERIFIED"),
+        "{text}"
+    );
+}
