@@ -88,6 +88,13 @@ fn decode_bodies(frame: &Frame<'_>) {
     validate::<SubmitResponse>(frame);
     validate::<LookupRequest>(frame);
     validate::<ErrorResponse>(frame);
+    validate::<crate::peer::PeerRequest>(frame);
+    validate::<crate::peer::PeerResponse>(frame);
+    if let Ok(archived) = decode_body::<crate::peer::ForwardSubmit>(frame) {
+        for t in archived.transactions.iter() {
+            let _ = t.to_native();
+        }
+    }
     if let Ok(archived) = decode_body::<SubmitRequest>(frame) {
         assert!(archived.transactions.len() <= MAX_BATCH_TRANSACTIONS);
         for t in archived.transactions.iter() {

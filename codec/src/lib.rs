@@ -19,6 +19,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod ids;
 pub mod messages;
+pub mod peer;
 pub mod reader;
 pub mod tx;
 
@@ -34,6 +35,7 @@ pub use messages::{
     SubmitRequest, SubmitResponse, MAX_BATCH_TRANSACTIONS, MAX_ERROR_MESSAGE_BYTES, MAX_LOOKUP_IDS,
     MAX_TX_EVENTS,
 };
+pub use peer::{ForwardSubmit, PeerRequest, PeerResponse, MAX_PEER_CHUNK_BYTES};
 pub use reader::{FrameReader, ReadStatus};
 pub use tx::{
     format_id, parse_id, EdgeError, ErrorCode, Field, LookupItem, RejectReason, Transaction,

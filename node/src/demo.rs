@@ -58,6 +58,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         participants,
         group: Default::default(),
         cycles: demo_cycles(),
+        cluster: None,
     };
     println!(
         "settle demo: one node, {} cores, shards USD EUR GBP JPY, {} participants, data in {}",

@@ -10,6 +10,7 @@
 //! Must not contain solver or storage internals: the log is the storage
 //! crate's, wire types are the codec's.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod cycle;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
+use settle_node::cluster::ClusterConfig;
 use settle_node::config::{FileConfig, LogFormat};
 use settle_node::cycle::{CycleConfig, WindowSchedule};
 use settle_node::participants::parse_participants_file;
+use settle_node::raft::GroupConfig;
 use settle_node::server::{self, NodeConfig};
 
 #[global_allocator]
@@ -33,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a node. With no cluster flags it is a one-member cluster.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Start an embedded node in a temporary directory, drive it with the load generator, run cycles, print the report.
     Demo(DemoArgs),
     /// Settlement cycles: run one now, or list recent ones.
@@ -45,6 +47,24 @@ enum Command {
     Deposit(DepositArgs),
     /// Print balances per participant and currency.
     Balances(BalancesArgs),
+    /// Show a cluster: members, each group's leader, and every replica's term, log, commit and apply indexes and lag.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Peer (Raft) address of any member; the others are found through it.
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    /// Also compare a digest of every replica's state (serialises each state once).
+    #[arg(long)]
+    digest: bool,
+    /// Print every member's raw status as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Per-request timeout.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args)]
@@ -169,6 +189,24 @@ struct StartArgs {
     /// A fixed solver time budget in milliseconds [default: grows with the candidates, 10–200 ms].
     #[arg(long)]
     solver_budget_ms: Option<u64>,
+    /// Every cluster member's Raft (peer) address, this node's included: `1=host:port,2=host:port,…`.
+    /// This node listens on its own entry. The first start with every member's data directory empty
+    /// forms the cluster (the lowest id initializes it); a node that lost its data rejoins empty.
+    /// Without --peers the node is a one-member cluster.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Leader heartbeat period in milliseconds [default: 50].
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// Election timeout range in milliseconds, `MIN-MAX` [default: 300-600 in a cluster].
+    #[arg(long)]
+    election_timeout_ms: Option<String>,
+    /// Build a snapshot every this many log entries [default: 20000].
+    #[arg(long)]
+    snapshot_entries: Option<u64>,
+    /// Log entries kept behind a snapshot for lagging followers [default: 1000].
+    #[arg(long)]
+    keep_entries: Option<u64>,
 }
 
 #[derive(Args)]
@@ -202,7 +240,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     settle_node::config::init_logging(cli.log_format);
     let outcome = match cli.command {
-        Command::Start(args) => start(args),
+        Command::Start(args) => start(*args),
         Command::Demo(args) => settle_node::demo::run(settle_node::demo::DemoOptions {
             duration: args.duration,
             clients: args.clients,
@@ -216,6 +254,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit(args),
         Command::Deposit(args) => cli::deposit(args),
         Command::Balances(args) => cli::balances(args),
+        Command::Status(args) => status(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,8 +298,45 @@ fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
     Ok(config)
 }
 
+/// The peer map (`--peers`) and Raft tuning flags of `settle start`.
+fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupConfig)> {
+    let cluster = match &args.peers {
+        None => None,
+        Some(text) => Some(settle_node::cluster::parse_peers(text)?),
+    };
+    let mut group = GroupConfig::default();
+    if cluster.is_some() {
+        // Three nodes and a load generator may share two cores: an election
+        // timeout of six heartbeats or more rides out scheduling delays.
+        group.election_timeout_min_ms = 300;
+        group.election_timeout_max_ms = 600;
+    }
+    if let Some(ms) = args.heartbeat_ms {
+        group.heartbeat_interval_ms = ms;
+    }
+    if let Some(range) = &args.election_timeout_ms {
+        let (min, max) = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .ok_or_else(|| anyhow!("--election-timeout-ms: expected MIN-MAX, got {range:?}"))?;
+        group.election_timeout_min_ms = min;
+        group.election_timeout_max_ms = max;
+    }
+    if let Some(n) = args.snapshot_entries {
+        group.snapshot_logs_since_last = n;
+    }
+    if let Some(n) = args.keep_entries {
+        group.logs_kept_after_snapshot = n;
+    }
+    group.raft_config(0).map_err(|e| anyhow!("{e}"))?;
+    Ok((cluster, group))
+}
+
+type PeerMap = std::collections::BTreeMap<u64, std::net::SocketAddr>;
+
 fn start(args: StartArgs) -> anyhow::Result<()> {
     let cycles = cycle_config(&args)?;
+    let (peers, group) = cluster_config(&args)?;
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -279,8 +355,12 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let currencies = args.currencies.or(file.currencies);
+    let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    let cluster = peers
+        .map(|peers| ClusterConfig::new(node_id, peers))
+        .transpose()?;
     let config = NodeConfig {
-        node_id: args.node_id.or(file.node_id).unwrap_or(1),
+        node_id,
         data_dir,
         listen: args
             .listen
@@ -293,8 +373,9 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             .unwrap_or_else(settle_node::config::available_cores),
         shards: settle_node::config::shard_map(currencies.as_deref())?,
         participants,
-        group: Default::default(),
+        group,
         cycles,
+        cluster,
     };
     let node = server::start(config)?;
     eprintln!(
@@ -505,4 +586,30 @@ mod cli {
         }
         Ok(())
     }
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<()> {
+    use settle_node::cluster::status;
+    let views = status::cluster_status(args.target, args.digest, args.timeout)?;
+    if args.json {
+        let all: Vec<serde_json::Value> = views
+            .iter()
+            .map(|v| match &v.groups {
+                Ok(groups) => serde_json::json!({
+                    "node_id": v.node_id, "addr": v.addr.to_string(), "groups": groups
+                }),
+                Err(e) => serde_json::json!({
+                    "node_id": v.node_id, "addr": v.addr.to_string(), "error": e
+                }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    let summary = status::summarize(&views);
+    print!("{}", summary.text);
+    if args.digest && !summary.converged {
+        return Err(anyhow!("replicas differ (or a member is unreachable)"));
+    }
+    Ok(())
 }

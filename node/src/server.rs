@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub group: GroupConfig,
     /// Settlement cycles: schedules per window, candidate bound, solver budget.
     pub cycles: crate::cycle::CycleConfig,
+    /// The cluster this node is a member of (`--peers`); `None` runs every
+    /// group as a single-member group.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A started node; dropping it does not stop it, [`RunningNode::stop`] does.
@@ -110,6 +113,23 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         inboxes_by_core[config.shards.core_of(group, config.cores)].push((group, inbox));
     }
 
+    // Cluster members start their peer listeners with the cores; how the
+    // groups start (formation rule) is decided below, while they listen.
+    let pristine = crate::cluster::init::is_pristine(&config.data_dir);
+    let cluster = config.cluster.as_ref().map(|c| {
+        crate::cluster::NodeCluster::new(
+            c.clone(),
+            config.cores,
+            config
+                .shards
+                .currencies()
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            pristine,
+        )
+    });
+
     let groups_ready = Arc::new(AtomicUsize::new(0));
     let cores_running = Arc::new(AtomicUsize::new(config.cores));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
@@ -123,6 +143,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             stop: stop.clone(),
             groups_ready: groups_ready.clone(),
             ready: ready_tx.clone(),
+            cluster: cluster.clone(),
         };
         let running = cores_running.clone();
         let control_inbox = if config.shards.core_of(CONTROL_GROUP, config.cores) == core {
@@ -142,6 +163,15 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         cores.push(handle);
     }
     drop(ready_tx);
+    if let Some(node) = &cluster {
+        match crate::cluster::init::decide(&node.config, &node.hello(0), pristine, &stop) {
+            Some(formation) => {
+                info!(?formation, "cluster formation");
+                node.set_formation(formation);
+            }
+            None => return Err(anyhow!("stopped while waiting for the cluster's members")),
+        }
+    }
     for _ in 0..config.cores {
         match ready_rx.recv() {
             Ok(Ok(_)) => {}
@@ -184,6 +214,7 @@ struct CoreContext {
     stop: Arc<AtomicBool>,
     groups_ready: Arc<AtomicUsize>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
+    cluster: Option<Arc<crate::cluster::NodeCluster>>,
 }
 
 async fn run_core(
@@ -205,13 +236,32 @@ async fn open_and_serve(
 ) -> anyhow::Result<()> {
     let config = &ctx.config;
     let mut shutdowns = Vec::new();
+    // In a cluster: this core's peer listener and links; groups are opened
+    // as replicas once the formation rule has decided how.
+    let cluster = match &ctx.cluster {
+        None => None,
+        Some(node) => {
+            let cluster = crate::cluster::CoreCluster::start(node.clone(), ctx.core)?;
+            if node.formation(&ctx.stop).await.is_none() {
+                return Ok(());
+            }
+            Some(cluster)
+        }
+    };
+    let mut participants_to_record = Vec::new();
 
     if let Some(control_inbox) = control_inbox {
         let dir = config.data_dir.join("group-0-control");
-        let (raft, state) =
-            open_group::<ControlState>(CONTROL_GROUP, config.node_id, &dir, &config.group)
-                .await
-                .context("opening the control group")?;
+        let (raft, state) = match &cluster {
+            None => {
+                open_group::<ControlState>(CONTROL_GROUP, config.node_id, &dir, &config.group).await
+            }
+            Some(c) => {
+                c.open_group::<ControlState>(CONTROL_GROUP, "control", &dir, &config.group)
+                    .await
+            }
+        }
+        .context("opening the control group")?;
         state.borrow_mut().publish_to(ctx.participants.clone());
         let current = state.borrow().registry();
         let changed: Vec<Participant> = config
@@ -220,7 +270,10 @@ async fn open_and_serve(
             .filter(|p| current.get(p.id) != Some(*p))
             .cloned()
             .collect();
-        if !changed.is_empty() {
+        if cluster.is_some() {
+            // Recorded through the control leader once the groups are ready.
+            participants_to_record = changed;
+        } else if !changed.is_empty() {
             for chunk in changed.chunks(crate::control::UPSERT_PARTICIPANTS_MAX) {
                 let command = ControlCommand::UpsertParticipants(chunk.to_vec()).encode();
                 raft.client_write(ShardRequest(command))
@@ -229,6 +282,10 @@ async fn open_and_serve(
             }
             info!(count = changed.len(), "participants added or updated");
         }
+        let control_inbox = match &cluster {
+            Some(c) => c.interpose_control(control_inbox),
+            None => control_inbox,
+        };
         let (coordinator_tx, coordinator_rx) = mpsc::channel(crate::cycle::COORDINATOR_INBOX_MAX);
         glommio::spawn_local(crate::control::proposer::run(
             raft.clone(),
@@ -262,15 +319,35 @@ async fn open_and_serve(
             "group-{group}-{}",
             currency.as_str().to_ascii_lowercase()
         ));
-        let (raft, state) = open_group::<ShardState>(group, config.node_id, &dir, &config.group)
-            .await
-            .with_context(|| format!("opening shard {group} ({currency})"))?;
+        let (raft, state) = match &cluster {
+            None => open_group::<ShardState>(group, config.node_id, &dir, &config.group).await,
+            Some(c) => {
+                c.open_group::<ShardState>(group, currency.as_str(), &dir, &config.group)
+                    .await
+            }
+        }
+        .with_context(|| format!("opening shard {group} ({currency})"))?;
         info!(group, %currency, transactions = state.borrow().len(), "shard open");
+        let mut inbox = inbox;
+        if let Some(c) = &cluster {
+            // Submits go through the forwarder (to the leader's node when
+            // this one does not lead); priority messages stay local.
+            inbox.submits = c.interpose_shard(group, inbox.submits);
+        }
         glommio::spawn_local(proposer::run(group, raft.clone(), state, inbox)).detach();
         shutdowns.push(Box::pin(async move {
             let _ = raft.shutdown().await;
         }));
         ctx.groups_ready.fetch_add(1, Ordering::SeqCst);
+    }
+
+    if let Some(c) = &cluster {
+        // Serve clients only once every group here has a leader and this
+        // replica has applied what it knows to be committed.
+        if !c.wait_ready(&ctx.stop).await {
+            return Ok(());
+        }
+        record_participants(&ctx.intake, participants_to_record).await?;
     }
 
     // Accept nothing before every group of every core is open.
@@ -292,5 +369,22 @@ async fn open_and_serve(
     for shutdown in shutdowns {
         shutdown.await;
     }
+    Ok(())
+}
+
+/// Records participants through the control group's leader (cluster mode),
+/// retrying while leadership settles.
+async fn record_participants(intake: &Intake, changed: Vec<Participant>) -> anyhow::Result<()> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    for chunk in changed.chunks(crate::control::UPSERT_PARTICIPANTS_MAX) {
+        intake
+            .router
+            .upsert_participants(chunk.to_vec())
+            .await
+            .map_err(|e| anyhow!("recording participants: {e}"))?;
+    }
+    info!(count = changed.len(), "participants added or updated");
     Ok(())
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod cluster;
+
 /// How long a node may take to open its groups and listen.
 pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -41,6 +41,15 @@ pub struct GroupConfig {
     pub ready_timeout: Duration,
     /// This node's Raft address, recorded in the group's membership.
     pub advertise_addr: String,
+    /// Ask peers whether they would vote before starting an election
+    /// (clusters: a node that was cut off does not disrupt a healthy leader
+    /// when it returns).
+    pub pre_vote: bool,
+    /// Let a leader restart replication from scratch to a follower whose log
+    /// went backwards. Clusters need it for a node that lost its data
+    /// directory and rejoins (that node refuses votes until it caught up,
+    /// see `cluster::core`); single-node groups never see it.
+    pub allow_log_reversion: bool,
 }
 
 impl Default for GroupConfig {
@@ -55,6 +64,8 @@ impl Default for GroupConfig {
             logs_kept_after_snapshot: 1_000,
             ready_timeout: Duration::from_secs(10),
             advertise_addr: String::new(),
+            pre_vote: false,
+            allow_log_reversion: false,
         }
     }
 }
@@ -75,6 +86,8 @@ impl GroupConfig {
             // resuming is only safe when the committed log id is persisted on
             // every commit, and ours is persisted at most once a second.
             enable_leader_restore: Some(false),
+            enable_pre_vote: Some(self.pre_vote),
+            allow_log_reversion: Some(self.allow_log_reversion),
             ..Default::default()
         };
         Ok(Arc::new(
@@ -142,6 +155,39 @@ pub async fn open_group<S: GroupState>(
     .await
 }
 
+/// Opens group `group` of node `node_id` from `dir` (newest snapshot, then
+/// openraft replays the log after it) and starts its Raft, without
+/// initializing it or waiting for a leader: a replica of a multi-node group,
+/// which learns its membership and leader from its peers (or is initialized
+/// by the caller). Must run on the executor that will run the group.
+pub async fn open_replica<S, N>(
+    group: u16,
+    node_id: NodeId,
+    dir: &Path,
+    config: &GroupConfig,
+    network: N,
+) -> Result<(Raft<GroupStateMachine<S>>, Rc<RefCell<S>>), GroupError>
+where
+    S: GroupState,
+    N: RaftNetworkFactory<TypeConfig>,
+    N::Network: NetSnapshot<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    let raft_config = config.raft_config(group)?;
+    let log_store = LogStore::open(dir)
+        .await
+        .map_err(|source| GroupError::Log { group, source })?;
+    let (state_machine, state) = GroupStateMachine::<S>::open(dir.join(SNAPSHOT_DIR))
+        .await
+        .map_err(|source| GroupError::StateMachine { group, source })?;
+    let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
+        .await
+        .map_err(|e| GroupError::Raft {
+            group,
+            message: e.to_string(),
+        })?;
+    Ok((raft, state))
+}
+
 /// [`open_group`] with any network. `initial_members` is used only if the
 /// group is pristine; with several members this node waits until it leads,
 /// so for multi-node groups a caller that is not meant to lead needs a
@@ -160,16 +206,7 @@ where
     N::Network: NetSnapshot<TypeConfig, SnapshotData = Vec<u8>>,
 {
     let raft_error = |message: String| GroupError::Raft { group, message };
-    let raft_config = config.raft_config(group)?;
-    let log_store = LogStore::open(dir)
-        .await
-        .map_err(|source| GroupError::Log { group, source })?;
-    let (state_machine, state) = GroupStateMachine::<S>::open(dir.join(SNAPSHOT_DIR))
-        .await
-        .map_err(|source| GroupError::StateMachine { group, source })?;
-    let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
-        .await
-        .map_err(|e| raft_error(e.to_string()))?;
+    let (raft, state) = open_replica::<S, N>(group, node_id, dir, config, network).await?;
     if !raft
         .is_initialized()
         .await

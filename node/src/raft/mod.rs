@@ -14,8 +14,9 @@ pub mod runtime;
 mod shard_state_impl;
 pub mod state_machine;
 pub mod type_config;
+pub mod wire;
 
-pub use group::{open_group, open_group_with, GroupConfig, GroupError};
+pub use group::{open_group, open_group_with, open_replica, GroupConfig, GroupError};
 pub use log_store::{LogReader, LogStore, LogStoreError};
 pub use network::SoloNetwork;
 pub use runtime::GlommioRuntime;

@@ -172,6 +172,11 @@ impl<S: GroupState> GroupStateMachine<S> {
         &self.state
     }
 
+    /// The last applied log id: what the state reflects right now.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.last_applied
+    }
+
     fn apply_command(&mut self, log_index: u64, command: &[u8]) -> io::Result<ShardReply> {
         self.scratch.clear();
         self.scratch.extend_from_slice(command);

@@ -1,0 +1,405 @@
+//! `settle status`: every member's view of every group (role, term, log,
+//! commit and apply indexes, lag behind the leader, optionally a digest of
+//! the replica's state), gathered over the peer protocol with blocking
+//! sockets, and [`BlockingPeer`], the client it (and the formation probe)
+//! uses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use settle_codec::{FrameBuf, FrameReader, PeerRequest, MAX_PEER_CHUNK_BYTES};
+
+use super::link::{decode_answer, Answer};
+use super::proto::*;
+use crate::raft::NodeId;
+
+/// Why a tool's request to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr}: {reason}")]
+    Protocol { addr: SocketAddr, reason: String },
+    #[error("{addr}: refused: {reason}")]
+    Refused { addr: SocketAddr, reason: String },
+}
+
+/// A blocking connection to one core of a node.
+pub struct BlockingPeer {
+    addr: SocketAddr,
+    stream: TcpStream,
+    reader: FrameReader,
+    out: FrameBuf,
+    next_id: u64,
+    pub ack: HelloAck,
+}
+
+impl BlockingPeer {
+    /// Connects to core `hello.core` of the node at `addr`.
+    pub fn connect(addr: SocketAddr, hello: &Hello, timeout: Duration) -> Result<Self, ToolError> {
+        let io = |source| ToolError::Io { addr, source };
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let mut peer = BlockingPeer {
+            addr,
+            stream,
+            reader: FrameReader::new(),
+            out: FrameBuf::new(),
+            next_id: 0,
+            ack: HelloAck {
+                node_id: 0,
+                core: 0,
+                cores: 0,
+            },
+        };
+        let payload = serde_json::to_vec(hello).expect("plain data");
+        let (status, answer) = peer.call_raw(0, OP_HELLO, &payload)?;
+        if status != STATUS_OK {
+            return Err(ToolError::Refused {
+                addr,
+                reason: String::from_utf8_lossy(&answer).into_owned(),
+            });
+        }
+        peer.ack = serde_json::from_slice(&answer).map_err(|e| ToolError::Protocol {
+            addr,
+            reason: format!("hello answer: {e}"),
+        })?;
+        Ok(peer)
+    }
+
+    /// Sends one request and waits for its answer: `(status, payload)`.
+    pub fn call(&mut self, group: u16, op: u8, payload: &[u8]) -> Result<(u8, Vec<u8>), ToolError> {
+        self.call_raw(group, op, payload)
+    }
+
+    fn call_raw(&mut self, group: u16, op: u8, payload: &[u8]) -> Result<(u8, Vec<u8>), ToolError> {
+        let addr = self.addr;
+        let id = self.next_id;
+        self.next_id += 1;
+        if payload.len() > MAX_PEER_CHUNK_BYTES {
+            return Err(ToolError::Protocol {
+                addr,
+                reason: "request too large for a tool".into(),
+            });
+        }
+        self.out.clear();
+        self.out
+            .push(
+                id,
+                &PeerRequest {
+                    group,
+                    op,
+                    more: false,
+                    payload: payload.to_vec(),
+                },
+            )
+            .map_err(|e| ToolError::Protocol {
+                addr,
+                reason: e.to_string(),
+            })?;
+        self.stream
+            .write_all(self.out.as_slice())
+            .map_err(|source| ToolError::Io { addr, source })?;
+        loop {
+            match self.reader.next_frame() {
+                Ok(settle_codec::ReadStatus::Frame(frame)) => {
+                    let (got, answer) = decode_answer(&frame);
+                    if got != id {
+                        continue;
+                    }
+                    return match answer {
+                        Ok(Answer::Peer { status, payload }) => Ok((status, payload)),
+                        Ok(other) => Err(ToolError::Protocol {
+                            addr,
+                            reason: format!("unexpected answer {other:?}"),
+                        }),
+                        Err(reason) => Err(ToolError::Protocol { addr, reason }),
+                    };
+                }
+                Ok(settle_codec::ReadStatus::NeedMore(_)) => {}
+                Err(e) => {
+                    return Err(ToolError::Protocol {
+                        addr,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            let n = self
+                .reader
+                .read_from(&mut self.stream)
+                .map_err(|source| ToolError::Io { addr, source })?;
+            if n == 0 {
+                return Err(ToolError::Protocol {
+                    addr,
+                    reason: "connection closed".into(),
+                });
+            }
+        }
+    }
+}
+
+/// The hello of a tool (not a member) asking for `core`.
+pub fn tool_hello(core: usize) -> Hello {
+    Hello {
+        node_id: 0,
+        core,
+        cores: 0,
+        currencies: Vec::new(),
+    }
+}
+
+/// Every core's status of the node at `addr`.
+pub fn node_status(
+    addr: SocketAddr,
+    digest: bool,
+    timeout: Duration,
+) -> Result<Vec<CoreStatus>, ToolError> {
+    let request = serde_json::to_vec(&StatusRequest { digest }).expect("plain data");
+    let mut first = BlockingPeer::connect(addr, &tool_hello(0), timeout)?;
+    let cores = first.ack.cores;
+    let mut out = Vec::with_capacity(cores);
+    for core in 0..cores {
+        let mut fresh;
+        let peer = if core == 0 {
+            &mut first
+        } else {
+            fresh = BlockingPeer::connect(addr, &tool_hello(core), timeout)?;
+            &mut fresh
+        };
+        let (status, payload) = peer.call(0, OP_STATUS, &request)?;
+        if status != STATUS_OK {
+            return Err(ToolError::Protocol {
+                addr,
+                reason: String::from_utf8_lossy(&payload).into_owned(),
+            });
+        }
+        out.push(
+            serde_json::from_slice(&payload).map_err(|e| ToolError::Protocol {
+                addr,
+                reason: format!("status: {e}"),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+/// One member as the status tool reached it.
+pub struct MemberView {
+    pub node_id: NodeId,
+    pub addr: SocketAddr,
+    pub groups: Result<Vec<GroupStatus>, String>,
+}
+
+/// Asks `target` for its peers, then every member for its groups.
+pub fn cluster_status(
+    target: SocketAddr,
+    digest: bool,
+    timeout: Duration,
+) -> Result<Vec<MemberView>, ToolError> {
+    let first = node_status(target, digest, timeout)?;
+    let me = first.first().map_or(0, |c| c.node_id);
+    let peers: BTreeMap<NodeId, String> =
+        first.first().map(|c| c.peers.clone()).unwrap_or_default();
+    let mut views = vec![MemberView {
+        node_id: me,
+        addr: target,
+        groups: Ok(first.into_iter().flat_map(|c| c.groups).collect()),
+    }];
+    for (id, addr) in peers {
+        if id == me {
+            continue;
+        }
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        let groups = node_status(addr, digest, timeout)
+            .map(|cores| cores.into_iter().flat_map(|c| c.groups).collect())
+            .map_err(|e| e.to_string());
+        views.push(MemberView {
+            node_id: id,
+            addr,
+            groups,
+        });
+    }
+    views.sort_by_key(|v| v.node_id);
+    Ok(views)
+}
+
+/// What the status tool concluded.
+pub struct Summary {
+    pub text: String,
+    /// Every member answered and, per group, every replica has the same
+    /// applied index (and digest, when asked).
+    pub converged: bool,
+}
+
+/// The human-readable report: per group, each member's replica.
+pub fn summarize(views: &[MemberView]) -> Summary {
+    let mut text = String::new();
+    let mut converged = true;
+    let reachable = views.iter().filter(|v| v.groups.is_ok()).count();
+    let _ = writeln!(
+        text,
+        "members: {} ({} reachable)",
+        views
+            .iter()
+            .map(|v| format!("{}={}", v.node_id, v.addr))
+            .collect::<Vec<_>>()
+            .join(" "),
+        reachable
+    );
+    for v in views {
+        if let Err(e) = &v.groups {
+            converged = false;
+            let _ = writeln!(text, "node {}: unreachable: {e}", v.node_id);
+        }
+    }
+    let mut by_group: BTreeMap<u16, Vec<(NodeId, &GroupStatus)>> = BTreeMap::new();
+    for v in views {
+        if let Ok(groups) = &v.groups {
+            for g in groups {
+                by_group.entry(g.group).or_default().push((v.node_id, g));
+            }
+        }
+    }
+    for (group, replicas) in &by_group {
+        let name = &replicas[0].1.name;
+        let leader_status = replicas.iter().find(|(_, g)| g.state == "Leader");
+        let leader_last = leader_status.and_then(|(_, g)| g.last_log);
+        let _ = writeln!(
+            text,
+            "group {group} ({name}): leader {} term {}",
+            leader_status.map_or("none".to_string(), |(id, _)| id.to_string()),
+            leader_status.map_or(0, |(_, g)| g.term),
+        );
+        let first_applied = replicas[0].1.applied;
+        let first_digest = replicas[0].1.digest;
+        for (node, g) in replicas {
+            let lag = match (leader_last, g.last_log) {
+                (Some(l), Some(mine)) => l.saturating_sub(mine).to_string(),
+                (Some(l), None) => (l + 1).to_string(),
+                _ => "-".to_string(),
+            };
+            let digest = g.digest.map_or(String::new(), |d| {
+                format!(
+                    "  digest {:08x} ({} bytes at {})",
+                    d.crc,
+                    d.bytes,
+                    d.applied.map_or("-".into(), |a| a.to_string())
+                )
+            });
+            let _ = writeln!(
+                text,
+                "  node {node}: {:<9} term {:<4} last_log {:<8} committed {:<8} applied {:<8} lag {:<6}{digest}",
+                g.state,
+                g.term,
+                opt(g.last_log),
+                opt(g.committed),
+                opt(g.applied),
+                lag,
+            );
+            if g.applied != first_applied || g.digest.map(|d| d.crc) != first_digest.map(|d| d.crc)
+            {
+                converged = false;
+            }
+        }
+        if leader_status.is_none() {
+            converged = false;
+        }
+    }
+    let _ = writeln!(text, "converged: {}", if converged { "yes" } else { "no" });
+    Summary { text, converged }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(state: &str, last: u64, applied: u64, crc: u32) -> GroupStatus {
+        GroupStatus {
+            group: 1,
+            name: "USD".into(),
+            state: state.into(),
+            term: 2,
+            leader: Some(1),
+            last_log: Some(last),
+            committed: Some(applied),
+            applied: Some(applied),
+            snapshot: None,
+            purged: None,
+            voters: vec![1, 2],
+            replication: BTreeMap::new(),
+            millis_since_quorum_ack: None,
+            digest: Some(Digest {
+                applied: Some(applied),
+                crc,
+                bytes: 10,
+            }),
+        }
+    }
+
+    #[test]
+    fn summary_shows_lag_and_detects_divergence() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let views = vec![
+            MemberView {
+                node_id: 1,
+                addr,
+                groups: Ok(vec![group("Leader", 10, 10, 7)]),
+            },
+            MemberView {
+                node_id: 2,
+                addr,
+                groups: Ok(vec![group("Follower", 8, 8, 7)]),
+            },
+        ];
+        let s = summarize(&views);
+        assert!(
+            s.text.contains("group 1 (USD): leader 1 term 2"),
+            "{}",
+            s.text
+        );
+        assert!(s.text.contains("lag 2"), "{}", s.text);
+        assert!(!s.converged, "applied indexes differ");
+
+        let same = vec![
+            MemberView {
+                node_id: 1,
+                addr,
+                groups: Ok(vec![group("Leader", 10, 10, 7)]),
+            },
+            MemberView {
+                node_id: 2,
+                addr,
+                groups: Ok(vec![group("Follower", 10, 10, 7)]),
+            },
+        ];
+        assert!(summarize(&same).converged);
+        let diverged = vec![
+            MemberView {
+                node_id: 1,
+                addr,
+                groups: Ok(vec![group("Leader", 10, 10, 7)]),
+            },
+            MemberView {
+                node_id: 2,
+                addr,
+                groups: Ok(vec![group("Follower", 10, 10, 8)]),
+            },
+        ];
+        assert!(!summarize(&diverged).converged, "same index, other state");
+    }
+}
