@@ -65,6 +65,8 @@ pub struct Member {
     peers_arg: String,
     child: Option<Child>,
     stderr: Option<mpsc::Receiver<String>>,
+    /// Lines read from stderr since the last start (kept for assertions).
+    seen: Vec<String>,
 }
 
 impl Member {
@@ -116,6 +118,7 @@ impl Cluster {
                     peers_arg: view.join(","),
                     child: None,
                     stderr: None,
+                    seen: Vec::new(),
                 }
             })
             .collect();
@@ -199,17 +202,24 @@ impl Cluster {
         });
         member.child = Some(child);
         member.stderr = Some(lines);
+        member.seen.clear();
         Ok(())
     }
 
     fn wait_serving(&mut self, id: u64) -> anyhow::Result<()> {
         let member = self.member(id);
         let deadline = Instant::now() + NODE_START_TIMEOUT;
-        let lines = member.stderr.as_ref().expect("spawned");
         loop {
+            let lines = member.stderr.as_ref().expect("spawned");
             match lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("settle: listening on") => return Ok(()),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(line) => {
+                    let serving = line.contains("settle: listening on");
+                    member.seen.push(line);
+                    if serving {
+                        return Ok(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     bail!("node {id} exited during start-up")
                 }
@@ -218,6 +228,16 @@ impl Cluster {
                 bail!("node {id} did not serve within {NODE_START_TIMEOUT:?}");
             }
         }
+    }
+
+    /// True if member `id` has written a stderr line containing `needle`
+    /// since it was last started.
+    pub fn logged(&mut self, id: u64, needle: &str) -> bool {
+        let member = self.member(id);
+        if let Some(lines) = &member.stderr {
+            member.seen.extend(lines.try_iter());
+        }
+        member.seen.iter().any(|l| l.contains(needle))
     }
 
     /// kill -9 one member.

@@ -1,14 +1,18 @@
 //! Forming a cluster: the first-start rule.
 //!
 //! A node whose data directory holds no Raft state asks every other member
-//! (`OP_PROBE`) whether it has any. If one has, the cluster exists and this
-//! node joins it empty (a wiped node: it is caught up by the leaders, from a
-//! snapshot if their logs were purged, and refuses votes until then). If
-//! every member answers that it is pristine too, the cluster is new, and
-//! the member with the lowest id initializes every group with all of
-//! `--peers`; the others wait to be contacted by the leaders. Requiring an
-//! answer from *every* member (not a majority) is what keeps a minority of
-//! wiped nodes from forming a second cluster.
+//! (`OP_PROBE`) whether it has any. If one has committed entries (a leader
+//! was elected by a quorum: the cluster was formed before this node
+//! started), this node joins it empty: a wiped node, caught up by the
+//! leaders (from a snapshot if their logs were purged), which refuses votes
+//! until then, so it cannot help elect a leader that lacks entries it had
+//! acknowledged before losing them. If a member has state but nothing
+//! committed, the cluster is being formed right now: join it. If every
+//! member answers that it is pristine, the cluster is new, and the member
+//! with the lowest id initializes every group with all of `--peers`; the
+//! others wait to be contacted by the leaders. Requiring an answer from
+//! *every* member (not a majority) is what keeps a minority of wiped nodes
+//! from forming a second cluster.
 //!
 //! A node with Raft state simply resumes from it.
 
@@ -68,6 +72,7 @@ pub fn decide(
     }
     let lowest = config.peers.keys().next() == Some(&config.node_id);
     let mut pending: Vec<(NodeId, std::net::SocketAddr)> = config.others().collect();
+    let mut forming = false;
     let started = Instant::now();
     let mut next_log = started + PROBE_LOG_INTERVAL;
     while !pending.is_empty() {
@@ -77,14 +82,14 @@ pub fn decide(
         let mut still = Vec::new();
         for (id, addr) in pending {
             match probe(addr, hello) {
-                Ok(answer) if answer.initialized => {
+                Ok(answer) if answer.formed => {
                     info!(
                         peer = id,
                         "the cluster already exists: joining it with empty state"
                     );
                     return Some(Formation::Rejoin);
                 }
-                Ok(_) => {}
+                Ok(answer) => forming |= answer.initialized,
                 Err(e) => {
                     if Instant::now() >= next_log {
                         info!(peer = id, %addr, error = %e, "waiting for peer to answer the formation probe");
@@ -101,7 +106,7 @@ pub fn decide(
             std::thread::sleep(PROBE_INTERVAL);
         }
     }
-    Some(if lowest {
+    Some(if lowest && !forming {
         info!(
             members = config.peers.len(),
             "every member is pristine: forming the cluster"

@@ -126,6 +126,11 @@ pub struct Digest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeAnswer {
     pub node_id: NodeId,
-    /// Any group on this node has a log or a vote (the cluster exists).
+    /// Any group on this node has a log or a vote.
     pub initialized: bool,
+    /// A group on this core has committed an entry beyond the initial
+    /// membership: a leader was elected with a quorum, so the cluster was
+    /// formed (not merely being formed) before the asking node started.
+    #[serde(default)]
+    pub formed: bool,
 }

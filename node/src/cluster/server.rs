@@ -570,6 +570,12 @@ impl ServerConn {
             OP_PROBE => Ok(to_json(&ProbeAnswer {
                 node_id: self.cluster.node.node_id(),
                 initialized: self.cluster.node.is_initialized(),
+                formed: self.cluster.groups().iter().any(|(_, _, handle)| {
+                    handle
+                        .metrics()
+                        .local_committed
+                        .is_some_and(|c| c.index >= 1)
+                }),
             })),
             OP_FORWARD_CONTROL => self.forwarded_control(&payload).await,
             other => Err((STATUS_BAD_REQUEST, format!("unknown op {other}"))),
