@@ -751,7 +751,8 @@ pub struct BalancesRequest {
 }
 
 /// A participant's balance in one currency and the totals that explain it:
-/// `balance = opening + deposited + credited - debited`.
+/// `balance = opening + deposited + credited + refunded - debited`.
+/// `incoming` is credit whose wire is not confirmed yet (not spendable).
 #[derive(
     Archive,
     Serialize,
@@ -773,6 +774,8 @@ pub struct Balance {
     pub deposited: u64,
     pub credited: u64,
     pub debited: u64,
+    pub refunded: u64,
+    pub incoming: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -189,6 +189,23 @@ struct StartArgs {
     /// A fixed solver time budget in milliseconds [default: grows with the candidates, 10–200 ms].
     #[arg(long)]
     solver_budget_ms: Option<u64>,
+    /// Send every settled batch as a wire over simulated payment rails (FedWire-like for USD,
+    /// SWIFT-like otherwise, with alternates, retries and breakers): a settlement is final when
+    /// its wire is confirmed, and reversed if it fails. `off`: final when the cycle applies.
+    #[arg(long, default_value = "off", value_parser = ["off", "simulated"])]
+    execution: String,
+    /// Seed of the simulated rails.
+    #[arg(long, default_value_t = 7)]
+    execution_seed: u64,
+    /// Every rail fails this many attempts per million (overrides the rails' own rates).
+    #[arg(long)]
+    execution_failure_ppm: Option<u32>,
+    /// A participant no rail can reach (its wires fail and are reversed). Repeatable.
+    #[arg(long = "execution-unreachable", value_name = "PARTICIPANT")]
+    execution_unreachable: Vec<String>,
+    /// Delays before each retry of a wire, in milliseconds, e.g. 50,100,200 [default: 5 s, 15 s, 31 s].
+    #[arg(long, value_delimiter = ',')]
+    execution_retry_ms: Vec<u64>,
     /// Every cluster member's Raft (peer) address, this node's included: `1=host:port,2=host:port,…`.
     /// This node listens on its own entry. The first start with every member's data directory empty
     /// forms the cluster (the lowest id initializes it); a node that lost its data rejoins empty.
@@ -295,6 +312,37 @@ fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
     }
     config.candidates_max = args.cycle_candidates_max;
     config.solver_budget = args.solver_budget_ms.map(Duration::from_millis);
+    if args.execution == "simulated" {
+        if args
+            .execution_failure_ppm
+            .is_some_and(|ppm| ppm > 1_000_000)
+        {
+            return Err(anyhow!("--execution-failure-ppm: at most 1000000"));
+        }
+        let mut unreachable = Vec::new();
+        for name in &args.execution_unreachable {
+            unreachable.push(settle_codec::ParticipantId::from_name(name).ok_or_else(|| {
+                anyhow!("--execution-unreachable {name:?} is not a name like bank_07")
+            })?);
+        }
+        let retry_delays: Vec<Duration> = args
+            .execution_retry_ms
+            .iter()
+            .map(|&ms| Duration::from_millis(ms))
+            .collect();
+        if !retry_delays.is_empty() {
+            settle_node::execution::BackoffSchedule::new(
+                retry_delays.iter().map(|d| d.as_micros() as u64).collect(),
+            )
+            .map_err(|e| anyhow!("--execution-retry-ms: {e}"))?;
+        }
+        config.wires = Some(settle_node::cycle::wires::WiresConfig {
+            seed: args.execution_seed,
+            failure_ppm: args.execution_failure_ppm,
+            unreachable,
+            retry_delays,
+        });
+    }
     Ok(config)
 }
 
@@ -570,18 +618,27 @@ mod cli {
             return print_json(&json!({ "balances": balances }));
         }
         println!(
-            "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22}",
-            "participant", "balance", "opening", "deposited", "credited", "debited"
+            "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            "participant",
+            "balance",
+            "opening",
+            "deposited",
+            "credited",
+            "debited",
+            "refunded",
+            "incoming"
         );
         for b in &balances {
             println!(
-                "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22}",
+                "{:<12} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
                 b.participant.name(),
                 money(b.balance, b.currency),
                 money(b.opening, b.currency),
                 money(b.deposited, b.currency),
                 money(b.credited, b.currency),
-                money(b.debited, b.currency)
+                money(b.debited, b.currency),
+                money(b.refunded, b.currency),
+                money(b.incoming, b.currency)
             );
         }
         Ok(())

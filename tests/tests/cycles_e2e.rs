@@ -13,7 +13,9 @@ use cycles_support::{
     CycleNode,
 };
 use settle_codec::messages::{CycleStatus, DecisionMethod};
-use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, TxStatus, Window};
+use settle_codec::{
+    Client, Currency, ParticipantId, Transaction, TxEventKind, TxResult, TxStatus, Window,
+};
 
 const CURRENCIES: [(Currency, f64, u32); 4] = [
     (Currency::USD, 1.0, 2),
@@ -162,7 +164,8 @@ fn realistic_load_settles_exactly_once_and_balances_replay_the_events() {
         .map(|t| (t.id, (t.debtor.0, t.creditor.0)))
         .collect();
     let items = lookup_all(node.listen, &ids);
-    let (moves, settled) = check_exactly_once(&items, &parties);
+    let (moves, settled, failed) = check_exactly_once(&items, &parties);
+    assert_eq!(failed, 0, "no wires without execution");
     eprintln!("{settled} of {} settled", txs.len());
     assert!(
         settled > txs.len() / 2,
@@ -342,5 +345,140 @@ fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
     assert!(
         audit.status.success() && text.contains("VERIFIED"),
         "{text}"
+    );
+}
+
+#[test]
+fn wires_confirm_or_fail_and_reverse_with_execution_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let funded: &[(&str, u64)] = &[("USD", 10_000_000_000)];
+    let participants = write_participants(
+        dir.path(),
+        &[
+            (0, 1e12, funded),
+            (1, 1e12, funded),
+            (2, 1e12, funded),
+            (3, 1e12, funded),
+        ],
+    );
+    let mut node = CycleNode::start(
+        &dir.path().join("data"),
+        &participants,
+        &[
+            "--rtgs-cycle-ms",
+            "100",
+            "--execution",
+            "simulated",
+            "--execution-failure-ppm",
+            "0",
+            "--execution-unreachable",
+            "bank_03",
+            "--execution-retry-ms",
+            "20,40,1500",
+        ],
+        &[],
+    );
+    // USD RTGS payments among four banks; the wires to bank_03 cannot land.
+    let txs: Vec<Transaction> = (0..200u32)
+        .map(|i| Transaction {
+            id: 50_000 + u128::from(i),
+            debtor: ParticipantId(i % 4),
+            creditor: ParticipantId((i + 1 + i / 4 % 3) % 4),
+            amount: 100_000 + u64::from(i),
+            send: Currency::USD,
+            receive: Currency::USD,
+            window: Window::Rtgs,
+            client_timestamp_us: 0,
+        })
+        .collect();
+    let mut client = Client::connect(node.listen).unwrap();
+    assert!(client
+        .submit(&txs)
+        .unwrap()
+        .iter()
+        .all(|r| *r == TxResult::Created));
+    let ids: Vec<u128> = txs.iter().map(|t| t.id).collect();
+    // The wires to bank_03 wait for their third retry when the node dies;
+    // after the restart they are sent again from the shards' state.
+    std::thread::sleep(Duration::from_millis(800));
+    let in_flight = lookup_all(node.listen, &ids)
+        .iter()
+        .filter(|i| {
+            i.status == TxStatus::Settled
+                && i.events
+                    .last()
+                    .is_some_and(|e| e.kind == TxEventKind::SettlementInitiated)
+        })
+        .count();
+    assert!(in_flight > 0, "some wires are in flight at the crash");
+    node.kill9();
+    node.restart(&[]);
+    // Wait until every wire has its final answer (FedWire-like: < 0.2 s;
+    // the unreachable ones after their retries).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let items = loop {
+        let items = lookup_all(node.listen, &ids);
+        let done = items.iter().all(|i| {
+            i.events.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    TxEventKind::SettlementConfirmed | TxEventKind::SettlementReversed
+                )
+            })
+        });
+        if done {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "wires still in flight");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let parties: BTreeMap<u128, (u32, u32)> = txs
+        .iter()
+        .map(|t| (t.id, (t.debtor.0, t.creditor.0)))
+        .collect();
+    let (moves, settled, failed) = check_exactly_once(&items, &parties);
+    let to_bank_3 = txs
+        .iter()
+        .filter(|t| t.creditor == ParticipantId(3))
+        .count();
+    assert_eq!(failed, to_bank_3, "exactly the wires to bank_03 failed");
+    assert_eq!(settled + failed, txs.len());
+    for (item, tx) in items.iter().zip(&txs) {
+        let last: Vec<&str> = item
+            .events
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.kind.as_str())
+            .collect();
+        if tx.creditor == ParticipantId(3) {
+            assert_eq!(item.status, TxStatus::Failed);
+            assert_eq!(last, ["SETTLEMENT_REVERSED", "SETTLEMENT_FAILED"]);
+        } else {
+            assert_eq!(item.status, TxStatus::Settled);
+            assert_eq!(last[0], "SETTLEMENT_CONFIRMED");
+        }
+    }
+    let mut control = Control::connect(node.listen);
+    let balances = control.balances();
+    check_balances_replay(&balances, &moves);
+    let bank_3 = balances
+        .iter()
+        .find(|b| b.participant == ParticipantId(3))
+        .unwrap();
+    assert_eq!(
+        (bank_3.credited, bank_3.incoming),
+        (0, 0),
+        "no credit ever landed"
+    );
+    assert!(
+        bank_3.refunded == 0 && bank_3.debited > 0,
+        "its own payments went out"
+    );
+    let total: u128 = balances.iter().map(|b| u128::from(b.balance)).sum();
+    assert_eq!(
+        total,
+        4 * 10_000_000_000,
+        "same currency: money moved, never made or lost"
     );
 }

@@ -123,7 +123,8 @@ fn a_crash_between_any_two_steps_settles_exactly_once_after_restart() {
             .map(|t| (t.id, (t.debtor.0, t.creditor.0)))
             .collect();
         let items = lookup_all(node.listen, &ids);
-        let (moves, settled) = check_exactly_once(&items, &parties);
+        let (moves, settled, failed) = check_exactly_once(&items, &parties);
+        assert_eq!(failed, 0, "no wires without execution");
         let waiting = items
             .iter()
             .filter(|i| matches!(i.status, TxStatus::Pending | TxStatus::Deferred))

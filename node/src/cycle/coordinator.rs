@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
+use openraft::async_runtime::WatchReceiver;
 use settle_codec::messages::{
     CycleCost, CycleStatus, CycleSummary, DecisionMethod, MAX_CYCLE_TRANSACTIONS,
 };
@@ -46,6 +47,10 @@ use crate::shard::{CycleApply, DecisionFacts, GroupId, ShardMap, CONTROL_GROUP};
 /// Back-off after a failed step before the cycle is tried again (a shard
 /// or the control group is not ready, e.g. during start-up or shutdown).
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often a coordinator that does not lead the control group checks
+/// whether it does now.
+const LEADERSHIP_POLL: Duration = Duration::from_millis(200);
 
 /// Consecutive cycles of one window run while each fills its candidate
 /// bound (more is waiting), before other windows get a turn.
@@ -74,6 +79,8 @@ pub struct Coordinator {
     /// Cycles this process started (crash points fire only for these).
     started_here: BTreeSet<u64>,
     crash_at: Option<String>,
+    /// Where applied cycles' wires go (when execution is on).
+    wires: Option<mpsc::Sender<Vec<crate::execution::SettlementInstruction>>>,
 }
 
 fn now_us() -> u64 {
@@ -137,6 +144,7 @@ impl Coordinator {
             config,
             started_here: BTreeSet::new(),
             crash_at: std::env::var(CRASH_AT_ENV).ok(),
+            wires: None,
         }
     }
 
@@ -150,6 +158,24 @@ impl Coordinator {
 
     /// Runs until the inbox closes (the node is stopping).
     pub async fn run(mut self, mut inbox: mpsc::Receiver<CoordinatorMsg>) {
+        // In a cluster only the control group's leader coordinates.
+        while !self.leads() {
+            glommio::timer::sleep(LEADERSHIP_POLL).await;
+            if let Ok(CoordinatorMsg::Run { reply, .. }) = inbox.try_recv() {
+                let _ = reply.send(Err(self.not_leader()));
+            }
+        }
+        if let Some(config) = self.config.wires.clone() {
+            let (tx, rx) = mpsc::channel(super::wires::WIRES_INBOX_CYCLES_MAX);
+            glommio::spawn_local(super::wires::run(
+                config,
+                self.router.clone(),
+                self.shards.clone(),
+                rx,
+            ))
+            .detach();
+            self.wires = Some(tx);
+        }
         let registry = self.state.borrow().registry();
         self.open_accounts(registry.iter().cloned().collect()).await;
         self.recover().await;
@@ -173,6 +199,16 @@ impl Coordinator {
                         queue.push_back((w, None));
                     }
                 }
+            }
+            if !self.leads() {
+                // A follower: scheduled work waits, requests are refused.
+                for (_, reply) in queue.drain(..) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(self.not_leader()));
+                    }
+                }
+                glommio::timer::sleep(LEADERSHIP_POLL).await;
+                continue;
             }
             if let Some((window, reply)) = queue.pop_front() {
                 let outcome = self.run_cycle(window).await;
@@ -213,6 +249,20 @@ impl Coordinator {
                 Some(None) => return,
                 None => {}
             }
+        }
+    }
+
+    /// Whether this node leads the control group now.
+    fn leads(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.current_leader == Some(m.id)
+    }
+
+    fn not_leader(&self) -> ShardError {
+        ShardError::NotLeader {
+            group: CONTROL_GROUP,
+            leader: self.raft.metrics().borrow_watched().current_leader,
         }
     }
 
@@ -497,14 +547,16 @@ impl Coordinator {
             .map(|&g| {
                 let currency = self.shards.currency_of(g).expect("a shard currency");
                 let shard = legs.remove(&currency).unwrap_or_default();
+                let confirm = self.wires.is_none();
                 (
                     g,
                     CycleApply {
                         cycle_id,
                         decision: facts,
-                        confirm: self.config.confirm_on_apply,
+                        confirm,
                         legs: shard.legs,
-                        credits: shard.credits,
+                        credits: if confirm { shard.credits } else { Vec::new() },
+                        incoming: if confirm { Vec::new() } else { shard.incoming },
                     },
                 )
             })
@@ -524,6 +576,15 @@ impl Coordinator {
             outcome?;
         }
         laps.lap("apply");
+        if let (Some(wires), Some(inst)) = (&self.wires, &inst) {
+            let sent = super::wires::instructions(&record, |t| inst.transactions[t].receive_amount);
+            if !sent.is_empty() && wires.send(sent).await.is_err() {
+                warn!(
+                    cycle_id,
+                    "the wires task stopped: the wires go out after a restart"
+                );
+            }
+        }
         self.crash_point("applied", cycle_id);
         self.write_cycle(CycleCommand::Complete {
             leader_ts_us: now_us(),

@@ -479,11 +479,13 @@ pub fn defer_reasons(inst: &Instance, settled: &[bool]) -> Vec<DeferReason> {
 }
 
 /// One shard's legs of a decision: one leg per candidate (in candidate
-/// order) and the credits of its currency summed per creditor.
+/// order) and the credits of its currency, summed per creditor (final at
+/// once) and per batch (when each batch's wire decides).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardLegs {
     pub legs: Vec<Leg>,
     pub credits: Vec<(ParticipantId, u64)>,
+    pub incoming: Vec<(u32, ParticipantId, u64)>,
 }
 
 /// Splits a decision into every shard's legs, by currency. `inst` gives
@@ -495,12 +497,18 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
         .map(|c| (c.currency, ShardLegs::default()))
         .collect();
     let mut credits: BTreeMap<(Currency, ParticipantId), u64> = BTreeMap::new();
+    let mut batches: BTreeMap<(Currency, u32), (ParticipantId, u64)> = BTreeMap::new();
     for (t, (tx, outcome)) in record.transactions.iter().zip(&record.outcomes).enumerate() {
         let leg = match *outcome {
             CycleOutcome::Settled { batch } => {
                 let inst = inst.expect("an instance when something settled");
                 let receive_amount = inst.transactions[t].receive_amount;
                 *credits.entry((tx.receive, tx.creditor)).or_default() += receive_amount;
+                let slot = batches
+                    .entry((tx.receive, batch))
+                    .or_insert((tx.creditor, 0));
+                assert_eq!(slot.0, tx.creditor, "a batch pays one creditor");
+                slot.1 += receive_amount;
                 Leg::Settled {
                     batch,
                     receive_amount,
@@ -515,6 +523,12 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
             .or_default()
             .credits
             .push((creditor, amount));
+    }
+    for ((currency, batch), (creditor, amount)) in batches {
+        out.entry(currency)
+            .or_default()
+            .incoming
+            .push((batch, creditor, amount));
     }
     out
 }

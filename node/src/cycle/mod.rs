@@ -8,6 +8,8 @@
 //! - [`instance`]: a record as the solver's instance and solution files
 //!   (the same function for deciding and for auditing).
 //! - [`fx`]: the cycle parameters the control group holds.
+//! - [`wires`]: every batch of an applied cycle as a wire for the
+//!   execution engine, and the rails' answers back into the shards' logs.
 //! - [`wire`], [`client`], [`audit`]: the operator's side: control
 //!   messages over TCP, the CLI's client, audit trails and re-costing.
 //!
@@ -23,6 +25,7 @@ pub mod decide;
 pub mod fx;
 pub mod instance;
 pub mod wire;
+pub mod wires;
 
 use std::time::Duration;
 
@@ -123,8 +126,10 @@ pub struct CycleConfig {
     pub candidates_max: usize,
     /// A fixed solver budget instead of one that grows with the candidates.
     pub solver_budget: Option<Duration>,
-    /// A cycle's settlement is final when applied (no execution step).
-    pub confirm_on_apply: bool,
+    /// Send every batch as a wire over the (simulated) payment rails; a
+    /// settlement is final when its wire is confirmed. `None`: final when
+    /// applied.
+    pub wires: Option<wires::WiresConfig>,
 }
 
 impl Default for CycleConfig {
@@ -138,7 +143,7 @@ impl Default for CycleConfig {
             ],
             candidates_max: MAX_CYCLE_TRANSACTIONS,
             solver_budget: None,
-            confirm_on_apply: true,
+            wires: None,
         }
     }
 }

@@ -157,6 +157,8 @@ fn balance(participant: ParticipantId, currency: settle_codec::Currency, a: &Acc
         deposited: a.deposited,
         credited: a.credited,
         debited: a.debited,
+        refunded: a.refunded,
+        incoming: a.incoming,
     }
 }
 

@@ -11,7 +11,7 @@ use settle_codec::{LookupItem, ParticipantId, Transaction, TxResult, Window};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::participants::Participant;
-use crate::shard::{Account, CycleApply, GroupId, CONTROL_GROUP};
+use crate::shard::{Account, BatchOutcome, CycleApply, GroupId, IncomingBatch, CONTROL_GROUP};
 
 /// Requests queued per shard before senders wait. At up to 8,192
 /// transactions per request this bounds a shard's inbox to a few entries'
@@ -87,6 +87,11 @@ pub enum ShardMsg {
         apply: CycleApply,
         reply: oneshot::Sender<Result<TxResult, ShardError>>,
     },
+    /// Record rails' final answers (idempotent by batch).
+    Execution {
+        outcomes: Vec<BatchOutcome>,
+        reply: oneshot::Sender<Result<(), ShardError>>,
+    },
 }
 
 /// A shard's cycle bookkeeping, read on its leader.
@@ -96,6 +101,8 @@ pub struct ShardStatus {
     pub waiting: [u64; 4],
     pub open_cycles: Vec<u64>,
     pub last_applied_cycle: u64,
+    /// Batches in flight on a rail whose credit this shard holds.
+    pub incoming: Vec<IncomingBatch>,
 }
 
 /// A closed cycle as one shard froze it.
@@ -328,6 +335,16 @@ impl ShardRouter {
             reply,
         })
         .await?
+    }
+
+    /// Records rails' final answers in one shard.
+    pub async fn execution(
+        &self,
+        group: GroupId,
+        outcomes: Vec<BatchOutcome>,
+    ) -> Result<(), ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Execution { outcomes, reply })
+            .await?
     }
 
     /// Applies a cycle's legs in one shard.

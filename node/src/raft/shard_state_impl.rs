@@ -7,7 +7,7 @@ use rkyv::rancor;
 use super::state_machine::GroupState;
 use super::type_config::ShardReply;
 use crate::shard::command::{access, ArchivedShardCommand};
-use crate::shard::{CycleApply, ShardState};
+use crate::shard::{BatchOutcome, CycleApply, ShardState};
 
 impl GroupState for ShardState {
     fn apply(
@@ -82,6 +82,19 @@ impl GroupState for ShardState {
                 reply
                     .results
                     .push(self.apply_cycle(log_index, leader_ts_us.to_native(), &apply));
+            }
+            ArchivedShardCommand::Execution {
+                leader_ts_us,
+                outcomes,
+            } => {
+                let outcomes = rkyv::deserialize::<Vec<BatchOutcome>, rancor::Error>(outcomes)
+                    .map_err(|e| e.to_string())?;
+                self.apply_execution(
+                    log_index,
+                    leader_ts_us.to_native(),
+                    &outcomes,
+                    &mut reply.results,
+                );
             }
         }
         Ok(())

@@ -12,7 +12,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use settle_codec::messages::MAX_CYCLE_TRANSACTIONS;
 use settle_codec::{ParticipantId, Transaction, Window};
 
-use super::cycles::CycleApply;
+use super::cycles::{BatchOutcome, CycleApply};
 
 /// Most transactions in one log entry: everything that reached a shard
 /// leader while the previous append was in flight, up to this bound, which
@@ -24,6 +24,9 @@ pub const APPLY_CREDITS_MAX: usize = 2 * MAX_CYCLE_TRANSACTIONS;
 
 /// Most accounts opened by one entry (a registry is opened in chunks).
 pub const OPENINGS_MAX: usize = 4_096;
+
+/// Most wire outcomes in one entry: the execution engine's pending bound.
+pub const EXECUTION_OUTCOMES_MAX: usize = 4_096;
 
 /// A command in a shard's log.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -60,6 +63,11 @@ pub enum ShardCommand {
         leader_ts_us: u64,
         apply: CycleApply,
     },
+    /// Payment rails' final answers for batches in flight.
+    Execution {
+        leader_ts_us: u64,
+        outcomes: Vec<BatchOutcome>,
+    },
 }
 
 /// A payload that failed validation: only a bug or a corrupt replica can
@@ -93,6 +101,9 @@ pub fn encode(command: &ShardCommand) -> AlignedVec<16> {
             assert!(apply.credits.len() <= APPLY_CREDITS_MAX);
         }
         ShardCommand::Open { openings, .. } => assert!(openings.len() <= OPENINGS_MAX),
+        ShardCommand::Execution { outcomes, .. } => {
+            assert!(outcomes.len() <= EXECUTION_OUTCOMES_MAX)
+        }
         _ => {}
     }
     rkyv::to_bytes::<rancor::Error>(command)
@@ -112,6 +123,11 @@ pub fn access(bytes: &[u8]) -> Result<&ArchivedShardCommand, CommandError> {
         }
         ArchivedShardCommand::Open { openings, .. } if openings.len() > OPENINGS_MAX => {
             Err(CommandError::TooLarge(openings.len()))
+        }
+        ArchivedShardCommand::Execution { outcomes, .. }
+            if outcomes.len() > EXECUTION_OUTCOMES_MAX =>
+        {
+            Err(CommandError::TooLarge(outcomes.len()))
         }
         ArchivedShardCommand::CycleApply { apply, .. }
             if apply.legs.len() > MAX_CYCLE_TRANSACTIONS
@@ -177,6 +193,7 @@ mod tests {
                 receive_amount: 5,
             }],
             credits: vec![(ParticipantId(9), 5)],
+            incoming: vec![(2, ParticipantId(9), 5)],
         };
         let command = ShardCommand::CycleApply {
             leader_ts_us: 8,

@@ -95,8 +95,50 @@ pub struct CycleApply {
     pub confirm: bool,
     /// One per candidate, in candidate order.
     pub legs: Vec<Leg>,
-    /// Credits in this shard's currency, one per creditor (summed).
+    /// Credits in this shard's currency, one per creditor (summed), final
+    /// now (no execution step follows).
     pub credits: Vec<(ParticipantId, u64)>,
+    /// Credits in this shard's currency waiting for their wire, one per
+    /// batch: (batch, creditor, amount). Not spendable until confirmed.
+    pub incoming: Vec<(u32, ParticipantId, u64)>,
+}
+
+/// What a payment rail finally did with one batch's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct BatchOutcome {
+    pub cycle_id: u64,
+    pub batch: u32,
+    /// Confirmed by a rail; else failed after `attempts` and reversed.
+    pub confirmed: bool,
+    pub attempts: u32,
+}
+
+/// Where a settled transaction's wire is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Execution {
+    /// Final when applied (no execution step), or not settled.
+    #[default]
+    Final,
+    /// Sent to a rail, not yet confirmed.
+    InFlight,
+    /// Confirmed by a rail, recorded at this entry.
+    Confirmed { log_index: u64, at_us: u64 },
+    /// Failed on every rail after `attempts`; reversed at this entry.
+    Reversed {
+        log_index: u64,
+        at_us: u64,
+        attempts: u32,
+    },
+}
+
+/// A batch whose wire is in flight, as its creditor's shard holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncomingBatch {
+    pub cycle_id: u64,
+    pub batch: u32,
+    pub creditor: ParticipantId,
+    pub amount: u64,
 }
 
 impl ShardState {
@@ -213,6 +255,22 @@ impl ShardState {
             let d = &mut delta.entry(p.0).or_default().0;
             *d = d.saturating_add(amount);
         }
+        let mut incoming: BTreeMap<u32, u64> = BTreeMap::new();
+        for &(_, p, amount) in &apply.incoming {
+            let d = incoming.entry(p.0).or_default();
+            *d = d.saturating_add(amount);
+        }
+        for (&p, &amount) in &incoming {
+            let now = self.accounts.get(&p).map_or(0, |a| a.incoming);
+            if now.saturating_add(amount) > BALANCE_MAX {
+                tracing::error!(
+                    cycle = apply.cycle_id,
+                    participant = p,
+                    "cycle apply refused: incoming beyond BALANCE_MAX"
+                );
+                return TxResult::Conflict;
+            }
+        }
         for (&p, &(credit, debit)) in &delta {
             let balance = self.accounts.get(&p).map_or(0, |a| a.balance) as i128;
             let after = balance + credit as i128 - debit as i128;
@@ -239,6 +297,13 @@ impl ShardState {
             account.balance = account.balance + credit - debit;
             debug_assert!(account.is_consistent());
         }
+        for (&p, &amount) in &incoming {
+            self.accounts.entry(p).or_default().incoming += amount;
+        }
+        for &(batch, creditor, amount) in &apply.incoming {
+            self.in_flight
+                .insert((apply.cycle_id, batch), (creditor, amount));
+        }
         let slot = window_slot(open.window);
         for (id, leg) in open.candidates.iter().zip(&apply.legs) {
             let record = self.records.get_mut(id).expect("candidates are records");
@@ -255,7 +320,16 @@ impl ShardState {
                     record.receive_amount = receive_amount;
                     self.pending_count -= 1;
                     self.settled_total += 1;
-                    self.expiry.push_back((at_us, *id));
+                    if apply.confirm {
+                        self.expiry.push_back((at_us, *id));
+                    } else {
+                        // Expirable once its wire is final.
+                        record.execution = Execution::InFlight;
+                        self.out_flight
+                            .entry((apply.cycle_id, batch))
+                            .or_default()
+                            .push(*id);
+                    }
                 }
                 Leg::Deferred { reason } => {
                     let previous = record.deferred_in;
@@ -283,6 +357,91 @@ impl ShardState {
         }
         self.last_applied_cycle = self.last_applied_cycle.max(apply.cycle_id);
         TxResult::Created
+    }
+}
+
+impl ShardState {
+    /// Applies rails' final answers. For each batch: this shard's
+    /// transactions in it become confirmed (or failed and reversed: their
+    /// debits are refunded), and if this shard holds the batch's incoming
+    /// credit it becomes balance (or is dropped). One result per outcome:
+    /// Created when something here changed, Duplicate when nothing did
+    /// (another shard's batch, or applied before).
+    pub fn apply_execution(
+        &mut self,
+        log_index: u64,
+        leader_ts_us: u64,
+        outcomes: &[BatchOutcome],
+        results: &mut Vec<TxResult>,
+    ) {
+        self.advance(log_index, leader_ts_us);
+        let at_us = self.clock_us;
+        for o in outcomes {
+            let key = (o.cycle_id, o.batch);
+            let mut changed = false;
+            if let Some(ids) = self.out_flight.remove(&key) {
+                changed = true;
+                for id in ids {
+                    let record = self
+                        .records
+                        .get_mut(&id)
+                        .expect("in-flight ids are records");
+                    assert_eq!(record.execution, Execution::InFlight);
+                    if o.confirmed {
+                        record.execution = Execution::Confirmed { log_index, at_us };
+                    } else {
+                        record.execution = Execution::Reversed {
+                            log_index,
+                            at_us,
+                            attempts: o.attempts,
+                        };
+                        record.status = TxStatus::Failed;
+                        let (debtor, amount) = (record.tx.debtor.0, record.tx.amount);
+                        let account = self.accounts.entry(debtor).or_default();
+                        account.refunded += amount;
+                        account.balance += amount;
+                        debug_assert!(account.is_consistent());
+                    }
+                    self.expiry.push_back((at_us, id));
+                }
+            }
+            if let Some((creditor, amount)) = self.in_flight.remove(&key) {
+                changed = true;
+                let account = self.accounts.entry(creditor.0).or_default();
+                assert!(account.incoming >= amount, "incoming covers its batches");
+                account.incoming -= amount;
+                if o.confirmed {
+                    account.credited += amount;
+                    account.balance += amount;
+                }
+                debug_assert!(account.is_consistent());
+            }
+            results.push(if changed {
+                TxResult::Created
+            } else {
+                TxResult::Duplicate
+            });
+        }
+    }
+
+    /// Batches whose wire is in flight and whose credit this shard holds.
+    pub fn incoming_batches(&self) -> Vec<IncomingBatch> {
+        self.in_flight
+            .iter()
+            .map(|(&(cycle_id, batch), &(creditor, amount))| IncomingBatch {
+                cycle_id,
+                batch,
+                creditor,
+                amount,
+            })
+            .collect()
+    }
+
+    /// This shard's transactions in a batch whose wire is in flight.
+    pub fn outgoing_batch(&self, cycle_id: u64, batch: u32) -> &[u128] {
+        self.out_flight
+            .get(&(cycle_id, batch))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -384,6 +543,7 @@ pub(crate) mod tests {
                 settle(1, 10),
             ],
             credits: vec![(ParticipantId(2), 70)],
+            incoming: vec![],
         };
         assert_eq!(s.apply_cycle(4, 40, &apply), TxResult::Created);
         assert_eq!(s.account(ParticipantId(1)).balance, 30);
@@ -448,6 +608,7 @@ pub(crate) mod tests {
             confirm: true,
             legs: vec![settle(1, 60), settle(1, 50), settle(1, 10)],
             credits: vec![(ParticipantId(2), 120)],
+            incoming: vec![],
         };
         assert_eq!(s.apply_cycle(4, 40, &greedy), TxResult::Conflict);
         assert_eq!(s.account(ParticipantId(1)).balance, 100);
@@ -475,6 +636,7 @@ pub(crate) mod tests {
             confirm: true,
             legs: vec![settle(1, 60), settle(1, 50), settle(1, 10)],
             credits: vec![(ParticipantId(2), 120)],
+            incoming: vec![],
         };
         assert_eq!(s.apply_cycle(5, 40, &apply), TxResult::Created);
         assert_eq!(s.account(ParticipantId(1)).balance, 80);
@@ -493,9 +655,94 @@ pub(crate) mod tests {
                 cycle_id: 2,
                 legs: vec![],
                 credits: vec![],
+                incoming: vec![],
                 ..apply
             },
         );
         assert!(s.cycle_notes.is_empty());
+    }
+
+    #[test]
+    fn wires_confirm_or_reverse_and_money_in_flight_is_never_spent() {
+        let mut s = funded();
+        s.apply_close(3, 30, 1, Window::Rtgs, 10);
+        let apply = CycleApply {
+            cycle_id: 1,
+            decision: facts(7),
+            confirm: false,
+            legs: vec![
+                settle(1, 60),
+                Leg::Deferred {
+                    reason: DeferReason::Liquidity { short: 10 },
+                },
+                settle(2, 10),
+            ],
+            credits: vec![],
+            incoming: vec![(1, ParticipantId(2), 60), (2, ParticipantId(2), 10)],
+        };
+        assert_eq!(s.apply_cycle(4, 40, &apply), TxResult::Created);
+        let (a1, a2) = (s.account(ParticipantId(1)), s.account(ParticipantId(2)));
+        assert_eq!((a1.balance, a1.debited), (30, 70));
+        assert_eq!(
+            (a2.balance, a2.incoming),
+            (0, 70),
+            "not spendable before the wire"
+        );
+        assert_eq!(s.outgoing_batch(1, 1), &[11]);
+        assert_eq!(s.incoming_batches().len(), 2);
+        let kinds = |s: &ShardState, id| -> Vec<TxEventKind> {
+            s.events(id, 1).iter().map(|e| e.kind).collect()
+        };
+        assert_eq!(
+            kinds(&s, 11).last(),
+            Some(&TxEventKind::SettlementInitiated)
+        );
+
+        let outcomes = [
+            BatchOutcome {
+                cycle_id: 1,
+                batch: 1,
+                confirmed: true,
+                attempts: 1,
+            },
+            BatchOutcome {
+                cycle_id: 1,
+                batch: 2,
+                confirmed: false,
+                attempts: 4,
+            },
+        ];
+        let mut results = Vec::new();
+        s.apply_execution(5, 50, &outcomes, &mut results);
+        assert_eq!(results, vec![TxResult::Created, TxResult::Created]);
+        let (a1, a2) = (s.account(ParticipantId(1)), s.account(ParticipantId(2)));
+        assert_eq!(
+            (a1.balance, a1.refunded),
+            (40, 10),
+            "the failed wire's debit comes back"
+        );
+        assert_eq!((a2.balance, a2.credited, a2.incoming), (60, 60, 0));
+        assert!(a1.is_consistent() && a2.is_consistent());
+        assert_eq!(s.balance_total() + u128::from(a2.incoming), 100);
+        assert_eq!(s.record(13).unwrap().status, TxStatus::Failed);
+        assert_eq!(
+            kinds(&s, 13)[5..],
+            [
+                TxEventKind::SettlementInitiated,
+                TxEventKind::SettlementFailed,
+                TxEventKind::SettlementReversed
+            ]
+        );
+        assert_eq!(
+            kinds(&s, 11).last(),
+            Some(&TxEventKind::SettlementConfirmed)
+        );
+        let confirmed = s.events(11, 1).pop().unwrap();
+        assert_eq!((confirmed.entry_index, confirmed.at_us), (5, 50));
+        // The same answers again change nothing.
+        let mut again = Vec::new();
+        s.apply_execution(6, 60, &outcomes, &mut again);
+        assert_eq!(again, vec![TxResult::Duplicate, TxResult::Duplicate]);
+        assert_eq!(s.account(ParticipantId(1)).balance, 40);
     }
 }

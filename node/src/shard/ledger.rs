@@ -1,6 +1,9 @@
 //! Balances of a shard's currency: opening balances, deposits, and the
 //! totals that explain every balance (`balance = opening + deposited +
-//! credited - debited`).
+//! credited + refunded - debited`). Money a cycle sends over a payment rail
+//! is `incoming` for its creditor until the rail confirms the wire (then
+//! `credited`), or refunded to its debtor if the wire fails: nobody can
+//! spend money in flight, so a reversal never overdraws anyone.
 //!
 //! Funding only adds. Openings are keyed by participant (the participants
 //! file is read again at every start: its balances open an account once,
@@ -31,12 +34,19 @@ pub struct Account {
     pub deposited: u64,
     pub credited: u64,
     pub debited: u64,
+    /// Debits given back because their wire failed.
+    pub refunded: u64,
+    /// Credits whose wire is not confirmed yet (not part of `balance`).
+    pub incoming: u64,
 }
 
 impl Account {
     /// The invariant every change keeps.
     pub fn is_consistent(&self) -> bool {
-        let income = self.opening as u128 + self.deposited as u128 + self.credited as u128;
+        let income = self.opening as u128
+            + self.deposited as u128
+            + self.credited as u128
+            + self.refunded as u128;
         income >= self.debited as u128 && income - self.debited as u128 == self.balance as u128
     }
 }

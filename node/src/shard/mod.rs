@@ -15,7 +15,9 @@ pub mod table;
 
 use settle_codec::Currency;
 
-pub use cycles::{CycleApply, DecisionFacts, Leg, OpenCycle};
+pub use cycles::{
+    BatchOutcome, CycleApply, DecisionFacts, Execution, IncomingBatch, Leg, OpenCycle,
+};
 pub use ledger::{Account, Funding};
 pub use state::{ShardState, TxRecord};
 

@@ -202,6 +202,7 @@ fn status(state: &ShardState) -> ShardStatus {
         waiting: Window::ALL.map(|w| state.waiting_count(w) as u64),
         open_cycles: state.open_cycle_ids(),
         last_applied_cycle: state.last_applied_cycle(),
+        incoming: state.incoming_batches(),
     }
 }
 
@@ -335,6 +336,24 @@ async fn control_entry(
             let outcome = write(group, &raft, &command)
                 .await
                 .and_then(|r| single(group, r));
+            let _ = reply.send(outcome);
+        }
+        ShardMsg::Execution { outcomes, reply } => {
+            let count = outcomes.len();
+            let command = ShardCommand::Execution {
+                leader_ts_us,
+                outcomes,
+            };
+            let outcome = write(group, &raft, &command).await.and_then(|r| {
+                if r.len() == count {
+                    Ok(())
+                } else {
+                    Err(ShardError::Internal {
+                        group,
+                        message: format!("{} results for {count} wire outcomes", r.len()),
+                    })
+                }
+            });
             let _ = reply.send(outcome);
         }
         ShardMsg::Submit { .. }

@@ -10,7 +10,7 @@
 use settle_codec::tx::DeferReason;
 use settle_codec::{Currency, ParticipantId, Transaction, TxEventKind, TxStatus, Window};
 
-use super::cycles::{CycleNote, DecisionFacts, OpenCycle};
+use super::cycles::{CycleNote, DecisionFacts, Execution, OpenCycle};
 use super::ledger::{Account, Deposit};
 use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, DEDUP_EVENTS_KEPT};
 
@@ -18,14 +18,18 @@ use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, DEDUP_EVENTS_K
 const SNAPSHOT_VERSION: u8 = 2;
 /// Bytes of one encoded record: transaction 45, accepted index 8, at 8,
 /// status 1, seq 8, candidate_of 8, deferred_in 8, defer reason 9,
-/// deferrals 4, settled_in 8, batch 4, receive amount 8.
-const RECORD_BYTES: usize = 119;
+/// deferrals 4, settled_in 8, batch 4, receive amount 8, execution 21.
+const RECORD_BYTES: usize = 140;
 /// Bytes of one expiry queue item: time 8, id 16.
 const EXPIRY_BYTES: usize = 24;
 /// Bytes of one extra event: kind 1, log index 8, at 8.
 const EVENT_BYTES: usize = 17;
-/// Bytes of one account: participant 4, five amounts, opened 1.
-const ACCOUNT_BYTES: usize = 45;
+/// Bytes of one account: participant 4, seven amounts, opened 1.
+const ACCOUNT_BYTES: usize = 61;
+/// Bytes of one incoming batch: cycle 8, batch 4, creditor 4, amount 8.
+const INCOMING_BYTES: usize = 24;
+/// Least bytes of one outgoing batch: cycle 8, batch 4, count 8.
+const OUTGOING_BYTES_MIN: usize = 20;
 /// Bytes of one deposit: id 16, participant 4, amount 8, index 8, at 8.
 const DEPOSIT_BYTES: usize = 44;
 /// Least bytes of one open cycle: id, window, index, at, two counts.
@@ -79,6 +83,11 @@ impl ShardState {
             w.u64(r.settled_in);
             w.u32(r.batch);
             w.u64(r.receive_amount);
+            let (tag, index, at, attempts) = codes::execution_tag(r.execution);
+            w.u8(tag);
+            w.u64(index);
+            w.u64(at);
+            w.u32(attempts);
         }
         w.u64(self.expiry.len() as u64);
         for &(at, id) in &self.expiry {
@@ -100,7 +109,15 @@ impl ShardState {
         w.u64(self.accounts.len() as u64);
         for (&p, a) in &self.accounts {
             w.u32(p);
-            for v in [a.balance, a.opening, a.deposited, a.credited, a.debited] {
+            for v in [
+                a.balance,
+                a.opening,
+                a.deposited,
+                a.credited,
+                a.debited,
+                a.refunded,
+                a.incoming,
+            ] {
                 w.u64(v);
             }
             w.u8(u8::from(a.opened));
@@ -160,6 +177,22 @@ impl ShardState {
             w.u8(u8::from(n.confirmed));
             w.u64(n.refs);
         }
+        w.u64(self.in_flight.len() as u64);
+        for (&(cycle, batch), &(creditor, amount)) in &self.in_flight {
+            w.u64(cycle);
+            w.u32(batch);
+            w.u32(creditor.0);
+            w.u64(amount);
+        }
+        w.u64(self.out_flight.len() as u64);
+        for (&(cycle, batch), ids) in &self.out_flight {
+            w.u64(cycle);
+            w.u32(batch);
+            w.u64(ids.len() as u64);
+            for &id in ids {
+                w.u128(id);
+            }
+        }
         w.0
     }
 
@@ -210,6 +243,7 @@ impl ShardState {
                 settled_in: r.u64()?,
                 batch: r.u32()?,
                 receive_amount: r.u64()?,
+                execution: codes::execution_from(r.u8()?, r.u64()?, r.u64()?, r.u32()?)?,
             };
             if s.records.insert(tx.id, record).is_some() {
                 return Err(format!("shard snapshot lists transaction {} twice", tx.id));
@@ -251,6 +285,8 @@ impl ShardState {
                 deposited: r.u64()?,
                 credited: r.u64()?,
                 debited: r.u64()?,
+                refunded: r.u64()?,
+                incoming: r.u64()?,
                 opened: r.bool()?,
             };
             if !account.is_consistent() {
@@ -332,6 +368,26 @@ impl ShardState {
             };
             if s.cycle_notes.insert(id, note).is_some() {
                 return Err(format!("shard snapshot lists cycle note {id} twice"));
+            }
+        }
+        let count = r.count(INCOMING_BYTES)?;
+        for _ in 0..count {
+            let key = (r.u64()?, r.u32()?);
+            let value = (ParticipantId(r.u32()?), r.u64()?);
+            if s.in_flight.insert(key, value).is_some() {
+                return Err(format!("shard snapshot lists incoming batch {key:?} twice"));
+            }
+        }
+        let count = r.count(OUTGOING_BYTES_MIN)?;
+        for _ in 0..count {
+            let key = (r.u64()?, r.u32()?);
+            let n = r.count(16)?;
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                ids.push(r.u128()?);
+            }
+            if s.out_flight.insert(key, ids).is_some() {
+                return Err(format!("shard snapshot lists outgoing batch {key:?} twice"));
             }
         }
         if r.pos != bytes.len() {
@@ -534,6 +590,38 @@ mod codes {
         }))
     }
 
+    pub(super) fn execution_tag(e: Execution) -> (u8, u64, u64, u32) {
+        match e {
+            Execution::Final => (0, 0, 0, 0),
+            Execution::InFlight => (1, 0, 0, 0),
+            Execution::Confirmed { log_index, at_us } => (2, log_index, at_us, 0),
+            Execution::Reversed {
+                log_index,
+                at_us,
+                attempts,
+            } => (3, log_index, at_us, attempts),
+        }
+    }
+
+    pub(super) fn execution_from(
+        tag: u8,
+        log_index: u64,
+        at_us: u64,
+        attempts: u32,
+    ) -> Result<Execution, String> {
+        Ok(match tag {
+            0 => Execution::Final,
+            1 => Execution::InFlight,
+            2 => Execution::Confirmed { log_index, at_us },
+            3 => Execution::Reversed {
+                log_index,
+                at_us,
+                attempts,
+            },
+            _ => return Err(format!("shard snapshot: unknown execution code {tag}")),
+        })
+    }
+
     pub(super) fn event_tag(k: TxEventKind) -> u8 {
         match k {
             TxEventKind::TransactionSubmitted => 0,
@@ -603,7 +691,7 @@ mod tests {
             &CycleApply {
                 cycle_id: 1,
                 decision: facts(3),
-                confirm: true,
+                confirm: false,
                 legs: vec![
                     Leg::Settled {
                         batch: 1,
@@ -615,7 +703,8 @@ mod tests {
                         },
                     },
                 ],
-                credits: vec![(ParticipantId(2), 60)],
+                credits: vec![],
+                incoming: vec![(1, ParticipantId(2), 60)],
             },
         );
         s.apply_close(8, 2_400, 2, Window::T1, 3);
@@ -669,6 +758,15 @@ mod tests {
                 state.apply_deposit(12, 3_200, 9, ParticipantId(1), 5),
                 settle_codec::TxResult::Duplicate
             );
+            let confirm = crate::shard::BatchOutcome {
+                cycle_id: 1,
+                batch: 1,
+                confirmed: true,
+                attempts: 1,
+            };
+            let mut results = Vec::new();
+            state.apply_execution(13, 3_300, &[confirm], &mut results);
+            assert_eq!(results, vec![settle_codec::TxResult::Created]);
         }
         assert_eq!(a.encode_snapshot(), b.encode_snapshot());
     }

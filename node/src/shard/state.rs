@@ -14,9 +14,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 use settle_codec::tx::{Actor, DeferReason, EventDetail};
-use settle_codec::{Transaction, TxEvent, TxEventKind, TxResult, TxStatus, Window, MAX_TX_EVENTS};
+use settle_codec::{
+    ParticipantId, Transaction, TxEvent, TxEventKind, TxResult, TxStatus, Window, MAX_TX_EVENTS,
+};
 
-use super::cycles::{CycleNote, OpenCycle};
+use super::cycles::{CycleNote, Execution, OpenCycle};
 use super::ledger::{Account, Deposit};
 use super::table::Table;
 use super::GroupId;
@@ -54,6 +56,8 @@ pub struct TxRecord {
     pub settled_in: u64,
     pub batch: u32,
     pub receive_amount: u64,
+    /// Where its wire is, once settled.
+    pub execution: Execution,
 }
 
 impl TxRecord {
@@ -71,6 +75,7 @@ impl TxRecord {
             settled_in: 0,
             batch: 0,
             receive_amount: 0,
+            execution: Execution::Final,
         }
     }
 
@@ -121,6 +126,11 @@ pub struct ShardState {
     pub(super) cycle_notes: BTreeMap<u64, CycleNote>,
     /// The highest cycle applied here (cycles apply in id order).
     pub(super) last_applied_cycle: u64,
+    /// Batches in flight on a rail whose credit this shard holds:
+    /// (cycle, batch) → (creditor, amount).
+    pub(super) in_flight: BTreeMap<(u64, u32), (ParticipantId, u64)>,
+    /// This shard's transactions in batches in flight: (cycle, batch) → ids.
+    pub(super) out_flight: BTreeMap<(u64, u32), Vec<u128>>,
     pub(super) settled_total: u64,
 }
 
@@ -322,22 +332,51 @@ impl ShardState {
                     fallback: note.decision.is_some_and(|d| d.fallback),
                 };
                 self.cycle_events(&mut events, note, r.settled_in, group, tx, r.batch, detail);
-                let mut settlement = |kind, actor| {
-                    events.push(TxEvent {
-                        batch: r.batch,
-                        ..event(
-                            kind,
-                            note.apply_index,
-                            note.apply_at_us,
-                            r.settled_in,
-                            actor,
-                            detail,
-                        )
-                    })
+                let base = TxEvent {
+                    batch: r.batch,
+                    ..event(
+                        TxEventKind::SettlementInitiated,
+                        note.apply_index,
+                        note.apply_at_us,
+                        r.settled_in,
+                        Actor::Shard,
+                        detail,
+                    )
                 };
-                settlement(TxEventKind::SettlementInitiated, Actor::Shard);
-                if note.confirmed {
-                    settlement(TxEventKind::SettlementConfirmed, Actor::Shard);
+                events.push(base);
+                match r.execution {
+                    Execution::Final if note.confirmed => events.push(TxEvent {
+                        kind: TxEventKind::SettlementConfirmed,
+                        ..base
+                    }),
+                    Execution::Final | Execution::InFlight => {}
+                    Execution::Confirmed { log_index, at_us } => events.push(TxEvent {
+                        kind: TxEventKind::SettlementConfirmed,
+                        entry_index: log_index,
+                        at_us,
+                        actor: Actor::Rail,
+                        ..base
+                    }),
+                    Execution::Reversed {
+                        log_index,
+                        at_us,
+                        attempts,
+                    } => {
+                        let failed = TxEvent {
+                            kind: TxEventKind::SettlementFailed,
+                            entry_index: log_index,
+                            at_us,
+                            actor: Actor::Rail,
+                            detail: EventDetail::Execution { attempts },
+                            ..base
+                        };
+                        events.push(failed);
+                        events.push(TxEvent {
+                            kind: TxEventKind::SettlementReversed,
+                            actor: Actor::Shard,
+                            ..failed
+                        });
+                    }
                 }
             }
         }

@@ -323,18 +323,27 @@ pub fn lookup_all(addr: SocketAddr, ids: &[u128]) -> Vec<LookupItem> {
     items
 }
 
-/// What the trails say moved: per (participant, currency), (credited, debited).
-pub type Moves = BTreeMap<(ParticipantId, Currency), (u64, u64)>;
+/// What the trails say moved, per (participant, currency).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub credited: u64,
+    pub debited: u64,
+    pub refunded: u64,
+}
 
-/// Checks that every transaction is settled exactly once or still waiting,
-/// never both and never twice, and returns the balance moves its trail
-/// records (debit of the amount, credit of the amount received).
+pub type Moves = BTreeMap<(ParticipantId, Currency), Moved>;
+
+/// Checks that every transaction is settled exactly once, or failed and
+/// reversed exactly once, or still waiting — never two of these — and
+/// returns the balance moves its trail records: the debit of its amount,
+/// the credit of what its creditor received once the settlement is
+/// confirmed, the refund of a reversed one. `(moves, settled, failed)`.
 pub fn check_exactly_once(
     items: &[LookupItem],
-    send_of: &BTreeMap<u128, (u32, u32)>,
-) -> (Moves, usize) {
+    parties: &BTreeMap<u128, (u32, u32)>,
+) -> (Moves, usize, usize) {
     let mut moves = Moves::new();
-    let mut settled = 0;
+    let (mut settled, mut failed) = (0, 0);
     for item in items {
         let count = |k: TxEventKind| item.events.iter().filter(|e| e.kind == k).count();
         assert_eq!(
@@ -343,80 +352,110 @@ pub fn check_exactly_once(
             "{:x}: accepted by exactly one shard, once",
             item.id
         );
+        let waiting = matches!(item.status, TxStatus::Pending | TxStatus::Deferred);
+        if waiting {
+            assert_eq!(
+                count(TxEventKind::SettlementInitiated),
+                0,
+                "{:x} waits and is not settled",
+                item.id
+            );
+            continue;
+        }
+        assert_eq!(
+            count(TxEventKind::SettlementInitiated),
+            1,
+            "{:x} settled once",
+            item.id
+        );
+        let e = item
+            .events
+            .iter()
+            .find(|e| e.kind == TxEventKind::SettlementInitiated)
+            .unwrap();
+        let EventDetail::Settle {
+            receive_amount,
+            receive,
+            ..
+        } = e.detail
+        else {
+            panic!("{:x}: a settlement says what was received", item.id)
+        };
+        let (debtor, creditor) = parties[&item.id];
+        moves
+            .entry((ParticipantId(debtor), e.currency))
+            .or_default()
+            .debited += e.amount;
         match item.status {
             TxStatus::Settled => {
                 settled += 1;
+                assert_eq!(count(TxEventKind::SettlementReversed), 0, "{:x}", item.id);
                 assert_eq!(
-                    count(TxEventKind::SettlementInitiated),
+                    count(TxEventKind::SettlementConfirmed),
                     1,
-                    "{:x} settled once",
+                    "{:x}: confirmed once (no wire still in flight)",
                     item.id
                 );
-                let e = item
-                    .events
-                    .iter()
-                    .find(|e| e.kind == TxEventKind::SettlementInitiated)
-                    .unwrap();
-                let EventDetail::Settle {
-                    receive_amount,
-                    receive,
-                    ..
-                } = e.detail
-                else {
-                    panic!("{:x}: a settlement says what was received", item.id)
-                };
-                let (debtor, creditor) = send_of[&item.id];
-                moves
-                    .entry((ParticipantId(debtor), e.currency))
-                    .or_default()
-                    .1 += e.amount;
                 moves
                     .entry((ParticipantId(creditor), receive))
                     .or_default()
-                    .0 += receive_amount;
+                    .credited += receive_amount;
             }
-            TxStatus::Pending | TxStatus::Deferred => {
-                assert_eq!(
-                    count(TxEventKind::SettlementInitiated),
-                    0,
-                    "{:x} waits and is not settled",
-                    item.id
-                );
+            TxStatus::Failed => {
+                failed += 1;
+                assert_eq!(count(TxEventKind::SettlementConfirmed), 0, "{:x}", item.id);
+                assert_eq!(count(TxEventKind::SettlementFailed), 1, "{:x}", item.id);
+                assert_eq!(count(TxEventKind::SettlementReversed), 1, "{:x}", item.id);
+                moves
+                    .entry((ParticipantId(debtor), e.currency))
+                    .or_default()
+                    .refunded += e.amount;
             }
             other => panic!("{:x}: unexpected status {other:?}", item.id),
         }
     }
-    (moves, settled)
+    (moves, settled, failed)
 }
 
 /// Checks every balance against the replay of the funding and the trails:
-/// `balance = opening + deposited + credited - debited`, with credited and
-/// debited equal to what the settled transactions' events say.
+/// `balance = opening + deposited + credited + refunded - debited`, with
+/// credited, debited and refunded equal to what the events say, and no
+/// credit left in flight.
 pub fn check_balances_replay(balances: &[Balance], moves: &Moves) {
     let mut seen = 0;
     for b in balances {
         assert_eq!(
             b.balance as i128,
-            b.opening as i128 + b.deposited as i128 + b.credited as i128 - b.debited as i128,
+            b.opening as i128 + b.deposited as i128 + b.credited as i128 + b.refunded as i128
+                - b.debited as i128,
             "{} {}: the totals explain the balance",
             b.participant,
             b.currency
         );
-        let (credited, debited) = moves
+        assert_eq!(
+            b.incoming, 0,
+            "{} {}: nothing in flight",
+            b.participant, b.currency
+        );
+        let m = moves
             .get(&(b.participant, b.currency))
             .copied()
             .unwrap_or_default();
         assert_eq!(
-            (b.credited, b.debited),
-            (credited, debited),
+            Moved {
+                credited: b.credited,
+                debited: b.debited,
+                refunded: b.refunded,
+            },
+            m,
             "{} {}: the events replay to the balance",
             b.participant,
             b.currency
         );
-        if credited + debited > 0 {
+        if m != Moved::default() {
             seen += 1;
         }
     }
-    let moved = moves.values().filter(|(c, d)| c + d > 0).count();
+    let moved = moves.values().filter(|m| **m != Moved::default()).count();
     assert_eq!(seen, moved, "every account the events move has a balance");
 }
