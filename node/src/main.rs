@@ -224,6 +224,10 @@ struct StartArgs {
     /// Log entries kept behind a snapshot for lagging followers [default: 1000].
     #[arg(long)]
     keep_entries: Option<u64>,
+    /// Leave each group's leadership where elections put it (by default a leader hands its group
+    /// to the group's preferred member, so the shards' leaders are spread over the nodes).
+    #[arg(long)]
+    no_leader_balancing: bool,
 }
 
 #[derive(Args)]
@@ -404,8 +408,14 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     };
     let currencies = args.currencies.or(file.currencies);
     let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    let balance_leaders = !args.no_leader_balancing;
     let cluster = peers
-        .map(|peers| ClusterConfig::new(node_id, peers))
+        .map(|peers| {
+            ClusterConfig::new(node_id, peers).map(|c| ClusterConfig {
+                balance_leaders,
+                ..c
+            })
+        })
         .transpose()?;
     let config = NodeConfig {
         node_id,

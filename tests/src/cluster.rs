@@ -326,6 +326,29 @@ impl Cluster {
         }
     }
 
+    /// Waits until every group is led by its preferred member (ids in
+    /// order, round-robin over groups 0..=shards): the nodes hand leadership
+    /// over shortly after forming or after a restarted node caught up.
+    pub fn wait_balanced(&self, via: u64, groups: u16, timeout: Duration) -> anyhow::Result<()> {
+        let ids = self.ids();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((_, text)) = self.status(via, false) {
+                let balanced = (0..groups)
+                    .all(|g| parse_leader(&text, g) == Some(ids[g as usize % ids.len()]));
+                if balanced {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    bail!("leaders not on their preferred members after {timeout:?}:\n{text}");
+                }
+            } else if Instant::now() > deadline {
+                bail!("no status within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits until every member answers and every group's replicas have the
     /// same applied index and state digest; returns the last status table.
     pub fn wait_converged(&self, via: u64, timeout: Duration) -> anyhow::Result<String> {

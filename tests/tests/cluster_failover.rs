@@ -19,6 +19,12 @@ const FAILOVER_MAX: Duration = Duration::from_secs(5);
 
 const USD_SHARD: u16 = 1;
 
+/// The control group and four shards.
+const GROUPS: u16 = 5;
+
+/// How long the nodes may take to hand every group to its preferred member.
+const BALANCE_MAX: Duration = Duration::from_secs(40);
+
 fn batch(first_id: u128, count: usize, participants: u32) -> Vec<Transaction> {
     let currencies = ["USD", "EUR", "GBP", "JPY"];
     (0..count)
@@ -54,6 +60,7 @@ fn any_node_serves_and_the_cluster_survives_leader_and_follower_crashes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), options()).unwrap();
+    cluster.wait_balanced(1, GROUPS, BALANCE_MAX).unwrap();
     let acked = dir.path().join("acked.txt");
 
     // Every node accepts every request (forwarding to the shards' leaders).
@@ -151,6 +158,11 @@ fn failover_time_over_several_runs() {
     let acked = dir.path().join("acked.txt");
     let mut times = Vec::new();
     for run in 0..4u128 {
+        // A restarted node gets its groups back once it caught up: let that
+        // happen before choosing whom to kill.
+        cluster
+            .wait_balanced(cluster.ids()[0], GROUPS, BALANCE_MAX)
+            .unwrap();
         let leader = cluster
             .wait_leader(cluster.ids()[0], USD_SHARD, None, Duration::from_secs(15))
             .unwrap();

@@ -29,6 +29,9 @@ fn a_wiped_node_rejoins_from_a_snapshot_and_converges() {
         ..ClusterOptions::default()
     };
     let mut cluster = Cluster::start(dir.path(), options).unwrap();
+    cluster
+        .wait_balanced(1, 5, Duration::from_secs(40))
+        .unwrap();
     let leader = cluster
         .wait_leader(1, USD_SHARD, None, Duration::from_secs(10))
         .unwrap();
@@ -83,6 +86,9 @@ fn a_partitioned_minority_acknowledges_nothing_and_heals_without_divergence() {
         ..ClusterOptions::default()
     };
     let cluster = Cluster::start(dir.path(), options).unwrap();
+    cluster
+        .wait_balanced(1, 5, Duration::from_secs(40))
+        .unwrap();
     let minority = cluster
         .wait_leader(1, USD_SHARD, None, Duration::from_secs(10))
         .unwrap();

@@ -39,6 +39,21 @@ const POLL: Duration = Duration::from_millis(10);
 /// How often a node still waiting for its groups to be ready says so.
 const READY_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a core checks whether its groups' leaders sit on their
+/// preferred members.
+const BALANCE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// After handing a group's leadership over, leave that group alone this
+/// long: a preferred member that keeps failing must not make it flap.
+const BALANCE_COOLDOWN: Duration = Duration::from_secs(20);
+
+/// The member that should lead `group`: members in id order, round-robin
+/// over the groups (the control group 0 on the lowest id).
+pub fn preferred_leader(members: &[NodeId], group: GroupId) -> NodeId {
+    assert!(!members.is_empty());
+    members[group as usize % members.len()]
+}
+
 /// Cluster state shared by every core of the node.
 pub struct NodeCluster {
     pub config: ClusterConfig,
@@ -193,6 +208,9 @@ impl CoreCluster {
             .and_then(Option::take)
             .ok_or_else(|| anyhow::anyhow!("core {core} started twice"))?;
         super::server::start(cluster.clone(), handoffs)?;
+        if node.config.balance_leaders && node.config.peers.len() > 1 {
+            glommio::spawn_local(balance_leaders(Rc::downgrade(&cluster))).detach();
+        }
         Ok(cluster)
     }
 
@@ -392,6 +410,53 @@ async fn watch_group<S: GroupState>(
         }
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Hands each group this core leads to its preferred member once that
+/// member has every entry (so the hand-over costs one quick election and no
+/// catch-up), at most once per [`BALANCE_COOLDOWN`] per group.
+async fn balance_leaders(cluster: std::rc::Weak<CoreCluster>) {
+    let mut handed: BTreeMap<GroupId, Instant> = BTreeMap::new();
+    loop {
+        glommio::timer::sleep(BALANCE_INTERVAL).await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        let me = cluster.node.node_id();
+        let members: Vec<NodeId> = cluster.node.config.peers.keys().copied().collect();
+        for (group, name, handle) in cluster.groups() {
+            let preferred = preferred_leader(&members, group);
+            if preferred == me
+                || handed
+                    .get(&group)
+                    .is_some_and(|at| at.elapsed() < BALANCE_COOLDOWN)
+            {
+                continue;
+            }
+            let m = handle.metrics();
+            let caught_up = m.state == openraft::ServerState::Leader
+                && m.last_log_index.is_some()
+                && m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&preferred))
+                    .and_then(|matched| matched.as_ref())
+                    .map(|l| l.index)
+                    == m.last_log_index;
+            if !caught_up {
+                continue;
+            }
+            handed.insert(group, Instant::now());
+            info!(
+                group,
+                name,
+                to = preferred,
+                "handing leadership to the preferred member"
+            );
+            if let Err(e) = handle.trigger_transfer(preferred).await {
+                warn!(group, error = %e, "leadership hand-over failed");
+            }
         }
     }
 }

@@ -31,6 +31,10 @@
 //!   directories everywhere is initialized by the lowest node id, once every
 //!   peer has answered that it is pristine too; a node that finds the cluster
 //!   already formed (a wiped node) joins and is caught up by the leaders.
+//! - **Balance** ([`core`]): the first leader of every group is the node
+//!   that formed the cluster; each leader hands its group to the group's
+//!   preferred member (ids in order, round-robin over groups) once that
+//!   member has caught up, so the shards' leader work is spread.
 //! - **Status** ([`status`]): `settle status --target` asks every core of
 //!   every member for its groups' metrics (and optionally a digest of each
 //!   replica's state).
@@ -62,6 +66,10 @@ pub struct ClusterConfig {
     pub node_id: NodeId,
     /// Peer (Raft) address of every member, this node included.
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Hand each group's leadership to its preferred member (see
+    /// [`core::preferred_leader`]) once that member has caught up, so the
+    /// leaders of different shards sit on different nodes.
+    pub balance_leaders: bool,
 }
 
 /// Why a `--peers` value is not a cluster.
@@ -122,7 +130,11 @@ impl ClusterConfig {
         if !peers.contains_key(&node_id) {
             return Err(PeersError::SelfMissing(node_id));
         }
-        Ok(ClusterConfig { node_id, peers })
+        Ok(ClusterConfig {
+            node_id,
+            peers,
+            balance_leaders: true,
+        })
     }
 
     /// The address this node's peer listener binds.
