@@ -346,6 +346,24 @@ fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
         audit.status.success() && text.contains("VERIFIED"),
         "{text}"
     );
+
+    // The same over HTTP: the cycle re-costed, balances, an idempotent deposit.
+    let get = |path: &str| settle_tests::http_request(http, "GET", path, None).unwrap();
+    let (status, body) = get(&format!("/v1/cycles/{cycle}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"verified\":true"), "{body}");
+    let (status, body) = get("/v1/balances?participant=bank_01");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"credited\":500000"), "{body}");
+    let deposit = r#"{"deposit_id":"77","participant":"bank_01","currency":"USD","amount":5}"#;
+    let post = || settle_tests::http_request(http, "POST", "/v1/deposits", Some(deposit)).unwrap();
+    assert_eq!(post().0, 201);
+    assert_eq!(post().0, 200, "the same deposit id again is a duplicate");
+    let (status, body) = get("/v1/cycles?after=0&max=1000");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"next_cycle_id\""), "{body}");
+    let (status, _) = get("/v1/cycles/999999");
+    assert_eq!(status, 404);
 }
 
 #[test]

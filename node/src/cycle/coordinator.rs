@@ -298,10 +298,15 @@ impl Coordinator {
                 loop {
                     match self.router.open(group, chunk.to_vec()).await {
                         Ok(results) => {
+                            let opened =
+                                results.iter().filter(|r| **r == TxResult::Created).count();
+                            if opened > 0 {
+                                info!(%currency, accounts = opened, "opening balances funded");
+                            }
                             for ((p, amount), r) in chunk.iter().zip(results) {
                                 match r {
                                     TxResult::Created => {
-                                        info!(participant = %p, %currency, amount, "opening balance")
+                                        debug!(participant = %p, %currency, amount, "opening balance")
                                     }
                                     TxResult::Duplicate => {}
                                     other => warn!(
