@@ -333,6 +333,7 @@ async fn open_and_serve(
             // Submits go through the forwarder (to the leader's node when
             // this one does not lead); priority messages stay local.
             inbox.submits = c.interpose_shard(group, inbox.submits);
+            inbox.priority = c.interpose_shard_priority(group, inbox.priority);
         }
         glommio::spawn_local(proposer::run(group, raft.clone(), state, inbox)).detach();
         shutdowns.push(Box::pin(async move {

@@ -39,6 +39,10 @@ pub struct ClusterOptions {
     pub proxied: bool,
     /// More `settle start` flags for every node.
     pub extra_args: Vec<String>,
+    /// Run the nodes' scheduled settlement cycles (off by default: most
+    /// tests compare replicas once the load has stopped, and cycles keep
+    /// writing).
+    pub cycles: bool,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +53,7 @@ impl Default for ClusterOptions {
             participants: 16,
             proxied: false,
             extra_args: Vec::new(),
+            cycles: false,
         }
     }
 }
@@ -159,6 +164,7 @@ impl Cluster {
     fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
         let cores = self.options.cores;
         let extra = self.options.extra_args.clone();
+        let cycle_flags: &[&str] = if self.options.cycles { &[] } else { &NO_CYCLES };
         let participants = self.participants.clone();
         let member = self.member(id);
         let mut command = Command::new(bin_path("settle"));
@@ -176,10 +182,7 @@ impl Cluster {
             .arg(cores.to_string())
             .arg("--participants")
             .arg(&participants)
-            // No settlement cycles: their coordinator does not follow the
-            // control group's leadership yet, and these tests compare
-            // replicas once the load has stopped.
-            .args(NO_CYCLES)
+            .args(cycle_flags)
             .args(&extra)
             .env(
                 "RUST_LOG",
@@ -418,7 +421,21 @@ impl Load {
         participants: u32,
         acked: PathBuf,
     ) -> anyhow::Result<Load> {
+        Load::start_with(targets, duration, clients, batch, participants, acked, &[])
+    }
+
+    /// [`Load::start`] with more `settle-loadgen` flags.
+    pub fn start_with(
+        targets: &[SocketAddr],
+        duration: Duration,
+        clients: usize,
+        batch: usize,
+        participants: u32,
+        acked: PathBuf,
+        extra: &[&str],
+    ) -> anyhow::Result<Load> {
         let mut command = Command::new(bin_path("settle-loadgen"));
+        command.args(extra);
         for t in targets {
             command.arg("--target").arg(t.to_string());
         }

@@ -179,6 +179,8 @@ pub struct CoreCluster {
     groups: RefCell<BTreeMap<GroupId, GroupEntry>>,
     /// Where forwarded submits for a shard of this core go (its proposer).
     shard_inboxes: RefCell<BTreeMap<GroupId, mpsc::Sender<ShardMsg>>>,
+    /// Where forwarded shard commands go (the proposer's priority inbox).
+    shard_priority: RefCell<BTreeMap<GroupId, mpsc::Sender<ShardMsg>>>,
     control_inbox: RefCell<Option<mpsc::Sender<ControlMsg>>>,
 }
 
@@ -198,6 +200,7 @@ impl CoreCluster {
             links,
             groups: RefCell::new(BTreeMap::new()),
             shard_inboxes: RefCell::new(BTreeMap::new()),
+            shard_priority: RefCell::new(BTreeMap::new()),
             control_inbox: RefCell::new(None),
         });
         let handoffs = node
@@ -232,6 +235,10 @@ impl CoreCluster {
 
     pub(crate) fn shard_inbox(&self, group: GroupId) -> Option<mpsc::Sender<ShardMsg>> {
         self.shard_inboxes.borrow().get(&group).cloned()
+    }
+
+    pub(crate) fn shard_priority_inbox(&self, group: GroupId) -> Option<mpsc::Sender<ShardMsg>> {
+        self.shard_priority.borrow().get(&group).cloned()
     }
 
     pub(crate) fn control_inbox(&self) -> Option<mpsc::Sender<ControlMsg>> {
@@ -302,6 +309,33 @@ impl CoreCluster {
             .expect("the group is opened before its proposer")
             .0;
         glommio::spawn_local(forward::run_shard(
+            group,
+            self.clone(),
+            handle,
+            intake_inbox,
+            to_proposer,
+        ))
+        .detach();
+        proposer_inbox
+    }
+
+    /// As [`CoreCluster::interpose_shard`], for a shard's priority inbox
+    /// (deposits, openings, cycle commands).
+    pub fn interpose_shard_priority(
+        self: &Rc<Self>,
+        group: GroupId,
+        intake_inbox: mpsc::Receiver<ShardMsg>,
+    ) -> mpsc::Receiver<ShardMsg> {
+        let (to_proposer, proposer_inbox) =
+            mpsc::channel(crate::intake::router::SHARD_PRIORITY_REQUESTS_MAX);
+        self.shard_priority
+            .borrow_mut()
+            .insert(group, to_proposer.clone());
+        let handle = self
+            .group(group)
+            .expect("the group is opened before its proposer")
+            .0;
+        glommio::spawn_local(forward::run_shard_priority(
             group,
             self.clone(),
             handle,

@@ -1,19 +1,23 @@
-//! Forwarding: the task between intake and a group's proposer.
+//! Forwarding: the tasks between intake and a group's proposer.
 //!
-//! Intake sends every sub-batch to its shard's inbox on this node; this task
-//! hands it to the local proposer when this node leads the shard, and to the
-//! leader's node otherwise (over the core's peer link, where it joins the
-//! leader's group commit), relaying the answer. When leadership moves while
-//! a request is under way (a NotLeader answer, a lost connection, a
-//! timeout), the request is sent again to the new leader until
-//! [`FORWARD_DEADLINE`]: transaction ids are idempotency keys, so a repeat
-//! of something already committed is answered `Duplicate`, which is an
-//! acknowledgement. Only a leader's proposer ever answers, after its entry
-//! is committed, so a reply still means "durable on a majority".
+//! Intake sends every request for a shard to that shard's inboxes on this
+//! node; these tasks hand a write to the local proposer when this node leads
+//! the group, and to the leader's node otherwise (over the core's forward
+//! link, where it joins the leader's group commit), relaying the answer.
+//! When leadership moves while a request is under way (a NotLeader answer, a
+//! lost connection, a timeout), the request is sent again to the new leader
+//! until [`FORWARD_DEADLINE`]: transaction ids (and deposit and cycle ids)
+//! are idempotency keys, so a repeat of something already committed is
+//! answered `Duplicate`, which is an acknowledgement. Only a leader's
+//! proposer ever answers, after its entry is committed, so a reply still
+//! means "durable on a majority".
 //!
-//! Lookups (and any other message) go to the local proposer: reads are
-//! served from this node's replica.
+//! Writes forwarded: submits; deposits, balance openings, cycle close and
+//! apply, execution outcomes (shards); participants, cycle runs and FX
+//! settings (control). Reads (lookups, balances, statuses, cycle records)
+//! are served from this node's replica.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,10 @@ use tracing::debug;
 use super::core::CoreCluster;
 use super::handle::GroupHandle;
 use super::link::{Answer, LinkError};
-use super::proto::{OP_FORWARD_CONTROL, STATUS_NOT_LEADER, STATUS_OK};
+use super::proto::{
+    OP_CONTROL_COMMAND, OP_FORWARD_CONTROL, OP_SHARD_COMMAND, STATUS_NOT_LEADER, STATUS_OK,
+};
+use super::remote::{self, ControlAnswer, ShardAnswer, ShardCommand};
 use crate::intake::router::{ControlMsg, ShardError, ShardMsg};
 use crate::raft::NodeId;
 use crate::shard::{GroupId, CONTROL_GROUP};
@@ -41,7 +48,8 @@ pub const FORWARDS_IN_FLIGHT_MAX: u64 = 1_024;
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long one forwarded request may wait for the leader's answer (a
-/// durable commit on a busy shared machine can take a while).
+/// durable commit on a busy shared machine can take a while; a cycle close
+/// collects candidates).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After a failed attempt, how long to wait for a different leader before
@@ -58,7 +66,89 @@ enum Attempt {
     Final(ShardError),
 }
 
-/// Runs a shard's forwarder until intake's inbox closes.
+/// Where one attempt goes.
+#[derive(Clone, Copy)]
+enum Target {
+    Local,
+    Remote(NodeId),
+}
+
+/// Runs `attempt` against the group's leader until it succeeds, fails for
+/// good, or [`FORWARD_DEADLINE`] passes.
+async fn with_leader<T, F, Fut>(
+    group: GroupId,
+    cluster: &CoreCluster,
+    handle: &dyn GroupHandle,
+    mut attempt: F,
+) -> Result<T, ShardError>
+where
+    F: FnMut(Target) -> Fut,
+    Fut: Future<Output = Result<T, Attempt>>,
+{
+    let me = cluster.node.node_id();
+    let deadline = Instant::now() + FORWARD_DEADLINE;
+    loop {
+        let leader = wait_for_leader(handle, deadline).await;
+        let outcome = match leader {
+            None => Err(Attempt::Retry("no leader".into())),
+            Some(leader) if leader == me => attempt(Target::Local).await,
+            Some(leader) => attempt(Target::Remote(leader)).await,
+        };
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(Attempt::Final(e)) => return Err(e),
+            Err(Attempt::Retry(reason)) => {
+                if Instant::now() >= deadline {
+                    return Err(ShardError::NotLeader {
+                        group,
+                        leader: handle.current_leader(),
+                    });
+                }
+                debug!(group, ?leader, %reason, "attempt failed; retrying");
+                wait_for_change(handle, leader, deadline).await;
+            }
+        }
+    }
+}
+
+/// The current leader, waiting (until `deadline`) while there is none.
+async fn wait_for_leader(handle: &dyn GroupHandle, deadline: Instant) -> Option<NodeId> {
+    loop {
+        let leader = handle.current_leader();
+        if leader.is_some() || Instant::now() >= deadline {
+            return leader;
+        }
+        glommio::timer::sleep(POLL).await;
+    }
+}
+
+/// Waits until the leader is no longer `failed` (or a short while passed).
+async fn wait_for_change(handle: &dyn GroupHandle, failed: Option<NodeId>, deadline: Instant) {
+    let until = (Instant::now() + LEADER_CHANGE_WAIT).min(deadline);
+    while Instant::now() < until {
+        let leader = handle.current_leader();
+        if leader.is_some() && leader != failed {
+            return;
+        }
+        glommio::timer::sleep(POLL).await;
+    }
+}
+
+/// A link failure: retry unless the peer spoke nonsense.
+fn link_attempt(group: GroupId, e: LinkError) -> Attempt {
+    match e {
+        LinkError::Protocol { .. } => Attempt::Final(ShardError::Internal {
+            group,
+            message: e.to_string(),
+        }),
+        e => Attempt::Retry(e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shards.
+
+/// Runs a shard's submit forwarder until intake's inbox closes.
 pub async fn run_shard(
     group: GroupId,
     cluster: Rc<CoreCluster>,
@@ -98,6 +188,44 @@ pub async fn run_shard(
     }
 }
 
+/// Runs a shard's priority forwarder (deposits, openings, cycle commands)
+/// until intake's priority inbox closes.
+pub async fn run_shard_priority(
+    group: GroupId,
+    cluster: Rc<CoreCluster>,
+    handle: Rc<dyn GroupHandle>,
+    mut inbox: mpsc::Receiver<ShardMsg>,
+    proposer: mpsc::Sender<ShardMsg>,
+) {
+    let slots = Rc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX));
+    while let Some(msg) = inbox.recv().await {
+        match remote::split(msg) {
+            Ok((command, reply)) => {
+                let permit = slots
+                    .clone()
+                    .acquire_static_permit(1)
+                    .await
+                    .expect("the semaphore is never closed");
+                let (cluster, handle, proposer) =
+                    (cluster.clone(), handle.clone(), proposer.clone());
+                glommio::spawn_local(async move {
+                    let outcome =
+                        command_anywhere(group, &cluster, handle.as_ref(), &proposer, command)
+                            .await;
+                    reply.deliver(group, outcome);
+                    drop(permit);
+                })
+                .detach();
+            }
+            Err(read) => {
+                if proposer.send(read).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Submits through whichever node leads the group, in chunks a frame holds.
 async fn submit_anywhere(
     group: GroupId,
@@ -123,71 +251,26 @@ async fn submit_batch(
     proposer: &mpsc::Sender<ShardMsg>,
     transactions: Vec<Transaction>,
 ) -> Result<Vec<TxResult>, ShardError> {
-    let me = cluster.node.node_id();
+    let count = transactions.len();
     let forward = ForwardSubmit {
         group,
         transactions,
     };
-    let deadline = Instant::now() + FORWARD_DEADLINE;
-    loop {
-        let leader = wait_for_leader(handle, deadline).await;
-        let attempt = match leader {
-            None => Err(Attempt::Retry("no leader".into())),
-            Some(leader) if leader == me => {
-                submit_local(group, proposer, forward.transactions.clone()).await
-            }
-            Some(leader) => submit_remote(cluster, leader, &forward).await,
-        };
-        match attempt {
-            Ok(results) => {
-                if results.len() != forward.transactions.len() {
-                    return Err(ShardError::Internal {
-                        group,
-                        message: format!(
-                            "{} results for {} transactions",
-                            results.len(),
-                            forward.transactions.len()
-                        ),
-                    });
-                }
-                return Ok(results);
-            }
-            Err(Attempt::Final(e)) => return Err(e),
-            Err(Attempt::Retry(reason)) => {
-                if Instant::now() >= deadline {
-                    return Err(ShardError::NotLeader {
-                        group,
-                        leader: handle.current_leader(),
-                    });
-                }
-                debug!(group, ?leader, %reason, "submit attempt failed; retrying");
-                wait_for_change(handle, leader, deadline).await;
-            }
+    let forward = &forward;
+    let results = with_leader(group, cluster, handle, |target| async move {
+        match target {
+            Target::Local => submit_local(group, proposer, forward.transactions.clone()).await,
+            Target::Remote(leader) => submit_remote(cluster, leader, forward).await,
         }
+    })
+    .await?;
+    if results.len() != count {
+        return Err(ShardError::Internal {
+            group,
+            message: format!("{} results for {count} transactions", results.len()),
+        });
     }
-}
-
-/// The current leader, waiting (until `deadline`) while there is none.
-async fn wait_for_leader(handle: &dyn GroupHandle, deadline: Instant) -> Option<NodeId> {
-    loop {
-        let leader = handle.current_leader();
-        if leader.is_some() || Instant::now() >= deadline {
-            return leader;
-        }
-        glommio::timer::sleep(POLL).await;
-    }
-}
-
-/// Waits until the leader is no longer `failed` (or a short while passed).
-async fn wait_for_change(handle: &dyn GroupHandle, failed: Option<NodeId>, deadline: Instant) {
-    let until = (Instant::now() + LEADER_CHANGE_WAIT).min(deadline);
-    while Instant::now() < until {
-        let leader = handle.current_leader();
-        if leader.is_some() && leader != failed {
-            return;
-        }
-        glommio::timer::sleep(POLL).await;
-    }
+    Ok(results)
 }
 
 async fn submit_local(
@@ -220,7 +303,7 @@ async fn submit_remote(
     let link = cluster
         .links
         .forward(leader)
-        .map_err(|e| Attempt::Retry(e.to_string()))?;
+        .map_err(|e| link_attempt(group, e))?;
     let sent = async {
         let conn = link.connection().await?;
         conn.send_forward(forward)
@@ -245,16 +328,72 @@ async fn submit_remote(
                 String::from_utf8_lossy(&payload)
             ),
         })),
-        Err(e @ LinkError::Protocol { .. }) => Err(Attempt::Final(ShardError::Internal {
-            group,
-            message: e.to_string(),
-        })),
-        Err(e) => Err(Attempt::Retry(e.to_string())),
+        Err(e) => Err(link_attempt(group, e)),
     }
 }
 
-/// Runs the control group's forwarder: participant upserts go to the
-/// control leader; everything else to the local control proposer.
+/// Runs a shard command on whichever node leads the group.
+async fn command_anywhere(
+    group: GroupId,
+    cluster: &CoreCluster,
+    handle: &dyn GroupHandle,
+    proposer: &mpsc::Sender<ShardMsg>,
+    command: ShardCommand,
+) -> Result<ShardAnswer, ShardError> {
+    let command = &command;
+    let encoded = remote::encode(command);
+    let encoded = &encoded;
+    let answer = with_leader(group, cluster, handle, |target| async move {
+        let answer = match target {
+            Target::Local => {
+                let (msg, answer) = remote::to_local(command.clone());
+                proposer
+                    .send(msg)
+                    .await
+                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))?;
+                answer
+                    .await
+                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))?
+            }
+            Target::Remote(leader) => {
+                let link = cluster
+                    .links
+                    .forward(leader)
+                    .map_err(|e| link_attempt(group, e))?;
+                let (status, payload) = link
+                    .call(group, OP_SHARD_COMMAND, encoded, FORWARD_TIMEOUT)
+                    .await
+                    .map_err(|e| link_attempt(group, e))?;
+                if status != STATUS_OK {
+                    return Err(Attempt::Retry(format!(
+                        "leader {leader}: status {status}: {}",
+                        String::from_utf8_lossy(&payload)
+                    )));
+                }
+                remote::decode_answer(&payload).map_err(|e| {
+                    Attempt::Final(ShardError::Internal {
+                        group,
+                        message: e.to_string(),
+                    })
+                })?
+            }
+        };
+        match answer {
+            ShardAnswer::Failed(
+                remote::RemoteError::NotLeader | remote::RemoteError::ShuttingDown,
+            ) => Err(Attempt::Retry("not the leader".into())),
+            answer => Ok(answer),
+        }
+    })
+    .await?;
+    Ok(answer)
+}
+
+// ---------------------------------------------------------------------------
+// Control group.
+
+/// Runs the control group's forwarder: participant upserts, cycle runs and
+/// FX settings go to the control leader; reads to the local control proposer.
 pub async fn run_control(
     cluster: Rc<CoreCluster>,
     handle: Rc<dyn GroupHandle>,
@@ -262,13 +401,12 @@ pub async fn run_control(
     proposer: mpsc::Sender<ControlMsg>,
 ) {
     while let Some(msg) = inbox.recv().await {
+        let (cluster, handle, proposer) = (cluster.clone(), handle.clone(), proposer.clone());
         match msg {
             ControlMsg::UpsertParticipants {
                 participants,
                 reply,
             } => {
-                let (cluster, handle, proposer) =
-                    (cluster.clone(), handle.clone(), proposer.clone());
                 glommio::spawn_local(async move {
                     let outcome =
                         upsert_anywhere(&cluster, handle.as_ref(), &proposer, participants).await;
@@ -276,12 +414,21 @@ pub async fn run_control(
                 })
                 .detach();
             }
-            #[allow(unreachable_patterns)]
-            other => {
-                if proposer.send(other).await.is_err() {
-                    return;
+            other => match remote::split_control(other) {
+                Ok((command, reply)) => {
+                    glommio::spawn_local(async move {
+                        let outcome =
+                            control_anywhere(&cluster, handle.as_ref(), &proposer, command).await;
+                        reply.deliver(outcome);
+                    })
+                    .detach();
                 }
-            }
+                Err(read) => {
+                    if proposer.send(read).await.is_err() {
+                        return;
+                    }
+                }
+            },
         }
     }
 }
@@ -292,21 +439,18 @@ async fn upsert_anywhere(
     proposer: &mpsc::Sender<ControlMsg>,
     participants: Vec<crate::participants::Participant>,
 ) -> Result<(), ShardError> {
-    let me = cluster.node.node_id();
-    let deadline = Instant::now() + FORWARD_DEADLINE;
     let body = serde_json::to_vec(&participants).expect("participants are plain data");
-    loop {
-        let leader = wait_for_leader(handle, deadline).await;
-        let attempt = match leader {
-            None => Err(Attempt::Retry("no leader".into())),
-            Some(leader) if leader == me => {
+    let (participants, body) = (&participants, &body);
+    with_leader(CONTROL_GROUP, cluster, handle, |target| async move {
+        match target {
+            Target::Local => {
                 let (reply, answer) = oneshot::channel();
                 let msg = ControlMsg::UpsertParticipants {
                     participants: participants.clone(),
                     reply,
                 };
                 if proposer.send(msg).await.is_err() {
-                    return Err(ShardError::ShuttingDown(CONTROL_GROUP));
+                    return Err(Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP)));
                 }
                 match answer.await {
                     Ok(Ok(())) => Ok(()),
@@ -317,10 +461,13 @@ async fn upsert_anywhere(
                     Err(_) => Err(Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP))),
                 }
             }
-            Some(leader) => match cluster.links.forward(leader) {
-                Err(e) => Err(Attempt::Retry(e.to_string())),
-                Ok(link) => match link
-                    .call(CONTROL_GROUP, OP_FORWARD_CONTROL, &body, FORWARD_TIMEOUT)
+            Target::Remote(leader) => {
+                let link = cluster
+                    .links
+                    .forward(leader)
+                    .map_err(|e| link_attempt(CONTROL_GROUP, e))?;
+                match link
+                    .call(CONTROL_GROUP, OP_FORWARD_CONTROL, body, FORWARD_TIMEOUT)
                     .await
                 {
                     Ok((STATUS_OK, _)) => Ok(()),
@@ -329,23 +476,60 @@ async fn upsert_anywhere(
                         group: CONTROL_GROUP,
                         message: String::from_utf8_lossy(&message).into_owned(),
                     })),
-                    Err(e) => Err(Attempt::Retry(e.to_string())),
-                },
-            },
-        };
-        match attempt {
-            Ok(()) => return Ok(()),
-            Err(Attempt::Final(e)) => return Err(e),
-            Err(Attempt::Retry(reason)) => {
-                if Instant::now() >= deadline {
-                    return Err(ShardError::NotLeader {
-                        group: CONTROL_GROUP,
-                        leader,
-                    });
+                    Err(e) => Err(link_attempt(CONTROL_GROUP, e)),
                 }
-                debug!(?leader, %reason, "participant upsert attempt failed; retrying");
-                wait_for_change(handle, leader, deadline).await;
             }
         }
-    }
+    })
+    .await
+}
+
+async fn control_anywhere(
+    cluster: &CoreCluster,
+    handle: &dyn GroupHandle,
+    proposer: &mpsc::Sender<ControlMsg>,
+    command: remote::ControlCommand,
+) -> Result<ControlAnswer, ShardError> {
+    let body = serde_json::to_vec(&command).expect("control commands are plain data");
+    let (command, body) = (&command, &body);
+    with_leader(CONTROL_GROUP, cluster, handle, |target| async move {
+        let answer = match target {
+            Target::Local => {
+                let (msg, answer) = remote::control_to_local(command.clone());
+                proposer
+                    .send(msg)
+                    .await
+                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP)))?;
+                answer
+                    .await
+                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP)))?
+            }
+            Target::Remote(leader) => {
+                let link = cluster
+                    .links
+                    .forward(leader)
+                    .map_err(|e| link_attempt(CONTROL_GROUP, e))?;
+                let (status, payload) = link
+                    .call(CONTROL_GROUP, OP_CONTROL_COMMAND, body, FORWARD_TIMEOUT)
+                    .await
+                    .map_err(|e| link_attempt(CONTROL_GROUP, e))?;
+                if status != STATUS_OK {
+                    return Err(Attempt::Retry(
+                        String::from_utf8_lossy(&payload).into_owned(),
+                    ));
+                }
+                serde_json::from_slice(&payload).map_err(|e| {
+                    Attempt::Final(ShardError::Internal {
+                        group: CONTROL_GROUP,
+                        message: format!("control answer: {e}"),
+                    })
+                })?
+            }
+        };
+        match answer {
+            ControlAnswer::NotLeader => Err(Attempt::Retry("not the control leader".into())),
+            answer => Ok(answer),
+        }
+    })
+    .await
 }

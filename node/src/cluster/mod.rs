@@ -46,6 +46,7 @@ pub mod handle;
 pub mod init;
 pub mod link;
 pub mod proto;
+pub mod remote;
 pub mod server;
 pub mod status;
 

@@ -29,6 +29,12 @@ pub const OP_STATUS: u8 = 8;
 pub const OP_PROBE: u8 = 9;
 /// Participants to upsert through the control group's leader (JSON list).
 pub const OP_FORWARD_CONTROL: u8 = 10;
+/// A shard write other than a submit, for the shard's leader (rkyv
+/// `remote::ShardCommand`, answered by a `remote::ShardAnswer`).
+pub const OP_SHARD_COMMAND: u8 = 11;
+/// A control write for the control leader (JSON `remote::ControlCommand`,
+/// answered by a `remote::ControlAnswer`).
+pub const OP_CONTROL_COMMAND: u8 = 12;
 
 pub const STATUS_OK: u8 = 0;
 /// The request failed; the payload says why.

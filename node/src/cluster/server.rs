@@ -528,7 +528,13 @@ impl ServerConn {
     async fn handle(&self, group: GroupId, op: u8, payload: Vec<u8>) -> (u8, Vec<u8>) {
         let node_wide = matches!(op, OP_STATUS | OP_PROBE);
         let group_entry = self.cluster.group(group);
-        if !node_wide && op != OP_FORWARD_CONTROL && group_entry.is_none() {
+        if !node_wide
+            && !matches!(
+                op,
+                OP_FORWARD_CONTROL | OP_SHARD_COMMAND | OP_CONTROL_COMMAND
+            )
+            && group_entry.is_none()
+        {
             return (STATUS_NOT_READY, b"group not open".to_vec());
         }
         let outcome: Result<Vec<u8>, (u8, String)> = match op {
@@ -578,6 +584,8 @@ impl ServerConn {
                 }),
             })),
             OP_FORWARD_CONTROL => self.forwarded_control(&payload).await,
+            OP_SHARD_COMMAND => self.forwarded_command(group, &payload).await,
+            OP_CONTROL_COMMAND => self.forwarded_control_command(&payload).await,
             other => Err((STATUS_BAD_REQUEST, format!("unknown op {other}"))),
         };
         match outcome {
@@ -638,6 +646,56 @@ impl ServerConn {
             Ok(Err(e)) => Err((STATUS_ERROR, e.to_string())),
             Err(_) => Err((STATUS_ERROR, "shutting down".to_string())),
         }
+    }
+
+    /// A shard command relayed by a node that does not lead the shard:
+    /// straight to the proposer's priority inbox (never forwarded again).
+    async fn forwarded_command(
+        &self,
+        group: GroupId,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, (u8, String)> {
+        let command = super::remote::decode_command(payload)
+            .map_err(|e| (STATUS_BAD_REQUEST, e.to_string()))?;
+        let inbox = self
+            .cluster
+            .shard_priority_inbox(group)
+            .ok_or((STATUS_NOT_READY, "no such shard on this core".to_string()))?;
+        let (msg, answer) = super::remote::to_local(command);
+        inbox
+            .send(msg)
+            .await
+            .map_err(|_| (STATUS_ERROR, "shutting down".to_string()))?;
+        let answer = answer
+            .await
+            .map_err(|_| (STATUS_ERROR, "shutting down".to_string()))?;
+        let bytes = super::remote::encode(&answer);
+        if bytes.len() > settle_codec::MAX_PEER_CHUNK_BYTES {
+            return Err((
+                STATUS_ERROR,
+                format!("answer of {} bytes does not fit a frame", bytes.len()),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// A control command relayed to this node as the control leader.
+    async fn forwarded_control_command(&self, payload: &[u8]) -> Result<Vec<u8>, (u8, String)> {
+        let command: super::remote::ControlCommand =
+            serde_json::from_slice(payload).map_err(|e| (STATUS_BAD_REQUEST, e.to_string()))?;
+        let inbox = self.cluster.control_inbox().ok_or((
+            STATUS_NOT_READY,
+            "no control group on this core".to_string(),
+        ))?;
+        let (msg, answer) = super::remote::control_to_local(command);
+        inbox
+            .send(msg)
+            .await
+            .map_err(|_| (STATUS_ERROR, "shutting down".to_string()))?;
+        let answer = answer
+            .await
+            .map_err(|_| (STATUS_ERROR, "shutting down".to_string()))?;
+        Ok(serde_json::to_vec(&answer).expect("plain data"))
     }
 
     /// A submit relayed by a node that does not lead the shard: straight to
