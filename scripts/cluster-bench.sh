@@ -6,7 +6,8 @@
 #   scripts/cluster-bench.sh BATCH CLIENTS [DURATION] [NODES] [RATE]
 #
 # Prints the load generator's report, then `settle status` (leaders, logs,
-# lag). An acknowledgement means durable on a majority. Settlement cycles
+# lag). SETTLE_NODE_ARGS adds `settle start` flags (e.g. election timeouts).
+# An acknowledgement means durable on a majority. Settlement cycles
 # are off: this measures intake and replication. Failover times come from
 #   cargo test --release -p settle-tests --test cluster_failover -- --nocapture
 set -euo pipefail
@@ -19,7 +20,7 @@ rate=${5:-}
 participants=32
 cargo build --release -q --bins
 dir=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${SETTLE_KEEP:-}" ] && cp "$dir"/node-*.log "$SETTLE_KEEP"/ ; rm -rf "$dir"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ./target/release/settle-loadgen participants --count "$participants" > "$dir/participants.json"
 peers=""
@@ -33,7 +34,7 @@ for i in $(seq 1 "$nodes"); do
         --data-dir "$dir/node-$i" --listen "${listen[$i]}" \
         --participants "$dir/participants.json" \
         --rtgs-cycle-ms 0 --window-schedule T0=off --window-schedule T1=off --window-schedule T2=off \
-        2> "$dir/node-$i.log" &
+        ${SETTLE_NODE_ARGS:-} 2> "$dir/node-$i.log" &
 done
 for i in $(seq 1 "$nodes"); do
     for _ in $(seq 1 300); do grep -q "listening on" "$dir/node-$i.log" && break; sleep 0.1; done
@@ -42,5 +43,5 @@ done
 args=(--duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants")
 for i in $(seq 1 "$nodes"); do args+=(--target "${listen[$i]}"); done
 [ -n "$rate" ] && args+=(--rate "$rate")
-./target/release/settle-loadgen "${args[@]}" 2>/dev/null
+./target/release/settle-loadgen "${args[@]}" 2>"${SETTLE_LIVE:-/dev/null}"
 ./target/release/settle status --target "$(echo "$peers" | cut -d, -f1 | cut -d= -f2)"

@@ -52,7 +52,10 @@ impl Default for ClusterOptions {
             cores: 2,
             participants: 16,
             proxied: false,
-            extra_args: Vec::new(),
+            // Extra flags for experiments, e.g. SETTLE_CLUSTER_ARGS="--election-timeout-ms 200-400".
+            extra_args: std::env::var("SETTLE_CLUSTER_ARGS")
+                .map(|a| a.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
             cycles: false,
         }
     }

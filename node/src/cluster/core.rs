@@ -33,6 +33,9 @@ use crate::shard::GroupId;
 /// failure), so a few suffice.
 pub const HANDOFFS_QUEUED_MAX: usize = 64;
 
+/// Entries per AppendEntries in a cluster (see [`CoreCluster::open_group`]).
+pub const CLUSTER_PAYLOAD_ENTRIES_MAX: u64 = 32;
+
 /// How often readiness and leadership are re-checked while waiting.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -259,6 +262,10 @@ impl CoreCluster {
         let mut config = config.clone();
         config.pre_vote = true;
         config.allow_log_reversion = true;
+        // An entry already holds a group commit of up to thousands of
+        // transactions; a few dozen per AppendEntries keep one RPC (and the
+        // follower's apply of it) to a few megabytes.
+        config.max_payload_entries = config.max_payload_entries.min(CLUSTER_PAYLOAD_ENTRIES_MAX);
         config.advertise_addr = self.node.config.own_addr().to_string();
         let network = TcpNetwork::new(group, self.links.clone());
         let (raft, state) = open_replica::<S, _>(group, node_id, dir, &config, network).await?;

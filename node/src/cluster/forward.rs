@@ -53,10 +53,19 @@ pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After a failed attempt, how long to wait for a different leader before
-/// trying the same one again (a transient connection failure).
-const LEADER_CHANGE_WAIT: Duration = Duration::from_millis(500);
+/// trying the same one again: short at first (a leader elected a moment
+/// ago refuses writes until a quorum has acknowledged it, which takes one
+/// round trip), doubling up to the last (a leader that is gone).
+const RETRY_WAITS: [Duration; 6] = [
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(50),
+    Duration::from_millis(150),
+    Duration::from_millis(400),
+];
 
-const POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(2);
 
 /// Why one attempt failed.
 enum Attempt {
@@ -87,6 +96,7 @@ where
 {
     let me = cluster.node.node_id();
     let deadline = Instant::now() + FORWARD_DEADLINE;
+    let mut failures = 0usize;
     loop {
         let leader = wait_for_leader(handle, deadline).await;
         let outcome = match leader {
@@ -105,7 +115,9 @@ where
                     });
                 }
                 debug!(group, ?leader, %reason, "attempt failed; retrying");
-                wait_for_change(handle, leader, deadline).await;
+                let wait = RETRY_WAITS[failures.min(RETRY_WAITS.len() - 1)];
+                failures += 1;
+                wait_for_change(handle, leader, wait, deadline).await;
             }
         }
     }
@@ -122,9 +134,14 @@ async fn wait_for_leader(handle: &dyn GroupHandle, deadline: Instant) -> Option<
     }
 }
 
-/// Waits until the leader is no longer `failed` (or a short while passed).
-async fn wait_for_change(handle: &dyn GroupHandle, failed: Option<NodeId>, deadline: Instant) {
-    let until = (Instant::now() + LEADER_CHANGE_WAIT).min(deadline);
+/// Waits until the leader is no longer `failed`, at most `wait`.
+async fn wait_for_change(
+    handle: &dyn GroupHandle,
+    failed: Option<NodeId>,
+    wait: Duration,
+    deadline: Instant,
+) {
+    let until = (Instant::now() + wait).min(deadline);
     while Instant::now() < until {
         let leader = handle.current_leader();
         if leader.is_some() && leader != failed {

@@ -262,6 +262,10 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
             if let Some(responder) = responder {
                 responder.send(reply);
             }
+            // A follower catching up applies many large entries in one call;
+            // let the core's other tasks (network, heartbeats, other groups)
+            // run between entries when this task has had its share.
+            glommio::yield_if_needed().await;
         }
         Ok(())
     }
