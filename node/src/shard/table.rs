@@ -20,6 +20,11 @@ pub const PARTITIONS: usize = 256;
 
 const _: () = assert!(PARTITIONS.is_power_of_two());
 
+/// Where the partition bits start in a key's hash (see [`Table::part`]).
+const PARTITION_SHIFT: u32 = 32;
+
+const _: () = assert!(PARTITION_SHIFT + PARTITIONS.trailing_zeros() <= 57);
+
 /// Transactions by id, partitioned (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Table<K, V> {
@@ -37,12 +42,14 @@ impl<K: Hash + Eq, V> Default for Table<K, V> {
 }
 
 impl<K: Hash + Eq, V> Table<K, V> {
-    /// The partition of a key: the high bits of its hash (the inner maps use
-    /// the low bits, so partitions stay evenly filled even for ids that share
-    /// their low bits).
+    /// The partition of a key: bits 32.. of its hash. Not the low bits (the
+    /// inner maps place entries by those) and not the top 7 (hashbrown tags
+    /// each slot with them: if every key of a partition shared its tag, each
+    /// probe would compare the key of every full slot in its group, one cache
+    /// miss each; that was most of the shard's apply time).
     #[inline]
     fn part(&self, key: &K) -> usize {
-        (FxBuildHasher.hash_one(key) >> (64 - PARTITIONS.trailing_zeros())) as usize
+        (FxBuildHasher.hash_one(key) >> PARTITION_SHIFT) as usize & (PARTITIONS - 1)
     }
 
     pub fn len(&self) -> usize {
@@ -145,6 +152,12 @@ mod tests {
         assert_eq!(values, expected);
         *table.get_mut(&(5 << 64)).unwrap() = 7;
         assert_eq!(table.get(&(5 << 64)), Some(&7));
+        // Within a partition the keys' hashbrown tags (top 7 hash bits) vary.
+        let tags: std::collections::HashSet<u64> = table.parts[0]
+            .keys()
+            .map(|k| FxBuildHasher.hash_one(k) >> 57)
+            .collect();
+        assert!(tags.len() > 32, "tags in one partition: {}", tags.len());
         let busiest = table.parts.iter().map(|p| p.len()).max().unwrap();
         assert!(
             busiest < 3 * table.len() / PARTITIONS,
