@@ -9,7 +9,16 @@
 //!
 //! It counts every cycle of the node from the run's start: run it against
 //! a node no other load is settling on.
+//!
+//! Against a cluster (several `--target`s) the cycles run on the control
+//! group's leader, wherever that is: cycle requests go to the targets in
+//! turn (a node forwards them to the leader), and every node's replica of
+//! the cycle list is read and merged by cycle id, so a cycle counts once
+//! however many replicas report it, and the report waits until the
+//! replicas show every cycle the drain saw applied (a follower's list may
+//! lag its leader's).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +42,11 @@ use crate::run::{run, RunOptions, RunOutcome};
 /// Cycles with at least this many candidates are reported on their own
 /// (the latency budget is stated for 1,000-candidate cycles).
 pub const LARGE_CYCLE_CANDIDATES: u32 = 1_000;
+
+/// How long the report waits for the replicas' cycle lists to show every
+/// cycle the drain saw applied (a follower applies the control log a
+/// moment after its leader).
+pub const REPLICA_CATCH_UP_MAX: Duration = Duration::from_secs(10);
 
 /// How the settle mode drives cycles.
 #[derive(Debug, Clone)]
@@ -318,27 +332,98 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Merges the cycle lists of several replicas of the control group: one
+/// summary per cycle id, the applied one where any replica has it applied.
+/// Two replicas with different applied summaries of one cycle are an error
+/// (they would have diverged).
+pub fn merge_replicas(
+    lists: impl IntoIterator<Item = Vec<CycleSummary>>,
+) -> anyhow::Result<BTreeMap<u64, CycleSummary>> {
+    let mut merged: BTreeMap<u64, CycleSummary> = BTreeMap::new();
+    for list in lists {
+        for c in list {
+            match merged.get_mut(&c.cycle_id) {
+                None => {
+                    merged.insert(c.cycle_id, c);
+                }
+                Some(known) => match (known.status, c.status) {
+                    (CycleStatus::Applied, CycleStatus::Applied) if *known != c => {
+                        bail!(
+                            "replicas disagree on applied cycle {}: {known:?} and {c:?}",
+                            c.cycle_id
+                        );
+                    }
+                    (CycleStatus::Applied, _) => {}
+                    (_, CycleStatus::Applied) => *known = c,
+                    // Neither applied: keep the later stage (decided over started).
+                    _ if c.decided_at_us > known.decided_at_us => *known = c,
+                    _ => {}
+                },
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// Whether `merged` holds every cycle of `first..=last`, each applied.
+fn all_applied(merged: &BTreeMap<u64, CycleSummary>, first: u64, last: u64) -> bool {
+    (first..=last).all(|id| {
+        merged
+            .get(&id)
+            .is_some_and(|c| c.status == CycleStatus::Applied)
+    })
+}
+
+/// Every cycle after `after` on every replica, merged.
+async fn cycles_everywhere(
+    replicas: &mut [ControlConnection],
+    after: u64,
+) -> anyhow::Result<BTreeMap<u64, CycleSummary>> {
+    let mut lists = Vec::with_capacity(replicas.len());
+    for replica in replicas.iter_mut() {
+        lists.push(replica.cycles_after(after).await?.0);
+    }
+    merge_replicas(lists)
+}
+
 /// Runs the load, then drains the cycles; the load's report and the
 /// settlement report.
 pub async fn run_settle(
     options: RunOptions,
     settle: SettleOptions,
 ) -> anyhow::Result<(RunOutcome, SettleReport)> {
-    let target = *options
-        .targets
-        .first()
-        .ok_or_else(|| anyhow!("a --target is needed"))?;
-    let mut control = ControlConnection::connect(target).await?;
-    let (_, first_cycle) = control.cycles_after(u64::MAX - 1).await?;
+    let targets = options.targets.clone();
+    if targets.is_empty() {
+        bail!("a --target is needed");
+    }
+    let mut replicas = Vec::with_capacity(targets.len());
+    for &target in &targets {
+        replicas.push(ControlConnection::connect(target).await?);
+    }
+    // The most advanced replica's next cycle id: a lagging one would count
+    // cycles from before the run.
+    let mut first_cycle = 0;
+    for replica in &mut replicas {
+        first_cycle = first_cycle.max(replica.cycles_after(u64::MAX - 1).await?.1);
+    }
     let start_us = now_us();
 
     let stop = Arc::new(AtomicBool::new(false));
     let trigger = settle.trigger_every.map(|every| {
         let stop = stop.clone();
+        let targets = targets.clone();
         tokio::spawn(async move {
-            let mut control = ControlConnection::connect(target).await?;
+            // One connection per node; rounds go to the nodes in turn.
+            let mut nodes = Vec::with_capacity(targets.len());
+            for target in targets {
+                nodes.push(ControlConnection::connect(target).await?);
+            }
+            let mut round_no = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let round = Instant::now();
+                let count = nodes.len();
+                let control = &mut nodes[round_no % count];
+                round_no += 1;
                 for window in [Window::T0, Window::T1, Window::T2] {
                     control.run_cycle(window).await?;
                 }
@@ -362,14 +447,17 @@ pub async fn run_settle(
     let drain_start = Instant::now();
     let mut last_settling = Instant::now();
     let mut seen = first_cycle.saturating_sub(1);
+    // The newest cycle known applied (by a run's answer, from the leader).
+    let mut last_applied = seen;
     while drain_start.elapsed() < settle.drain_max && last_settling.elapsed() < settle.quiet_for {
         for window in [Window::T0, Window::T1, Window::T2] {
-            let summary = control.run_cycle(window).await?;
+            let summary = replicas[0].run_cycle(window).await?;
             if summary.settled > 0 {
                 last_settling = Instant::now();
             }
+            last_applied = last_applied.max(summary.cycle_id);
         }
-        let (recent, _) = control.cycles_after(seen).await?;
+        let (recent, _) = replicas[0].cycles_after(seen).await?;
         if let Some(last) = recent.last() {
             seen = last.cycle_id;
         }
@@ -378,7 +466,20 @@ pub async fn run_settle(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (cycles, _) = control.cycles_after(first_cycle.saturating_sub(1)).await?;
+    let caught_up = Instant::now();
+    let cycles = loop {
+        let merged = cycles_everywhere(&mut replicas, first_cycle.saturating_sub(1)).await?;
+        if all_applied(&merged, first_cycle, last_applied) {
+            break merged;
+        }
+        if caught_up.elapsed() > REPLICA_CATCH_UP_MAX {
+            bail!(
+                "after {REPLICA_CATCH_UP_MAX:?} the replicas still miss cycles of {first_cycle}..={last_applied} applied"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cycles: Vec<CycleSummary> = cycles.into_values().collect();
     Ok((outcome, SettleReport::of(&cycles, start_us)))
 }
 
@@ -440,5 +541,47 @@ mod tests {
         assert_eq!(r.cycle_latency_ms.max, 100.0);
         assert_eq!(r.cycle_latency_ms.p50, 40.0);
         assert!((r.savings_pct - 75.0).abs() < 1e-9);
+    }
+    #[test]
+    fn replicas_merge_to_one_summary_per_cycle_preferring_applied() {
+        let applied = summary(7, Window::Rtgs, 10, 10, 1_000, 2_000);
+        let mut started = applied;
+        started.status = CycleStatus::Started;
+        started.settled = 0;
+        started.applied_at_us = 0;
+        let other = summary(8, Window::T0, 5, 5, 3_000, 4_000);
+        let merged =
+            merge_replicas([vec![started], vec![applied, other], vec![applied, other]]).unwrap();
+        assert_eq!(merged.len(), 2, "each cycle once, however many replicas");
+        assert_eq!(
+            merged[&7], applied,
+            "the applied summary wins over a lagging one"
+        );
+        let r = SettleReport::of(&merged.into_values().collect::<Vec<_>>(), 1_000);
+        assert_eq!(r.settled, 15, "no double counting across replicas");
+    }
+
+    #[test]
+    fn replicas_that_disagree_on_an_applied_cycle_are_an_error() {
+        let a = summary(7, Window::Rtgs, 10, 10, 1_000, 2_000);
+        let mut b = a;
+        b.settled = 9;
+        assert!(merge_replicas([vec![a], vec![b]]).is_err());
+    }
+
+    #[test]
+    fn all_applied_needs_every_cycle_of_the_range_applied() {
+        let mut started = summary(2, Window::T1, 1, 0, 1, 0);
+        started.status = CycleStatus::Started;
+        let merged = merge_replicas([vec![
+            summary(1, Window::T0, 1, 1, 1, 2),
+            started,
+            summary(4, Window::T2, 1, 1, 1, 2),
+        ]])
+        .unwrap();
+        assert!(all_applied(&merged, 1, 1));
+        assert!(!all_applied(&merged, 1, 2), "cycle 2 is only started");
+        assert!(!all_applied(&merged, 4, 5), "cycle 5 is missing");
+        assert!(all_applied(&merged, 3, 2), "an empty range");
     }
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Cluster settlement benchmark: NODES release nodes (default 3) on loopback,
+# each with 2 cores, forming one cluster in fresh temporary directories, with
+# RTGS cycles on, driven end to end by `settle-loadgen --settle` spread over
+# every node, all on the same box.
+#
+#   scripts/cluster-settle-bench.sh BATCH CLIENTS [DURATION] [RATE] [NODES]
+#
+# Prints the load generator's report (intake, then settled tx/s end to end
+# and cycle latency close → applied p50/p99), then `settle status --digest`
+# (leaders, logs, and whether every replica's state is the same). RATE
+# (tx/s, total) switches to open loop; without it the clients run closed
+# loop and settlement trails intake.
+#
+# Environment:
+#   SETTLE_RTGS_CYCLE_MS  period of the RTGS cycles (default 200, the node's)
+#   SETTLE_TRIGGER        how often the load generator asks for T0/T1/T2
+#                         cycles through a node (default 1s; `off`: RTGS only)
+#   SETTLE_LIQUIDITY      prefunding multiplier (default 100: at 1 the
+#                         workload drains home currencies in seconds and
+#                         settlement waits for funds)
+#   SETTLE_CORES, SETTLE_NODE_ARGS, SETTLE_KEEP, SETTLE_LIVE as in
+#   scripts/cluster-bench.sh.
+# Cycles run on the control group's leader; the load generator's cycle
+# requests go through the first node (forwarded to that leader) and the
+# cycles are read from every node's replica, each cycle counted once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+batch=${1:?batch}
+clients=${2:?clients}
+duration=${3:-10s}
+rate=${4:-}
+nodes=${5:-3}
+participants=32
+cargo build --release -q --bins
+dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${SETTLE_KEEP:-}" ] && cp "$dir"/node-*.log "$SETTLE_KEEP"/ ; rm -rf "$dir"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+./target/release/settle-loadgen participants --count "$participants" \
+    --liquidity "${SETTLE_LIQUIDITY:-100}" > "$dir/participants.json"
+peers=""
+declare -a listen
+for i in $(seq 1 "$nodes"); do
+    peers="$peers${peers:+,}$i=127.0.0.1:$(free_port)"
+    listen[$i]="127.0.0.1:$(free_port)"
+done
+for i in $(seq 1 "$nodes"); do
+    ./target/release/settle start --node-id "$i" --peers "$peers" --cores "${SETTLE_CORES:-2}" \
+        --data-dir "$dir/node-$i" --listen "${listen[$i]}" \
+        --participants "$dir/participants.json" \
+        --rtgs-cycle-ms "${SETTLE_RTGS_CYCLE_MS:-200}" \
+        ${SETTLE_NODE_ARGS:-} 2> "$dir/node-$i.log" &
+done
+for i in $(seq 1 "$nodes"); do
+    for _ in $(seq 1 300); do grep -q "listening on" "$dir/node-$i.log" && break; sleep 0.1; done
+    grep -q "listening on" "$dir/node-$i.log" || { cat "$dir/node-$i.log"; exit 1; }
+done
+# Leaders move to their preferred members (group g on member g mod N) a few
+# seconds after start; measure the steady state, not those hand-overs.
+first_peer="$(echo "$peers" | cut -d, -f1 | cut -d= -f2)"
+for _ in $(seq 1 60); do
+    status=$(./target/release/settle status --target "$first_peer" 2>/dev/null || true)
+    balanced=yes
+    for g in $(seq 0 4); do
+        echo "$status" | grep -q "^group $g .*leader $((g % nodes + 1)) " || balanced=no
+    done
+    [ "$balanced" = yes ] && break
+    sleep 0.5
+done
+[ "$balanced" = yes ] || echo "warning: leaders not balanced before the run" >&2
+args=(--duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants"
+    --settle --settle-trigger "${SETTLE_TRIGGER:-1s}")
+for i in $(seq 1 "$nodes"); do args+=(--target "${listen[$i]}"); done
+[ -n "$rate" ] && args+=(--rate "$rate")
+./target/release/settle-loadgen "${args[@]}" 2>"${SETTLE_LIVE:-/dev/null}"
+# Let the followers apply the last entries before comparing digests.
+sleep 1
+./target/release/settle status --digest --target "$first_peer"
