@@ -20,12 +20,17 @@ use settle_codec::{
 
 use super::cycles::{CycleNote, Execution, OpenCycle};
 use super::ledger::{Account, Deposit};
-use super::table::Table;
+use super::table::{Entry, Hashed, Table};
 use super::GroupId;
 
 /// Idempotency keys are kept at least this long after the transaction's last
 /// state change (24 h, as promised to clients).
 pub const DEDUP_WINDOW_US: u64 = 24 * 60 * 60 * 1_000_000;
+
+/// Transactions of a submit entry hashed and prefetched ahead of the one
+/// being applied: enough to cover a memory miss (~100 ns) with the work of
+/// the transactions in between; the lookahead buffer is bounded by it.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Retries recorded per transaction: the first ones say a client retried;
 /// a client retrying forever must not grow the trail.
@@ -203,19 +208,33 @@ impl ShardState {
     ) {
         self.advance(log_index, leader_ts_us);
         let (at_us, index) = (self.clock_us, log_index);
-        for tx in transactions {
-            let result = match self.records.get(&tx.id) {
-                None => {
+        // The table's misses dominate: hash each id a few transactions
+        // ahead and prefetch its index line, so the probe finds it in cache.
+        let mut transactions = transactions.into_iter();
+        let mut ahead: VecDeque<(Transaction, Hashed)> = VecDeque::with_capacity(PREFETCH_AHEAD);
+        loop {
+            while ahead.len() < PREFETCH_AHEAD {
+                let Some(tx) = transactions.next() else {
+                    break;
+                };
+                let h = Table::<u128, TxRecord>::hash(&tx.id);
+                self.records.prefetch(h);
+                ahead.push_back((tx, h));
+            }
+            let Some((tx, h)) = ahead.pop_front() else {
+                break;
+            };
+            let result = match self.records.entry_hashed(tx.id, h) {
+                Entry::Vacant(slot) => {
                     self.submitted_total += 1;
                     self.queue_seq += 1;
                     let seq = self.queue_seq;
-                    self.records
-                        .insert(tx.id, TxRecord::accepted(tx, index, at_us, seq));
+                    slot.insert(TxRecord::accepted(tx, index, at_us, seq));
                     self.waiting[window_slot(tx.window)].insert(seq, tx.id);
                     self.pending_count += 1;
                     TxResult::Created
                 }
-                Some(existing) if same_content(&existing.tx, &tx) => {
+                Entry::Occupied(existing) if same_content(&existing.tx, &tx) => {
                     self.deduped_total += 1;
                     let events = self.extra_events.entry(tx.id).or_default();
                     if events.len() < DEDUP_EVENTS_KEPT {
@@ -227,7 +246,7 @@ impl ShardState {
                     }
                     TxResult::Duplicate
                 }
-                Some(_) => {
+                Entry::Occupied(_) => {
                     self.conflict_total += 1;
                     TxResult::Conflict
                 }
