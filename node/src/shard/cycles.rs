@@ -339,7 +339,7 @@ impl ShardState {
                     record.deferrals += 1;
                     self.queue_seq += 1;
                     record.seq = self.queue_seq;
-                    self.waiting[slot].insert(record.seq, *id);
+                    self.waiting[slot].push(record.seq, *id);
                     self.release_note(previous);
                 }
             }

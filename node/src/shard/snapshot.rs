@@ -12,7 +12,7 @@ use settle_codec::{Currency, ParticipantId, Transaction, TxEventKind, TxStatus, 
 
 use super::cycles::{CycleNote, DecisionFacts, Execution, OpenCycle};
 use super::ledger::{Account, Deposit};
-use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, DEDUP_EVENTS_KEPT};
+use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, WaitQueue, DEDUP_EVENTS_KEPT};
 
 /// Version byte of the format (2: balances, deposits and cycles added).
 const SNAPSHOT_VERSION: u8 = 2;
@@ -404,9 +404,10 @@ impl ShardState {
     /// live state relies on (a damaged reference would panic later).
     fn derive_and_check(&mut self) -> Result<(), String> {
         let mut refs: std::collections::BTreeMap<u64, u64> = Default::default();
+        let mut waiting: [Vec<(u64, u128)>; 4] = Default::default();
         for r in self.records.values() {
             if r.is_waiting() {
-                self.waiting[window_slot(r.tx.window)].insert(r.seq, r.tx.id);
+                waiting[window_slot(r.tx.window)].push((r.seq, r.tx.id));
             }
             for cycle in [r.candidate_of, r.deferred_in, r.settled_in] {
                 if cycle != 0 {
@@ -424,6 +425,11 @@ impl ShardState {
                     r.tx.id, r.candidate_of
                 ));
             }
+        }
+        for (queue, entries) in self.waiting.iter_mut().zip(waiting) {
+            *queue = WaitQueue::from_unordered(entries).map_err(|seq| {
+                format!("shard snapshot: two waiting transactions hold queue place {seq}")
+            })?;
         }
         for (id, note) in &self.cycle_notes {
             if refs.get(id).copied().unwrap_or(0) != note.refs {
