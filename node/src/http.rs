@@ -377,6 +377,13 @@ async fn get_balances(State(intake): State<Intake>, Query(q): Query<BalancesQuer
             }
         },
     };
+    if let Some(p) = participant.filter(|p| !intake.participants.load().contains(*p)) {
+        return error(
+            StatusCode::NOT_FOUND,
+            Some("participant"),
+            format!("{p} is not registered"),
+        );
+    }
     match crate::cycle::wire::balances(&intake, participant).await {
         Ok(balances) => (StatusCode::OK, Json(json!({ "balances": balances }))).into_response(),
         Err(e) => shard_error(&e),

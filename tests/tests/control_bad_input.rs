@@ -517,16 +517,15 @@ fn bad_values(conn: &mut Conn) {
     assert_eq!(usd(&after).deposited, usd(&before).deposited + 500);
     assert_eq!(usd(&after).balance, usd(&before).balance + 500);
 
-    // Balances of an unregistered participant: zeros (not an error), and
-    // asking does not create an account.
-    let unknown = balances(conn, 33, Some(ParticipantId(9_999)));
-    assert!(
-        unknown
-            .balances
-            .iter()
-            .all(|b| b.balance == 0 && b.opening == 0 && b.deposited == 0 && b.credited == 0),
-        "{unknown:?}"
-    );
+    // Balances of an unregistered participant: a clear error, like a
+    // deposit to one, and asking does not create an account.
+    conn.ask(&encode(
+        33,
+        &BalancesRequest {
+            participant: Some(ParticipantId(9_999)),
+        },
+    ))
+    .assert_error(33, ErrorCode::BadRequest, "participant", "balances of 9999");
     let everyone = balances(conn, 34, None);
     assert!(!everyone.balances.is_empty());
     assert!(everyone

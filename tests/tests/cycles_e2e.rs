@@ -364,6 +364,12 @@ fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
     assert!(body.contains("\"next_cycle_id\""), "{body}");
     let (status, _) = get("/v1/cycles/999999");
     assert_eq!(status, 404);
+    let (status, body) = get("/v1/balances?participant=bank_99");
+    assert_eq!(
+        status, 404,
+        "an unregistered participant has no balances: {body}"
+    );
+    assert!(body.contains("participant"), "{body}");
 }
 
 #[test]

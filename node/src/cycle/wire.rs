@@ -111,6 +111,15 @@ pub async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) -> b
         MessageKind::BalancesRequest => {
             if let Some(r) = decode::<BalancesRequest>(frame, out) {
                 let participant = r.participant.as_ref().map(ParticipantId::from);
+                if let Some(p) = participant.filter(|p| !intake.participants.load().contains(*p)) {
+                    error(
+                        out,
+                        id,
+                        ErrorCode::BadRequest,
+                        &format!("participant: {p} is not registered"),
+                    );
+                    return true;
+                }
                 match balances(intake, participant).await {
                     Ok(balances) if balances.len() > MAX_BALANCES => error(
                         out,
