@@ -288,6 +288,29 @@ fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
         "the deferral says by how much the debtor is short: {text}"
     );
 
+    // While nothing changes, the scheduled RTGS cycles do not decide the
+    // same deferral again every 50 ms (each would append log entries).
+    let next_cycle_id = || {
+        let (status, body) =
+            settle_tests::http_request(http, "GET", "/v1/cycles?after=0&max=1", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let field = "\"next_cycle_id\":";
+        let at = body.find(field).expect("next_cycle_id") + field.len();
+        let digits: String = body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse::<u64>().expect("a number")
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before = next_cycle_id();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let after = next_cycle_id();
+    assert!(
+        after <= before + 1,
+        "cycles {before} -> {after} in 1 s while nothing changed"
+    );
+
     // Funding is idempotent by id and replicated; the next RTGS cycle settles.
     let mut control = Control::connect(node.listen);
     assert_eq!(

@@ -38,7 +38,7 @@ use super::instance::build_instance;
 use super::{CoordinatorMsg, CycleConfig};
 use crate::control::proposer::write;
 use crate::control::{ControlState, CycleCommand};
-use crate::intake::router::{ShardError, ShardRouter};
+use crate::intake::router::{ShardError, ShardRouter, ShardStatus};
 use crate::participants::Participant;
 use crate::raft::ControlRaft;
 use crate::shard::command::OPENINGS_MAX;
@@ -81,6 +81,19 @@ pub struct Coordinator {
     crash_at: Option<String>,
     /// Where applied cycles' wires go (when execution is on).
     wires: Option<mpsc::Sender<Vec<crate::execution::SettlementInstruction>>>,
+    /// Per window: what the shards and the control group looked like right
+    /// after a scheduled cycle that settled nothing. While nothing moved
+    /// since (no submit, deposit, rate, other cycle or rail outcome), the
+    /// same inputs would give the same decision: the next scheduled cycle is
+    /// skipped instead of writing the same deferral again every period.
+    quiet: [Option<Inputs>; 4],
+}
+
+/// The applied indexes a scheduled cycle's decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inputs {
+    control_index: u64,
+    shards: Vec<ShardStatus>,
 }
 
 fn now_us() -> u64 {
@@ -145,6 +158,7 @@ impl Coordinator {
             started_here: BTreeSet::new(),
             crash_at: std::env::var(CRASH_AT_ENV).ok(),
             wires: None,
+            quiet: [None, None, None, None],
         }
     }
 
@@ -211,7 +225,8 @@ impl Coordinator {
                 continue;
             }
             if let Some((window, reply)) = queue.pop_front() {
-                let outcome = self.run_cycle(window).await;
+                let scheduled = reply.is_none();
+                let outcome = self.run_cycle(window, scheduled).await;
                 let full = outcome
                     .as_ref()
                     .is_ok_and(|s| s.candidates as usize >= self.config.candidates_max);
@@ -361,21 +376,28 @@ impl Coordinator {
 
     /// Starts and finishes one cycle of `window`; cycle id 0 when nothing of
     /// the window is waiting.
-    async fn run_cycle(&mut self, window: Window) -> Result<CycleSummary, ShardError> {
+    /// A scheduled cycle is skipped while nothing changed since the last
+    /// scheduled one of its window settled nothing (see `quiet`); an
+    /// operator's request always runs.
+    async fn run_cycle(
+        &mut self,
+        window: Window,
+        scheduled: bool,
+    ) -> Result<CycleSummary, ShardError> {
         if self.state.borrow().current().is_some() {
             // A failed cycle is still open: finish it first.
             self.recover().await;
         }
-        let groups: Vec<GroupId> = self.shards.shards().collect();
-        let statuses = join_all(groups.iter().map(|&g| self.router.status(g))).await;
         let slot = Window::ALL
             .iter()
             .position(|&w| w == window)
             .expect("a window");
-        let mut waiting = Vec::with_capacity(groups.len());
-        for status in statuses {
-            waiting.push(status?.waiting[slot]);
+        let inputs = self.inputs().await?;
+        if scheduled && self.quiet[slot].as_ref() == Some(&inputs) {
+            return Ok(empty_summary(window));
         }
+        self.quiet[slot] = None;
+        let waiting: Vec<u64> = inputs.shards.iter().map(|s| s.waiting[slot]).collect();
         if waiting.iter().all(|&w| w == 0) {
             return Ok(empty_summary(window));
         }
@@ -390,7 +412,26 @@ impl Coordinator {
         self.write_cycle(start).await?;
         self.started_here.insert(cycle_id);
         self.crash_point("started", cycle_id);
-        self.finish(cycle_id).await
+        let summary = self.finish(cycle_id).await?;
+        if scheduled && summary.settled == 0 {
+            self.quiet[slot] = Some(self.inputs().await?);
+        }
+        Ok(summary)
+    }
+
+    /// The shards' statuses and the control group's applied index.
+    async fn inputs(&self) -> Result<Inputs, ShardError> {
+        let groups: Vec<GroupId> = self.shards.shards().collect();
+        let statuses = join_all(groups.iter().map(|&g| self.router.status(g))).await;
+        let control_index = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.last_applied.as_ref().map_or(0, |id| id.index)
+        };
+        Ok(Inputs {
+            control_index,
+            shards: statuses.into_iter().collect::<Result<_, _>>()?,
+        })
     }
 
     /// Appends a cycle command; a refusal is an error.

@@ -103,6 +103,9 @@ pub struct ShardStatus {
     pub last_applied_cycle: u64,
     /// Batches in flight on a rail whose credit this shard holds.
     pub incoming: Vec<IncomingBatch>,
+    /// The replica's last applied log index: it moves with every submit,
+    /// deposit, cycle step or rail outcome (what could change a decision).
+    pub applied_index: u64,
 }
 
 /// A closed cycle as one shard froze it.

@@ -202,6 +202,7 @@ fn status(state: &ShardState) -> ShardStatus {
         waiting: Window::ALL.map(|w| state.waiting_count(w) as u64),
         open_cycles: state.open_cycle_ids(),
         last_applied_cycle: state.last_applied_cycle(),
+        applied_index: state.last_applied_index(),
         incoming: state.incoming_batches(),
     }
 }
