@@ -260,6 +260,16 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     settle_node::config::init_logging(cli.log_format);
+    if !matches!(cli.command, Command::Start(_) | Command::Demo(_)) {
+        // Operator commands print and exit: `settle balances | head` should
+        // end quietly like any Unix tool, not panic on the closed pipe. (The
+        // node itself keeps Rust's default, SIGPIPE ignored: a peer closing a
+        // socket is an error to handle, not a reason to die.)
+        // SAFETY: restoring the default disposition of a signal touches no memory.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let outcome = match cli.command {
         Command::Start(args) => start(*args),
         Command::Demo(args) => settle_node::demo::run(settle_node::demo::DemoOptions {
