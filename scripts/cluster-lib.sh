@@ -1,0 +1,53 @@
+# Shared by the cluster benchmark scripts (sourced, not run): a loopback
+# cluster of $nodes release nodes in $dir, with peers and client listeners
+# on free ports. The caller sets `nodes`, `dir` and writes
+# "$dir/participants.json" first.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Picks every member's peer and client address: sets `peers`, `listen[i]`
+# and `first_peer`.
+pick_addresses() {
+    peers=""
+    declare -g -a listen
+    for i in $(seq 1 "$nodes"); do
+        peers="$peers${peers:+,}$i=127.0.0.1:$(free_port)"
+        listen[$i]="127.0.0.1:$(free_port)"
+    done
+    first_peer="$(echo "$peers" | cut -d, -f1 | cut -d= -f2)"
+}
+
+# start_nodes LOG_SUFFIX FLAGS...: starts every node (pids in `pids[i]`,
+# stderr in $dir/node-i<suffix>.log) and waits until each listens.
+start_nodes() {
+    local suffix=$1
+    shift
+    declare -g -a pids
+    for i in $(seq 1 "$nodes"); do
+        ./target/release/settle start --node-id "$i" --peers "$peers" --cores "${SETTLE_CORES:-2}" \
+            --data-dir "$dir/node-$i" --listen "${listen[$i]}" \
+            --participants "$dir/participants.json" "$@" 2> "$dir/node-$i$suffix.log" &
+        pids[$i]=$!
+    done
+    for i in $(seq 1 "$nodes"); do
+        for _ in $(seq 1 300); do grep -q "listening on" "$dir/node-$i$suffix.log" && break; sleep 0.1; done
+        grep -q "listening on" "$dir/node-$i$suffix.log" || { cat "$dir/node-$i$suffix.log"; exit 1; }
+    done
+}
+
+# Leaders move to their preferred members (group g on member g mod N) a few
+# seconds after start; benchmarks measure the steady state, not those
+# hand-overs, so they wait for it.
+wait_balanced() {
+    local balanced=no status
+    for _ in $(seq 1 60); do
+        status=$(./target/release/settle status --target "$first_peer" 2>/dev/null || true)
+        balanced=yes
+        for g in $(seq 0 4); do
+            echo "$status" | grep -q "^group $g .*leader $((g % nodes + 1)) " || balanced=no
+        done
+        [ "$balanced" = yes ] && return 0
+        sleep 0.5
+    done
+    echo "warning: leaders not balanced before the run" >&2
+}
