@@ -162,6 +162,48 @@ fn link_attempt(group: GroupId, e: LinkError) -> Attempt {
     }
 }
 
+/// Hands `msg` to this node's proposer of `group` and waits for `answer`.
+async fn ask_local<M, A>(
+    group: GroupId,
+    proposer: &mpsc::Sender<M>,
+    msg: M,
+    answer: oneshot::Receiver<A>,
+) -> Result<A, Attempt> {
+    proposer
+        .send(msg)
+        .await
+        .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))?;
+    answer
+        .await
+        .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))
+}
+
+/// Sends `body` as `op` of `group` to `leader` and returns the answer's
+/// payload; an answer that is not OK is worth another attempt.
+async fn call_leader(
+    cluster: &CoreCluster,
+    group: GroupId,
+    leader: NodeId,
+    op: u8,
+    body: &[u8],
+) -> Result<Vec<u8>, Attempt> {
+    let link = cluster
+        .links
+        .forward(leader)
+        .map_err(|e| link_attempt(group, e))?;
+    let (status, payload) = link
+        .call(group, op, body, FORWARD_TIMEOUT)
+        .await
+        .map_err(|e| link_attempt(group, e))?;
+    if status != STATUS_OK {
+        return Err(Attempt::Retry(format!(
+            "leader {leader}: status {status}: {}",
+            String::from_utf8_lossy(&payload)
+        )));
+    }
+    Ok(payload)
+}
+
 // ---------------------------------------------------------------------------
 // Shards.
 
@@ -364,29 +406,11 @@ async fn command_anywhere(
         let answer = match target {
             Target::Local => {
                 let (msg, answer) = remote::to_local(command.clone());
-                proposer
-                    .send(msg)
-                    .await
-                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))?;
-                answer
-                    .await
-                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(group)))?
+                ask_local(group, proposer, msg, answer).await?
             }
             Target::Remote(leader) => {
-                let link = cluster
-                    .links
-                    .forward(leader)
-                    .map_err(|e| link_attempt(group, e))?;
-                let (status, payload) = link
-                    .call(group, OP_SHARD_COMMAND, encoded, FORWARD_TIMEOUT)
-                    .await
-                    .map_err(|e| link_attempt(group, e))?;
-                if status != STATUS_OK {
-                    return Err(Attempt::Retry(format!(
-                        "leader {leader}: status {status}: {}",
-                        String::from_utf8_lossy(&payload)
-                    )));
-                }
+                let payload =
+                    call_leader(cluster, group, leader, OP_SHARD_COMMAND, encoded).await?;
                 remote::decode_answer(&payload).map_err(|e| {
                     Attempt::Final(ShardError::Internal {
                         group,
@@ -513,28 +537,11 @@ async fn control_anywhere(
         let answer = match target {
             Target::Local => {
                 let (msg, answer) = remote::control_to_local(command.clone());
-                proposer
-                    .send(msg)
-                    .await
-                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP)))?;
-                answer
-                    .await
-                    .map_err(|_| Attempt::Final(ShardError::ShuttingDown(CONTROL_GROUP)))?
+                ask_local(CONTROL_GROUP, proposer, msg, answer).await?
             }
             Target::Remote(leader) => {
-                let link = cluster
-                    .links
-                    .forward(leader)
-                    .map_err(|e| link_attempt(CONTROL_GROUP, e))?;
-                let (status, payload) = link
-                    .call(CONTROL_GROUP, OP_CONTROL_COMMAND, body, FORWARD_TIMEOUT)
-                    .await
-                    .map_err(|e| link_attempt(CONTROL_GROUP, e))?;
-                if status != STATUS_OK {
-                    return Err(Attempt::Retry(
-                        String::from_utf8_lossy(&payload).into_owned(),
-                    ));
-                }
+                let payload =
+                    call_leader(cluster, CONTROL_GROUP, leader, OP_CONTROL_COMMAND, body).await?;
                 serde_json::from_slice(&payload).map_err(|e| {
                     Attempt::Final(ShardError::Internal {
                         group: CONTROL_GROUP,
