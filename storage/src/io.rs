@@ -64,6 +64,18 @@ impl SegmentFile {
         Self::checked(file)
     }
 
+    /// Creates a segment file, emptying any file already there.
+    pub async fn create_truncated(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(path)
+            .await?;
+        Self::checked(file)
+    }
+
     fn checked(file: DmaFile) -> io::Result<Self> {
         if file.alignment() > BLOCK_BYTES as u64 {
             return Err(io::Error::new(
@@ -88,6 +100,23 @@ impl SegmentFile {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 format!("short write: {written} of {} bytes", bytes.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes `len` zero bytes at `pos` with one O_DIRECT write (both
+    /// block-aligned): preallocation of a segment.
+    pub async fn write_zeros_at(&self, len: usize, pos: u64) -> io::Result<()> {
+        assert_eq!(len % BLOCK_BYTES, 0, "unaligned write length");
+        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
+        let mut buf = self.file.alloc_dma_buffer(len);
+        buf.as_bytes_mut().fill(0);
+        let written = self.file.write_at(buf, pos).await?;
+        if written != len {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {len} bytes"),
             ));
         }
         Ok(())

@@ -8,6 +8,11 @@
 //! at most one partial group, at the end of the newest segment, and nothing
 //! valid after it. A bad record anywhere else, or one followed by a valid
 //! group header, is damage.
+//!
+//! A segment may end in preallocated space: zeros up to the end of the
+//! file, written before any record (see `Log::preallocate_step`). A missing
+//! group header followed by nothing but zeros is that space: the end of the
+//! log, neither torn nor cut.
 
 use std::path::Path;
 
@@ -36,6 +41,8 @@ pub(crate) struct Scan {
     /// goes; for one cut short by `limit`, the end of its last live record.
     pub end: u64,
     pub torn: Option<TornTail>,
+    /// The file's length: past `end` when it ends in preallocated zeros.
+    pub file_len: u64,
 }
 
 /// A sliding read-ahead window over a segment file.
@@ -60,6 +67,21 @@ impl<'a> Window<'a> {
         let from = (pos - self.start) as usize;
         let to = (from + len).min(self.bytes.len());
         Ok(&self.bytes[from.min(to)..to])
+    }
+
+    /// Whether every byte from `pos` to the end of the file is zero.
+    async fn all_zero(&mut self, mut pos: u64) -> std::io::Result<bool> {
+        while pos < self.file_len {
+            let chunk = self.get(pos, SCAN_CHUNK_BYTES).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            if chunk.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += chunk.len() as u64;
+        }
+        Ok(true)
     }
 }
 
@@ -177,6 +199,7 @@ pub(crate) async fn scan_segment(
         next: base,
         end: 0,
         torn: None,
+        file_len,
     };
     let corrupt = |offset, reason| Error::Corrupt {
         segment: path.to_path_buf(),
@@ -227,6 +250,11 @@ pub(crate) async fn scan_segment(
         // `pos` is the start of the group holding the bad bytes.
         if !is_last {
             return Err(corrupt(bad_offset, reason));
+        }
+        if bad_offset == pos && window.all_zero(pos).await.at(path)? {
+            // Preallocated space: the log ends here.
+            scan.end = pos;
+            return Ok(scan);
         }
         let mut probe = align_up(bad_offset + 1);
         while probe + GROUP_PREFIX_BYTES as u64 <= file_len {

@@ -59,6 +59,7 @@ async fn reopen(path: &Path) -> settle_storage::Result<(Log, settle_storage::Rec
         path,
         LogOptions {
             segment_bytes_max: 64 << 10,
+            ..LogOptions::default()
         },
     )
     .await
@@ -183,7 +184,7 @@ fn truncated_file_is_cut_to_the_last_whole_group_and_reported() {
 }
 
 #[test]
-fn zero_filled_tail_is_cut_and_reported() {
+fn zero_filled_tail_is_preallocated_space_not_a_torn_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(async move {
@@ -192,14 +193,42 @@ fn zero_filled_tail_is_cut_and_reported() {
         drop(log);
         let seg = &segments(&path)[0];
         write_at(seg, 3 * GROUP, &[0u8; 3 * GROUP as usize]);
+        let (log, report) = reopen(&path).await.unwrap();
+        assert_eq!(report.torn_tail, None, "zeros are free space, not damage");
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(report.last_index, Some(3 * PER_GROUP - 1));
+        assert_eq!(file_len(seg), 6 * GROUP, "the space is kept");
+        // New groups go into the zeros without growing the file, and read back.
+        fill_fixed(&log, 2).await;
+        drop(log);
+        assert_eq!(file_len(seg), 6 * GROUP);
+        let (log, report) = reopen(&path).await.unwrap();
+        assert_eq!(report.torn_tail, None);
+        assert_eq!(report.last_index, Some(5 * PER_GROUP - 1));
+        assert_eq!(log.read(0..5 * PER_GROUP).await.unwrap().len(), 20);
+    });
+}
+
+#[test]
+fn zeros_followed_by_data_are_still_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        let (log, _) = reopen(&path).await.unwrap();
+        fill_fixed(&log, 3).await;
+        drop(log);
+        let seg = &segments(&path)[0];
+        // A group whose header block never landed but a later block did.
+        write_at(seg, 3 * GROUP, &[0u8; GROUP as usize]);
+        write_at(seg, 4 * GROUP, &[0x5au8; GROUP as usize]);
         let (_, report) = reopen(&path).await.unwrap();
-        let torn = report.torn_tail.expect("zero tail reported");
+        let torn = report.torn_tail.expect("torn tail reported");
         assert_eq!(
             (torn.offset, torn.bytes, torn.reason),
-            (3 * GROUP, 3 * GROUP, CorruptReason::BadMagic)
+            (3 * GROUP, 2 * GROUP, CorruptReason::BadMagic)
         );
         assert_eq!(report.last_index, Some(3 * PER_GROUP - 1));
-        assert_eq!(file_len(seg), 3 * GROUP);
+        assert_eq!(file_len(seg), 3 * GROUP, "cut at the torn group");
     });
 }
 

@@ -354,9 +354,71 @@ fn invalid_options_are_rejected() {
             &path,
             LogOptions {
                 segment_bytes_max: 100,
+                ..LogOptions::default()
             },
         )
         .await;
         assert!(matches!(r, Err(Error::InvalidOptions(_))));
+    });
+}
+
+#[test]
+fn rotation_takes_the_preallocated_spare_and_recovery_keeps_its_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        const SEGMENT: u64 = 64 << 10;
+        let (log, _) = open(&path, SEGMENT).await;
+        let spare = path.join("spare.log.tmp");
+        fill(&log, 20, 5).await;
+        // Create, 64 KiB of zeros in one chunk, fdatasync: then nothing to do.
+        let mut steps = 0;
+        while log.preallocate_step().await.unwrap() {
+            steps += 1;
+            assert!(steps <= 3, "a small spare takes three steps");
+        }
+        assert_eq!(std::fs::metadata(&spare).unwrap().len(), SEGMENT);
+        // The first segment was not preallocated: the next group that would
+        // grow it goes to a new segment, the spare renamed into place.
+        fill(&log, 10, 5).await;
+        let segs = segments(&path);
+        assert_eq!(segs.len(), 2, "rotated into the spare: {segs:?}");
+        assert!(!spare.exists(), "the spare was taken");
+        assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT);
+        // Groups now overwrite zeros: the file does not grow.
+        fill(&log, 50, 5).await;
+        assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT);
+        drop(log);
+        let (log, report) = open(&path, SEGMENT).await;
+        assert_eq!(report.torn_tail, None);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(report.last_index, Some(79));
+        assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT);
+        check(&log, 0..80).await;
+        // Appends continue in the zeros after recovery, and survive reopening.
+        fill(&log, 5, 5).await;
+        drop(log);
+        let (log, report) = open(&path, SEGMENT).await;
+        assert_eq!(report.last_index, Some(84));
+        check(&log, 0..85).await;
+    });
+}
+
+#[test]
+fn no_preallocation_when_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        let (log, _) = Log::open(
+            &path,
+            LogOptions {
+                preallocate: false,
+                ..LogOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!log.preallocate_step().await.unwrap());
+        assert!(!path.join("spare.log.tmp").exists());
     });
 }

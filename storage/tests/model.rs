@@ -28,6 +28,12 @@ enum Op {
     },
     /// Close without flushing and open again: staged records are lost.
     Reopen,
+    /// Run `steps` steps of preparing a zero-filled spare segment (a
+    /// 12 KiB segment takes 3: create, zeros, fdatasync), which the next
+    /// rotation renames into place.
+    Preallocate {
+        steps: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0.0f64..=1.0).prop_map(|frac| Op::Truncate { frac }),
         2 => (0.0f64..=1.0).prop_map(|frac| Op::Purge { frac }),
         2 => Just(Op::Reopen),
+        3 => (1u32..4).prop_map(|steps| Op::Preallocate { steps }),
     ]
 }
 
@@ -69,6 +76,7 @@ async fn open(dir: &Path) -> Log {
         dir,
         LogOptions {
             segment_bytes_max: SEGMENT_BYTES,
+            preallocate: true,
         },
     )
     .await
@@ -147,6 +155,11 @@ async fn apply(log: Log, m: &mut Model, op: &Op, dir: &Path) -> Log {
             m.durable_next = m.durable_next.max(m.first);
             m.purged = Some((up_to, term));
         }
+        Op::Preallocate { steps } => {
+            for _ in 0..steps {
+                log.preallocate_step().await.unwrap();
+            }
+        }
         Op::Reopen => {
             drop(log);
             m.records.truncate((m.durable_next - m.first) as usize);
@@ -157,7 +170,7 @@ async fn apply(log: Log, m: &mut Model, op: &Op, dir: &Path) -> Log {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {

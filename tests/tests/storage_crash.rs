@@ -87,6 +87,7 @@ fn verify(dir: &Path, acked: u64) -> (u64, u64) {
                 &dir,
                 LogOptions {
                     segment_bytes_max: 256 << 10,
+                    preallocate: true,
                 },
             )
             .await

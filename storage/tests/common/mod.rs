@@ -46,9 +46,15 @@ pub async fn fill(log: &Log, count: u64, group: u64) {
 }
 
 pub async fn open(dir: &Path, segment_bytes_max: u64) -> (Log, RecoveryReport) {
-    Log::open(dir, LogOptions { segment_bytes_max })
-        .await
-        .unwrap()
+    Log::open(
+        dir,
+        LogOptions {
+            segment_bytes_max,
+            ..LogOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// Asserts the log holds exactly `range` with the deterministic payloads.

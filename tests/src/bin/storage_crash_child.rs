@@ -3,6 +3,9 @@
 //! group commit is exercised) and prints `ack <index>` on stdout once a flush
 //! has made everything up to `<index>` durable. The parent kills it with
 //! SIGKILL at an arbitrary moment and checks every acknowledged record.
+//! A background task keeps a preallocated (zero-filled) spare segment ready,
+//! as the node does, so kills also land mid-preallocation and mid-rotation
+//! into a spare, and recovery meets segments ending in zeros.
 //!
 //! Usage: storage_crash_child <log-dir> <tasks> <records-per-group> <stop-after-index>
 
@@ -68,11 +71,21 @@ fn main() -> Result<()> {
             &dir,
             LogOptions {
                 segment_bytes_max: SEGMENT_BYTES,
+                preallocate: true,
             },
         )
         .await?;
         eprintln!("child: opened {report:?}");
         let log = Rc::new(log);
+        let preallocator = log.clone();
+        glommio::spawn_local(async move {
+            while let Ok(more) = preallocator.preallocate_step().await {
+                if !more {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        })
+        .detach();
         let handles: Vec<_> = (0..tasks)
             .map(|_| glommio::spawn_local(appender(log.clone(), group, stop)))
             .collect();
