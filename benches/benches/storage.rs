@@ -28,7 +28,6 @@
 //! system temp dir); it must be on the disk you want to measure (not tmpfs).
 
 use std::{
-    cell::RefCell,
     fs::File,
     io::Write,
     path::PathBuf,
@@ -36,7 +35,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use settle_storage::{Entry, Log, LogOptions};
 
@@ -60,8 +62,8 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, group: u64, iters: u64, elapsed: Duration) {
-        self.records += group * iters;
+    fn add(&mut self, records: u64, iters: u64, elapsed: Duration) {
+        self.records += records * iters;
         self.groups += iters;
         self.elapsed += elapsed;
     }
@@ -209,79 +211,68 @@ impl StdBench {
     }
 }
 
+/// One case: criterion's measurement of `run(iters)`, plus a tally of
+/// `records` per iteration for the summary lines.
+fn measure(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    tallies: &mut Vec<(String, Tally)>,
+    name: &str,
+    group: u64,
+    records: u64,
+    mut run: impl FnMut(u64) -> Duration,
+) {
+    let mut tally = Tally::default();
+    g.bench_with_input(BenchmarkId::new(name, group), &group, |b, _| {
+        b.iter_custom(|iters| {
+            let t = run(iters);
+            tally.add(records, iters, t);
+            t
+        })
+    });
+    tallies.push((format!("{name}/{group}"), tally));
+}
+
 fn storage(c: &mut Criterion) {
     let log = LogBench::new(1, false);
     let prealloc = LogBench::new(1, true);
     let mut plain = StdBench::new();
-    let tallies: RefCell<Vec<(String, Tally)>> = RefCell::new(Vec::new());
+    let mut tallies = Vec::new();
     let mut g = c.benchmark_group("storage_durable_append");
     for group in GROUP_SIZES {
         g.throughput(Throughput::Elements(group));
-        let mut tally = Tally::default();
-        g.bench_with_input(BenchmarkId::new("log", group), &group, |b, &group| {
-            b.iter_custom(|iters| {
-                let t = log.run(group, iters);
-                tally.add(group, iters, t);
-                t
-            })
+        measure(&mut g, &mut tallies, "log", group, group, |iters| {
+            log.run(group, iters)
         });
-        tallies.borrow_mut().push((format!("log/{group}"), tally));
-        let mut tally = Tally::default();
-        g.bench_with_input(
-            BenchmarkId::new("log_prealloc", group),
-            &group,
-            |b, &group| {
-                b.iter_custom(|iters| {
-                    let t = prealloc.run(group, iters);
-                    tally.add(group, iters, t);
-                    t
-                })
-            },
+        measure(
+            &mut g,
+            &mut tallies,
+            "log_prealloc",
+            group,
+            group,
+            |iters| prealloc.run(group, iters),
         );
-        tallies
-            .borrow_mut()
-            .push((format!("log_prealloc/{group}"), tally));
-        let mut tally = Tally::default();
-        g.bench_with_input(
-            BenchmarkId::new("std_fs_fdatasync", group),
-            &group,
-            |b, &group| {
-                b.iter_custom(|iters| {
-                    let t = plain.run(group, iters);
-                    tally.add(group, iters, t);
-                    t
-                })
-            },
+        measure(
+            &mut g,
+            &mut tallies,
+            "std_fs_fdatasync",
+            group,
+            group,
+            |iters| plain.run(group, iters),
         );
-        tallies
-            .borrow_mut()
-            .push((format!("std_fs_fdatasync/{group}"), tally));
     }
     // Twelve logs flushing at once: one group of 64 records each.
     const LOGS: usize = 12;
     const GROUP: u64 = 64;
-    g.throughput(Throughput::Elements(GROUP * LOGS as u64));
-    for preallocate in [false, true] {
+    let records = GROUP * LOGS as u64;
+    g.throughput(Throughput::Elements(records));
+    for (name, preallocate) in [("logs12", false), ("logs12_prealloc", true)] {
         let logs = LogBench::new(LOGS, preallocate);
-        let name = if preallocate {
-            "logs12_prealloc"
-        } else {
-            "logs12"
-        };
-        let mut tally = Tally::default();
-        g.bench_with_input(BenchmarkId::new(name, GROUP), &GROUP, |b, &group| {
-            b.iter_custom(|iters| {
-                let t = logs.run(group, iters);
-                tally.add(group * LOGS as u64, iters, t);
-                t
-            })
+        measure(&mut g, &mut tallies, name, GROUP, records, |iters| {
+            logs.run(GROUP, iters)
         });
-        tallies
-            .borrow_mut()
-            .push((format!("{name}/{GROUP}"), tally));
     }
     g.finish();
-    for (name, tally) in tallies.borrow().iter() {
+    for (name, tally) in &tallies {
         tally.print(name);
     }
 }

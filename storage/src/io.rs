@@ -105,23 +105,6 @@ impl SegmentFile {
         Ok(())
     }
 
-    /// Writes `len` zero bytes at `pos` with one O_DIRECT write (both
-    /// block-aligned): preallocation of a segment.
-    pub async fn write_zeros_at(&self, len: usize, pos: u64) -> io::Result<()> {
-        assert_eq!(len % BLOCK_BYTES, 0, "unaligned write length");
-        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        let written = self.file.write_at(buf, pos).await?;
-        if written != len {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {written} of {len} bytes"),
-            ));
-        }
-        Ok(())
-    }
-
     /// Reads up to `len` bytes at `pos`; fewer only at end of file.
     ///
     /// Issues aligned reads and slices them itself: glommio 0.9's unaligned

@@ -56,6 +56,9 @@ const SPARE_FILE: &str = "spare.log.tmp";
 /// of the active segment never queues behind a long background write.
 pub const PREALLOCATE_CHUNK_BYTES: usize = 1 << 20;
 
+/// What preallocation writes.
+static ZEROS: [u8; PREALLOCATE_CHUNK_BYTES] = [0; PREALLOCATE_CHUNK_BYTES];
+
 /// Options of [`Log::open`].
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -1009,9 +1012,11 @@ impl Log {
             }
             return Ok(true);
         };
-        if written < capacity {
-            let len = (capacity - written).min(PREALLOCATE_CHUNK_BYTES as u64);
-            file.write_zeros_at(len as usize, written).await.at(&path)?;
+        let chunk = (capacity - written).min(PREALLOCATE_CHUNK_BYTES as u64);
+        if chunk > 0 {
+            file.write_at(&ZEROS[..chunk as usize], written)
+                .await
+                .at(&path)?;
         } else {
             file.sync_data().await.at(&path)?;
         }
@@ -1026,11 +1031,8 @@ impl Log {
             if p.written != written {
                 return Ok(true);
             }
-            if written < capacity {
-                p.written = written + (capacity - written).min(PREALLOCATE_CHUNK_BYTES as u64);
-            } else {
-                p.ready = true;
-            }
+            p.written += chunk;
+            p.ready = chunk == 0;
         }
         Ok(true)
     }
