@@ -27,7 +27,9 @@ use crate::raft::{ShardRaft, ShardReply, ShardRequest};
 pub const ENTRIES_IN_FLIGHT_MAX: u64 = 2;
 
 /// Most transactions a shard holds in memory (pending and within the dedup
-/// window): ~110 bytes each, so ~2.2 GiB per shard at the bound. Beyond it
+/// window): ~200 bytes each (a 176-byte slab cell, its index entry, its
+/// place in a wait queue; ~250 bytes of resident memory per transaction
+/// measured under load), so ~4-5 GiB per shard at the bound. Beyond it
 /// intake answers "overloaded" rather than exhausting memory.
 pub const SHARD_RECORDS_MAX: usize = 20_000_000;
 
