@@ -64,18 +64,6 @@ impl SegmentFile {
         Self::checked(file)
     }
 
-    /// Creates a segment file, emptying any file already there.
-    pub async fn create_truncated(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(path)
-            .await?;
-        Self::checked(file)
-    }
-
     fn checked(file: DmaFile) -> io::Result<Self> {
         if file.alignment() > BLOCK_BYTES as u64 {
             return Err(io::Error::new(

@@ -48,9 +48,13 @@ pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64 - GROUP_BYTES_MAX as u64;
 
 const SEGMENT_SUFFIX: &str = ".log";
 const PURGED_FILE: &str = "purged.meta";
-/// The zero-filled segment being prepared or ready for the next rotation;
-/// a `.tmp` name, so open deletes one left by a crash.
-const SPARE_FILE: &str = "spare.log.tmp";
+/// Name of the `n`th zero-filled segment prepared by this process: a `.tmp`
+/// name, so open deletes one left by a crash. Each spare has its own name: a
+/// new spare must never open the file a rotation is renaming (it would
+/// truncate, or zero, the segment the log now writes to).
+fn spare_name(n: u64) -> String {
+    format!("spare-{n}.log.tmp")
+}
 
 /// Zeros written per [`Log::preallocate_step`]: small enough that a flush
 /// of the active segment never queues behind a long background write.
@@ -274,12 +278,15 @@ struct Inner {
     spare: Option<Vec<u8>>,
     /// The next segment's file being zero-filled, or ready.
     prealloc: Option<Prealloc>,
+    /// Spares created so far (names them).
+    spares_created: u64,
     poisoned: bool,
 }
 
 /// A spare segment file and how many zero bytes it holds so far.
 struct Prealloc {
     file: Rc<SegmentFile>,
+    path: PathBuf,
     written: u64,
     /// Written and fdatasync'ed: rotation may take it.
     ready: bool,
@@ -488,6 +495,7 @@ impl Log {
             staged: Pending::empty(Vec::new(), next_index),
             spare: None,
             prealloc: None,
+            spares_created: 0,
             poisoned: false,
         };
         let log = Log {
@@ -686,8 +694,7 @@ impl Log {
             };
             let capacity = match ready {
                 Some(spare) => {
-                    let spare_path = self.dir.join(SPARE_FILE);
-                    io::rename(&spare_path, &path).await.at(&path)?;
+                    io::rename(&spare.path, &path).await.at(&path)?;
                     file = spare.file;
                     spare.written
                 }
@@ -980,8 +987,8 @@ impl Log {
 
     /// Does one step of preparing the next segment: creates the spare file,
     /// writes [`PREALLOCATE_CHUNK_BYTES`] of zeros, or makes it durable.
-    /// Returns `false` when there is nothing to do (preallocation off, or a
-    /// spare is ready). Meant for a background task that calls it again
+    /// Returns `false` when there is nothing to do (preallocation off, a
+    /// spare ready, or more than half a segment of zeros still ahead). Meant for a background task that calls it again
     /// while it returns `true`, yielding in between; it never blocks a flush
     /// (the spare is a different file, taken only once ready).
     pub async fn preallocate_step(&self) -> Result<bool> {
@@ -994,18 +1001,31 @@ impl Log {
             }
             match &inner.prealloc {
                 Some(p) if p.ready => return Ok(false),
-                Some(p) => (Some(p.file.clone()), p.written),
-                None => (None, 0),
+                Some(p) => (Some((p.file.clone(), p.path.clone())), p.written),
+                None => {
+                    // Start a spare only once less than half a segment of
+                    // zeros is left ahead of the writes: a log holds at most
+                    // about two segments' worth of preallocated space.
+                    let seg = inner.segments.last().expect("log has a segment");
+                    if seg.capacity.saturating_sub(seg.len) > capacity / 2 {
+                        return Ok(false);
+                    }
+                    (None, 0)
+                }
             }
         };
-        let path = self.dir.join(SPARE_FILE);
-        let Some(file) = file else {
-            // Truncates a spare left by an earlier failed step.
-            let file = Rc::new(SegmentFile::create_truncated(&path).await.at(&path)?);
+        let Some((file, path)) = file else {
+            let path = {
+                let mut inner = self.inner.borrow_mut();
+                inner.spares_created += 1;
+                self.dir.join(spare_name(inner.spares_created))
+            };
+            let file = Rc::new(SegmentFile::create_new(&path).await.at(&path)?);
             let mut inner = self.inner.borrow_mut();
             if inner.prealloc.is_none() {
                 inner.prealloc = Some(Prealloc {
                     file,
+                    path,
                     written: 0,
                     ready: false,
                 });

@@ -369,7 +369,16 @@ fn rotation_takes_the_preallocated_spare_and_recovery_keeps_its_zeros() {
     run(async move {
         const SEGMENT: u64 = 64 << 10;
         let (log, _) = open(&path, SEGMENT).await;
-        let spare = path.join("spare.log.tmp");
+        // The spares in the directory (named spare-N.log.tmp).
+        let spares = || -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".log.tmp"))
+                .collect();
+            v.sort();
+            v
+        };
         fill(&log, 20, 5).await;
         // Create, 64 KiB of zeros in one chunk, fdatasync: then nothing to do.
         let mut steps = 0;
@@ -377,17 +386,26 @@ fn rotation_takes_the_preallocated_spare_and_recovery_keeps_its_zeros() {
             steps += 1;
             assert!(steps <= 3, "a small spare takes three steps");
         }
-        assert_eq!(std::fs::metadata(&spare).unwrap().len(), SEGMENT);
+        let spare = spares();
+        assert_eq!(spare.len(), 1);
+        assert_eq!(std::fs::metadata(&spare[0]).unwrap().len(), SEGMENT);
         // The first segment was not preallocated: the next group that would
         // grow it goes to a new segment, the spare renamed into place.
         fill(&log, 10, 5).await;
         let segs = segments(&path);
         assert_eq!(segs.len(), 2, "rotated into the spare: {segs:?}");
-        assert!(!spare.exists(), "the spare was taken");
+        assert!(spares().is_empty(), "the spare was taken");
         assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT);
+        // More than half a segment of zeros ahead: no new spare yet.
+        assert!(!log.preallocate_step().await.unwrap());
+        assert!(spares().is_empty());
         // Groups now overwrite zeros: the file does not grow.
         fill(&log, 50, 5).await;
         assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), SEGMENT);
+        // Past half of it, the next spare is prepared.
+        assert!(log.preallocate_step().await.unwrap());
+        assert_eq!(spares().len(), 1, "a new spare, under a new name");
+        assert_ne!(spares()[0], spare[0]);
         drop(log);
         let (log, report) = open(&path, SEGMENT).await;
         assert_eq!(report.torn_tail, None);
@@ -419,6 +437,56 @@ fn no_preallocation_when_turned_off() {
         .await
         .unwrap();
         assert!(!log.preallocate_step().await.unwrap());
-        assert!(!path.join("spare.log.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
+    });
+}
+
+#[test]
+fn appends_stay_intact_while_spares_are_prepared_and_rotated_in() {
+    // A preallocator stepping as fast as it can beside a writer with tiny
+    // segments: rotations keep renaming spares while new ones are created.
+    // Every record must survive, and no step may fail.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        const SEGMENT: u64 = 16 << 10;
+        let (log, _) = open(&path, SEGMENT).await;
+        let log = std::rc::Rc::new(log);
+        let running = std::rc::Rc::new(std::cell::Cell::new(true));
+        let preallocator = {
+            let (log, running) = (log.clone(), running.clone());
+            glommio::spawn_local(async move {
+                let mut steps = 0u64;
+                while running.get() {
+                    if log.preallocate_step().await.expect("preallocation step") {
+                        steps += 1;
+                    } else {
+                        glommio::timer::sleep(std::time::Duration::from_micros(50)).await;
+                    }
+                }
+                steps
+            })
+        };
+        fill(&log, 3_000, 3).await;
+        running.set(false);
+        let steps = preallocator.await;
+        assert!(steps > 10, "the preallocator ran ({steps} steps)");
+        let segments_written = segments(&path).len();
+        assert!(
+            segments_written > 5,
+            "rotated often ({segments_written} segments)"
+        );
+        drop(log);
+        let (log, report) = open(&path, SEGMENT).await;
+        assert_eq!(report.torn_tail, None);
+        assert_eq!(report.last_index, Some(2_999));
+        check(&log, 0..3_000).await;
     });
 }
