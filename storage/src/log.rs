@@ -988,9 +988,10 @@ impl Log {
     /// Does one step of preparing the next segment: creates the spare file,
     /// writes [`PREALLOCATE_CHUNK_BYTES`] of zeros, or makes it durable.
     /// Returns `false` when there is nothing to do (preallocation off, a
-    /// spare ready, or more than half a segment of zeros still ahead). Meant for a background task that calls it again
-    /// while it returns `true`, yielding in between; it never blocks a flush
-    /// (the spare is a different file, taken only once ready).
+    /// spare ready, or more than half a segment of zeros still ahead).
+    /// Meant for a background task that calls it again while it returns
+    /// `true`, yielding in between; it never blocks a flush (the spare is a
+    /// different file, taken only once ready).
     pub async fn preallocate_step(&self) -> Result<bool> {
         let capacity = align_up(self.options.segment_bytes_max);
         let (file, written) = {
