@@ -130,8 +130,10 @@ impl SegmentFile {
 }
 
 /// fsyncs a directory, making creations, renames and deletions in it durable.
+/// Takes the path absolute first: glommio 0.9 opens a relative directory
+/// path against an invalid descriptor (EBADF), so `--data-dir data` failed.
 pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = Directory::open(dir).await?;
+    let d = Directory::open(std::path::absolute(dir)?).await?;
     d.sync().await?;
     d.close().await?;
     Ok(())

@@ -490,3 +490,22 @@ fn appends_stay_intact_while_spares_are_prepared_and_rotated_in() {
         check(&log, 0..3_000).await;
     });
 }
+
+#[test]
+fn a_log_opens_and_rotates_under_a_relative_path() {
+    // Tests run in the package directory: a temporary directory there,
+    // named relative to it (the node's `--data-dir data` case).
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let relative = dir.path().strip_prefix(&cwd).unwrap().join("log");
+    assert!(relative.is_relative());
+    run(async move {
+        let (log, _) = open(&relative, 16 << 10).await;
+        fill(&log, 200, 5).await;
+        drop(log);
+        let (log, report) = open(&relative, 16 << 10).await;
+        assert_eq!(report.last_index, Some(199));
+        assert!(segments(&relative).len() > 1, "rotated");
+        check(&log, 0..200).await;
+    });
+}
