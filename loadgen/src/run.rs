@@ -415,6 +415,40 @@ async fn client_loop(
     Ok(recorder)
 }
 
+/// Lookups tried before `verify` gives up on a chunk: a lookup can fail
+/// while a shard's leadership moves (an election, a hand-over to its
+/// preferred member), which says nothing about the data.
+const LOOKUP_ATTEMPTS: u32 = 50;
+
+/// Pause between lookup attempts: 50 of them cover several elections.
+const LOOKUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// `lookup`, retried on a fresh connection while it fails (up to
+/// `LOOKUP_ATTEMPTS`); the last error if it never succeeds.
+async fn lookup_retrying(
+    connection: &mut Connection,
+    target: SocketAddr,
+    ids: &[u128],
+) -> anyhow::Result<Vec<LookupItem>> {
+    let mut attempt = 1;
+    loop {
+        match connection.lookup(ids).await {
+            Ok(items) => return Ok(items),
+            Err(e) if attempt >= LOOKUP_ATTEMPTS => {
+                return Err(e.context(format!("lookup failed {attempt} times")))
+            }
+            Err(e) => {
+                eprintln!("lookup attempt {attempt} failed, retrying: {e:#}");
+                attempt += 1;
+                tokio::time::sleep(LOOKUP_RETRY_PAUSE).await;
+                if let Ok(fresh) = Connection::connect(target).await {
+                    *connection = fresh;
+                }
+            }
+        }
+    }
+}
+
 /// Result of `verify`: every acknowledged id looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
@@ -435,7 +469,7 @@ pub async fn verify(target: SocketAddr, acked: &[u128]) -> anyhow::Result<Verifi
     let mut found = 0;
     let mut duplicates = 0;
     for chunk in unique.chunks(MAX_LOOKUP_IDS) {
-        let items = connection.lookup(chunk).await?;
+        let items = lookup_retrying(&mut connection, target, chunk).await?;
         if items.len() != chunk.len() {
             bail!(
                 "lookup answered {} items for {} ids",

@@ -382,10 +382,15 @@ impl Cluster {
                 .arg(acked)
                 .output()?;
             let text = String::from_utf8_lossy(&output.stdout);
+            let errors = String::from_utf8_lossy(&output.stderr);
             eprintln!("verify via node {}: {}", m.id, text.trim());
             let want = format!("found={expected} missing=0 duplicates=0");
             if !output.status.success() || !text.contains(&want) {
-                bail!("verify through node {} failed: {text}", m.id);
+                bail!(
+                    "verify through node {} failed: {text} {}",
+                    m.id,
+                    errors.trim()
+                );
             }
         }
         Ok(expected)
