@@ -16,10 +16,10 @@
 //! Budget: ≥ 1 M records/s at 1,000 records per group.
 //!
 //! `log_prealloc` is the same log appending into preallocated (zero-filled)
-//! segments, as the node's logs do: a task per log runs
-//! `Log::preallocate_step` beside the appends, as the node's
-//! `run_preallocator` does, so no write grows the file and no fdatasync
-//! commits file metadata, and the zeroing's disk time is in the figures. `logs12` flushes 12 logs at once, each one group of
+//! segments: a task per log runs `Log::preallocate_step` beside the
+//! appends, as the node's `run_preallocator` does, so no write grows the
+//! file and no fdatasync commits file metadata, and the zeroing's disk time
+//! is in the figures. `logs12` flushes 12 logs at once, each one group of
 //! 64 records per iteration (a 3-node cluster of 4 shards on one disk):
 //! elem/s counts all 12 logs' records.
 //!

@@ -195,6 +195,19 @@ struct Segment {
 }
 
 impl Segment {
+    /// A segment holding no records yet; `capacity` bytes of it are written
+    /// (zeros of a preallocated file, or 0 for a new empty one).
+    fn empty(base: u64, path: PathBuf, file: Rc<SegmentFile>, capacity: u64) -> Segment {
+        Segment {
+            base,
+            path,
+            file,
+            offsets: Vec::new(),
+            len: 0,
+            capacity,
+        }
+    }
+
     fn next(&self) -> u64 {
         self.base + self.offsets.len() as u64
     }
@@ -469,14 +482,7 @@ impl Log {
                 report.removed_segments += 1;
             }
             let file = SegmentFile::open(&path).await.at(&path)?;
-            segments.push(Segment {
-                base: first_index,
-                path,
-                file: Rc::new(file),
-                offsets: Vec::new(),
-                len: 0,
-                capacity: 0,
-            });
+            segments.push(Segment::empty(first_index, path, Rc::new(file), 0));
             terms = Terms::default();
         }
         terms.purge(first_index);
@@ -705,14 +711,7 @@ impl Log {
             };
             io::sync_dir(&self.dir).await.at(&self.dir)?;
             pos = 0;
-            let seg = Segment {
-                base: pending.first,
-                path: path.clone(),
-                file: file.clone(),
-                offsets: Vec::new(),
-                len: 0,
-                capacity,
-            };
+            let seg = Segment::empty(pending.first, path.clone(), file.clone(), capacity);
             self.inner.borrow_mut().segments.push(seg);
         }
         file.write_at(&pending.buf, pos).await.at(&path)?;
@@ -885,14 +884,7 @@ impl Log {
             file.truncate(len).await.at(&seg_path)?;
         }
         let file = SegmentFile::open(&path).await.at(&path)?;
-        let seg = Segment {
-            base: from,
-            path,
-            file: Rc::new(file),
-            offsets: Vec::new(),
-            len: 0,
-            capacity: 0,
-        };
+        let seg = Segment::empty(from, path, Rc::new(file), 0);
         self.inner.borrow_mut().segments.push(seg);
         Ok(())
     }
@@ -968,14 +960,7 @@ impl Log {
             let path = segment_path(&self.dir, first);
             io::create_empty_atomic(&path).await.at(&path)?;
             let file = SegmentFile::open(&path).await.at(&path)?;
-            let seg = Segment {
-                base: first,
-                path,
-                file: Rc::new(file),
-                offsets: Vec::new(),
-                len: 0,
-                capacity: 0,
-            };
+            let seg = Segment::empty(first, path, Rc::new(file), 0);
             self.inner.borrow_mut().segments.push(seg);
         }
         // Lowest first: a crash leaves a suffix, which open finishes purging.
