@@ -992,7 +992,12 @@ impl Log {
                     // Start a spare only once less than half a segment of
                     // zeros is left ahead of the writes: a log holds at most
                     // about two segments' worth of preallocated space.
-                    let seg = inner.segments.last().expect("log has a segment");
+                    // No segment: a purge or truncation is replacing the
+                    // tail right now (this step does not take the writer
+                    // permit); try again once it has.
+                    let Some(seg) = inner.segments.last() else {
+                        return Ok(false);
+                    };
                     if seg.capacity.saturating_sub(seg.len) > capacity / 2 {
                         return Ok(false);
                     }

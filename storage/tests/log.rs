@@ -3,6 +3,10 @@
 mod common;
 
 use common::*;
+use std::future::Future;
+use std::task::Poll;
+use std::time::Duration;
+
 use settle_storage::{Entry, Error, Log, LogOptions, GROUP_BYTES_MAX, PAYLOAD_BYTES_MAX};
 
 #[test]
@@ -507,5 +511,54 @@ fn a_log_opens_and_rotates_under_a_relative_path() {
         assert_eq!(report.last_index, Some(199));
         assert!(segments(&relative).len() > 1, "rotated");
         check(&log, 0..200).await;
+    });
+}
+
+#[test]
+fn preallocation_steps_beside_purges_and_truncations_that_replace_the_tail() {
+    // A purge past the end (a snapshot installed from the leader) and a
+    // truncation of every segment leave the log with no segment while their
+    // new one is being created on disk. A preallocation step landing in that
+    // window must wait, not fail (a cluster test's node panicked there).
+    // Each purge and truncation is polled by hand, with a step run at every
+    // point where it waits for the disk.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        const SEGMENT: u64 = 16 << 10;
+        let (log, _) = open(&path, SEGMENT).await;
+        let mut steps_inside = 0;
+        for round in 0..12u64 {
+            fill(&log, 30, 3).await;
+            let first = log.first_index();
+            let up_to = log.next_index() + 5;
+            let mut replace: std::pin::Pin<Box<dyn Future<Output = _>>> = if round % 2 == 0 {
+                Box::pin(log.purge_prefix(up_to, 7))
+            } else {
+                Box::pin(log.truncate_suffix(first))
+            };
+            loop {
+                let polled =
+                    std::future::poll_fn(|cx| Poll::Ready(replace.as_mut().poll(cx))).await;
+                match polled {
+                    Poll::Ready(result) => break result.unwrap(),
+                    Poll::Pending => {
+                        log.preallocate_step().await.expect("preallocation step");
+                        steps_inside += 1;
+                        glommio::timer::sleep(Duration::from_micros(50)).await;
+                    }
+                }
+            }
+            let expected = if round % 2 == 0 { up_to + 1 } else { first };
+            assert_eq!(log.next_index(), expected);
+        }
+        assert!(steps_inside > 12, "steps ran inside ({steps_inside})");
+        fill(&log, 30, 3).await;
+        let (first, next) = (log.first_index(), log.next_index());
+        drop(log);
+        let (log, report) = open(&path, SEGMENT).await;
+        assert_eq!(report.torn_tail, None);
+        assert_eq!((log.first_index(), log.next_index()), (first, next));
+        check(&log, next - 30..next).await;
     });
 }
