@@ -104,6 +104,10 @@ impl GroupState for ShardState {
         ShardState::apply_noop(self, log_index);
     }
 
+    fn prepare_memory(&mut self) -> bool {
+        ShardState::prepare_memory(self)
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         self.encode_snapshot()
     }

@@ -54,6 +54,14 @@ pub trait GroupState: Default + 'static {
     /// use 0 as "nothing applied".
     fn apply_noop(&mut self, log_index: u64);
 
+    /// One bounded step of memory work ahead of applies (readying memory
+    /// that inserts will write, so they do not pay its page faults). Run
+    /// between applies by a background task; must not change what the
+    /// state holds. Returns whether there may be more to do.
+    fn prepare_memory(&mut self) -> bool {
+        false
+    }
+
     /// Deterministic bytes of the whole state (same state → same bytes on every replica).
     fn snapshot(&self) -> Vec<u8>;
 
@@ -122,6 +130,30 @@ impl Snapshots {
     }
 }
 
+/// How often the state is asked to prepare memory when it had nothing to do:
+/// a shard fills a slab chunk (4,096 transactions) in tens of milliseconds
+/// at full load and the chunk is readied when the last one is half full.
+const PREPARE_MEMORY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Runs [`GroupState::prepare_memory`] between applies (the state is
+/// borrowed only synchronously, never across an await) until the state
+/// machine is gone.
+async fn prepare_memory<S: GroupState>(state: std::rc::Weak<RefCell<S>>) {
+    loop {
+        let more = match state.upgrade() {
+            None => return,
+            Some(state) => state
+                .try_borrow_mut()
+                .is_ok_and(|mut state| state.prepare_memory()),
+        };
+        if more {
+            glommio::yield_if_needed().await;
+        } else {
+            glommio::timer::sleep(PREPARE_MEMORY_POLL).await;
+        }
+    }
+}
+
 /// openraft's state machine for a group whose state is `S`.
 pub struct GroupStateMachine<S: GroupState> {
     state: Rc<RefCell<S>>,
@@ -150,6 +182,7 @@ impl<S: GroupState> GroupStateMachine<S> {
             }
         };
         let state = Rc::new(RefCell::new(state));
+        glommio::spawn_local(prepare_memory(Rc::downgrade(&state))).detach();
         let machine = GroupStateMachine {
             state: state.clone(),
             last_applied: meta.as_ref().and_then(|m| m.last_log_id),

@@ -360,6 +360,13 @@ impl ShardState {
         }
     }
 
+    /// One bounded step of readying memory that applies will write (the
+    /// transaction table's next slab chunk, its nearly full index
+    /// partitions). Changes no content. Returns whether there may be more.
+    pub fn prepare_memory(&mut self) -> bool {
+        self.records.prepare()
+    }
+
     /// Records a non-data entry (blank, membership) so the applied index moves.
     pub fn apply_noop(&mut self, log_index: u64) {
         assert!(log_index > self.last_applied_index);
