@@ -1,8 +1,8 @@
 //! On-disk record format of a log segment.
 //!
 //! A segment is a sequence of *groups*, each starting on a [`BLOCK_BYTES`]
-//! boundary: one group is exactly what one flush wrote with one O_DIRECT write
-//! and one fdatasync. A group is a group header record, then its entry
+//! boundary: one group is exactly what one flush wrote with one durable
+//! O_DIRECT write. A group is a group header record, then its entry
 //! records packed back to back, then zero padding up to the next block
 //! boundary. The group header says how many bytes and records the group holds,
 //! so recovery can tell a torn last write (the only thing a crash can leave
@@ -43,7 +43,7 @@ pub(crate) const GROUP_PREFIX_BYTES: usize = HEADER_BYTES + GROUP_PAYLOAD_BYTES;
 /// Largest group (one flush) in bytes, padding included. This bounds the
 /// staging buffer (memory per log: two of these at most, one staged and one
 /// in flight) and the size of one write. 4 MiB holds ~25 ms of records at
-/// 1 M records/s of 160 bytes, far longer than an fdatasync takes, so a
+/// 1 M records/s of 160 bytes, far longer than a durable write takes, so a
 /// caller that flushes as soon as the previous flush returns never fills it.
 pub const GROUP_BYTES_MAX: usize = 4 << 20;
 

@@ -37,6 +37,14 @@ pub(crate) async fn prime_device_probe(dir: &Path) -> io::Result<()> {
 }
 
 /// One segment file opened for O_DIRECT reads and aligned writes.
+///
+/// Opened with O_DSYNC: a write completes only once it and the metadata
+/// needed to read it back are durable (on a disk without FUA the kernel
+/// flushes the device cache after the write, as fdatasync would). One
+/// io_uring operation per group instead of a write and then an fdatasync:
+/// one device round trip and one reactor wake-up fewer. Measured with the
+/// storage bench: a group of one record 181 -> 120 us, twelve logs flushing
+/// at once 0.92 -> 0.46 ms.
 #[derive(Debug)]
 pub(crate) struct SegmentFile {
     file: DmaFile,
@@ -48,6 +56,7 @@ impl SegmentFile {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_DSYNC)
             .dma_open(path)
             .await?;
         Self::checked(file)
@@ -59,6 +68,7 @@ impl SegmentFile {
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_DSYNC)
             .dma_open(path)
             .await?;
         Self::checked(file)
@@ -239,4 +249,44 @@ pub(crate) async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
     file.close().await?;
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// The open flags of `fd`, as the kernel reports them (octal in fdinfo).
+    fn open_flags(fd: i32) -> i32 {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .expect("fdinfo has flags");
+        i32::from_str_radix(flags.trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn segment_files_are_opened_for_durable_direct_writes() {
+        // Segment writes skip fdatasync: without O_DSYNC an acknowledged
+        // group could be lost on power failure, which no crash test here
+        // (kill -9 keeps the page cache) would notice.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .unwrap()
+            .run(async move {
+                prime_device_probe(dir.path()).await.unwrap();
+                for file in [
+                    SegmentFile::create_new(&path).await.unwrap(),
+                    SegmentFile::open(&path).await.unwrap(),
+                ] {
+                    let flags = open_flags(file.file.as_raw_fd());
+                    assert_eq!(flags & libc::O_DSYNC, libc::O_DSYNC, "flags {flags:o}");
+                    assert_eq!(flags & libc::O_DIRECT, libc::O_DIRECT, "flags {flags:o}");
+                }
+            });
+    }
 }

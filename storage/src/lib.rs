@@ -1,7 +1,7 @@
 //! settle-storage: the durable state of one shard on local disk.
 //!
 //! Owns the segmented append-only log (checksummed records, group commit with
-//! one fdatasync per group, aligned O_DIRECT writes through io_uring, reads by
+//! one durable O_DIRECT + O_DSYNC write per group through io_uring, reads by
 //! index range, suffix truncation, prefix purge, segment rotation, recovery
 //! that cuts a torn tail and refuses mid-log damage), a small atomically
 //! replaced meta file (the Raft vote and committed index) and a snapshot

@@ -1,11 +1,12 @@
 //! The segmented append-only log of one shard.
 //!
 //! Group commit is in the API: [`Log::append`] only stages records in memory;
-//! [`Log::flush`] writes everything staged as one group (one O_DIRECT write)
-//! and issues one fdatasync. While a flush is in flight other tasks keep
-//! staging, and the next flush covers all of it.
+//! [`Log::flush`] writes everything staged as one group: one O_DIRECT write
+//! to a file opened O_DSYNC, durable when it completes (no separate
+//! fdatasync). While a flush is in flight other tasks keep staging, and the
+//! next flush covers all of it.
 //!
-//! Preallocation: an fdatasync after a write that extends the file must also
+//! Preallocation: a durable write that extends the file must also
 //! commit the new size through the filesystem journal, a second device
 //! round trip that every log on the disk queues behind. Overwriting blocks
 //! already written costs only the data write and a cache flush (measured on
@@ -301,7 +302,7 @@ struct Prealloc {
     file: Rc<SegmentFile>,
     path: PathBuf,
     written: u64,
-    /// Written and fdatasync'ed: rotation may take it.
+    /// Written (durably: O_DSYNC): rotation may take it.
     ready: bool,
 }
 
@@ -619,7 +620,7 @@ impl Log {
         Ok(())
     }
 
-    /// Makes everything staged so far durable: one write, one fdatasync.
+    /// Makes everything staged so far durable: one O_DSYNC write.
     /// Waits for a flush already in flight first. Returns the last durable
     /// index.
     pub async fn flush(&self) -> Result<Option<u64>> {
@@ -715,7 +716,7 @@ impl Log {
             self.inner.borrow_mut().segments.push(seg);
         }
         file.write_at(&pending.buf, pos).await.at(&path)?;
-        file.sync_data().await.at(&path)?;
+        // Durable on completion: segment files are opened O_DSYNC.
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.last_mut().expect("log has a segment");
         assert_eq!(
@@ -1024,12 +1025,12 @@ impl Log {
             return Ok(true);
         };
         let chunk = (capacity - written).min(PREALLOCATE_CHUNK_BYTES as u64);
+        // Each write is durable on completion (O_DSYNC): once every chunk
+        // is written, the next step only marks the spare ready.
         if chunk > 0 {
             file.write_at(&ZEROS[..chunk as usize], written)
                 .await
                 .at(&path)?;
-        } else {
-            file.sync_data().await.at(&path)?;
         }
         let mut inner = self.inner.borrow_mut();
         // Only this method replaces a spare in preparation; a caller racing

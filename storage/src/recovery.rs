@@ -4,7 +4,7 @@
 //!
 //! Why the distinction is sound: the log only ever writes past the end of
 //! the newest segment, one group per write, and a new segment is created only
-//! after the previous one's last write was fdatasync'ed. So a crash can leave
+//! after the previous one's last write was durable. So a crash can leave
 //! at most one partial group, at the end of the newest segment, and nothing
 //! valid after it. A bad record anywhere else, or one followed by a valid
 //! group header, is damage.
