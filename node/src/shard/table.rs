@@ -49,6 +49,10 @@ const CHUNK: usize = 4_096;
 
 const _: () = assert!(CHUNK.is_power_of_two());
 
+/// Slab cells [`Table::prepare`] touches per step: ~90 KB, a few tens of
+/// microseconds of page faults.
+const PREPARE_CELLS_PER_STEP: usize = 512;
+
 /// [`Table::prepare`] grows a partition's index once it is this full
 /// (numerator over 8); inserts grow it at 6/8 (3/4) otherwise.
 const PREPARE_INDEX_EIGHTHS: usize = 5;
@@ -176,8 +180,10 @@ pub struct Table<K, V> {
     /// Records by slot: slot `s` is `chunks[s / CHUNK][s % CHUNK]`. Every
     /// chunk but the last is full; `None` marks a freed slot.
     chunks: Vec<Vec<Option<(K, V)>>>,
-    /// The next chunk, allocated and touched by [`Table::prepare`].
+    /// The next chunk, allocated and touched by [`Table::prepare`], and how
+    /// many of its cells have been touched so far.
     spare: Option<Vec<Option<(K, V)>>>,
+    spare_touched: usize,
     /// Where [`Table::prepare`] looks for a partition to grow next.
     prepare_cursor: usize,
     /// Freed slots, reused last-freed first.
@@ -191,6 +197,7 @@ impl<K: Hash + Eq, V> Default for Table<K, V> {
             parts: vec![Part::default(); PARTITIONS],
             chunks: Vec::new(),
             spare: None,
+            spare_touched: 0,
             prepare_cursor: 0,
             free: Vec::new(),
             len: 0,
@@ -381,14 +388,22 @@ impl<K: Hash + Eq, V> Table<K, V> {
     /// anything; call again until it returns `false`. Changes no content
     /// and no slot numbering (replicas stay identical whenever it runs).
     pub fn prepare(&mut self) -> bool {
+        if let Some(spare) = &mut self.spare {
+            if self.spare_touched < CHUNK {
+                // Writing every cell once faults its pages in now, a slice
+                // per step so that no step holds the core for long.
+                let end = (self.spare_touched + PREPARE_CELLS_PER_STEP).min(CHUNK);
+                for cell in &mut spare.spare_capacity_mut()[self.spare_touched..end] {
+                    cell.write(None);
+                }
+                self.spare_touched = end;
+                return true;
+            }
+        }
         let half_full = self.chunks.last().is_none_or(|c| c.len() >= CHUNK / 2);
         if self.spare.is_none() && self.free.is_empty() && half_full {
-            let mut chunk: Vec<Option<(K, V)>> = Vec::with_capacity(CHUNK);
-            // Writing every cell once faults every page in now.
-            for cell in chunk.spare_capacity_mut() {
-                cell.write(None);
-            }
-            self.spare = Some(chunk);
+            self.spare = Some(Vec::with_capacity(CHUNK));
+            self.spare_touched = 0;
             return true;
         }
         for _ in 0..PARTITIONS {
@@ -629,6 +644,13 @@ mod tests {
         // Empty: the first chunk is readied, and the first insert takes it.
         assert!(table.prepare());
         let spare = table.spare.as_ref().unwrap().as_ptr();
+        // Its pages are touched a bounded slice per step.
+        let mut steps = 0;
+        while table.spare_touched < CHUNK {
+            assert!(table.prepare());
+            steps += 1;
+        }
+        assert_eq!(steps, CHUNK / PREPARE_CELLS_PER_STEP);
         table.insert(1, 1);
         model.insert(1, 1);
         assert_eq!(
