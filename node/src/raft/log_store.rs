@@ -3,9 +3,10 @@
 //! Group commit: [`RaftLogStorage::append`] only stages entries in the log
 //! (readable at once from an in-memory tail) and queues openraft's
 //! `IOFlushed` callback; a flusher task on the same core makes everything
-//! staged durable with one write and one fdatasync, then fires every callback
-//! it covered. Appends that arrive while a flush is in flight go into the
-//! next one, so one fdatasync covers whatever openraft appended meanwhile.
+//! staged durable with one durable (O_DSYNC) write, then fires every
+//! callback it covered. Appends that arrive while a flush is in flight go
+//! into the next one, so one write covers whatever openraft appended
+//! meanwhile.
 //!
 //! Layout of a group directory: `log/` (segments), `raft.meta` (vote,
 //! committed and purged log ids, replaced atomically).
