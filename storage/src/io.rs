@@ -44,7 +44,7 @@ pub(crate) async fn prime_device_probe(dir: &Path) -> io::Result<()> {
 /// io_uring operation per group instead of a write and then an fdatasync:
 /// one device round trip and one reactor wake-up fewer. Measured with the
 /// storage bench: a group of one record 181 -> 120 us, twelve logs flushing
-/// at once 0.92 -> 0.46 ms.
+/// at once 0.92 -> 0.46-0.70 ms.
 #[derive(Debug)]
 pub(crate) struct SegmentFile {
     file: DmaFile,
@@ -270,8 +270,9 @@ mod tests {
     #[test]
     fn segment_files_are_opened_for_durable_direct_writes() {
         // Segment writes skip fdatasync: without O_DSYNC an acknowledged
-        // group could be lost on power failure, which no crash test here
-        // (kill -9 keeps the page cache) would notice.
+        // group could sit in the disk's volatile cache and be lost on power
+        // failure, which no crash test here (kill -9 of the process) would
+        // notice.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment");
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
