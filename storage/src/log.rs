@@ -972,7 +972,8 @@ impl Log {
     }
 
     /// Does one step of preparing the next segment: creates the spare file,
-    /// writes [`PREALLOCATE_CHUNK_BYTES`] of zeros, or makes it durable.
+    /// or writes the next [`PREALLOCATE_CHUNK_BYTES`] of zeros (durable on
+    /// completion, O_DSYNC); the spare is ready once its last chunk is.
     /// Returns `false` when there is nothing to do (preallocation off, a
     /// spare ready, or more than half a segment of zeros still ahead).
     /// Meant for a background task that calls it again while it returns
@@ -990,15 +991,15 @@ impl Log {
                 Some(p) if p.ready => return Ok(false),
                 Some(p) => (Some((p.file.clone(), p.path.clone())), p.written),
                 None => {
-                    // Start a spare only once less than half a segment of
-                    // zeros is left ahead of the writes: a log holds at most
-                    // about two segments' worth of preallocated space.
                     // No segment: a purge or truncation is replacing the
                     // tail right now (this step does not take the writer
                     // permit); try again once it has.
                     let Some(seg) = inner.segments.last() else {
                         return Ok(false);
                     };
+                    // Start a spare only once less than half a segment of
+                    // zeros is left ahead of the writes: a log holds at most
+                    // about two segments' worth of preallocated space.
                     if seg.capacity.saturating_sub(seg.len) > capacity / 2 {
                         return Ok(false);
                     }
@@ -1025,13 +1026,13 @@ impl Log {
             return Ok(true);
         };
         let chunk = (capacity - written).min(PREALLOCATE_CHUNK_BYTES as u64);
-        // Each write is durable on completion (O_DSYNC): once every chunk
-        // is written, the next step only marks the spare ready.
-        if chunk > 0 {
-            file.write_at(&ZEROS[..chunk as usize], written)
-                .await
-                .at(&path)?;
-        }
+        assert!(
+            chunk > 0,
+            "a spare that is not ready has zeros left to write"
+        );
+        file.write_at(&ZEROS[..chunk as usize], written)
+            .await
+            .at(&path)?;
         let mut inner = self.inner.borrow_mut();
         // Only this method replaces a spare in preparation; a caller racing
         // another step on the same spare made no progress to record.
@@ -1044,7 +1045,7 @@ impl Log {
                 return Ok(true);
             }
             p.written += chunk;
-            p.ready = chunk == 0;
+            p.ready = p.written == capacity;
         }
         Ok(true)
     }

@@ -384,12 +384,13 @@ fn rotation_takes_the_preallocated_spare_and_recovery_keeps_its_zeros() {
             v
         };
         fill(&log, 20, 5).await;
-        // Create, 64 KiB of zeros in one chunk, fdatasync: then nothing to do.
+        // Create, then 64 KiB of zeros in one durable write: then nothing to do.
         let mut steps = 0;
         while log.preallocate_step().await.unwrap() {
             steps += 1;
-            assert!(steps <= 3, "a small spare takes three steps");
+            assert!(steps <= 3, "a small spare takes two steps");
         }
+        assert_eq!(steps, 2, "create, write");
         let spare = spares();
         assert_eq!(spare.len(), 1);
         assert_eq!(std::fs::metadata(&spare[0]).unwrap().len(), SEGMENT);
