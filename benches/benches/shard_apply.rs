@@ -79,6 +79,7 @@ impl Shard {
         self.state.apply_submit(
             self.index,
             self.index * 1_000,
+            Currency::EUR,
             entry.iter().copied(),
             &mut self.results,
         );

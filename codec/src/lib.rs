@@ -39,7 +39,7 @@ pub use peer::{ForwardSubmit, PeerRequest, PeerResponse, MAX_PEER_CHUNK_BYTES};
 pub use reader::{FrameReader, ReadStatus};
 pub use tx::{
     format_id, parse_id, EdgeError, ErrorCode, Field, LookupItem, RejectReason, Transaction,
-    TransactionJson, TxEvent, TxEventKind, TxResult, TxStatus,
+    TransactionJson, TxEvent, TxEventKind, TxResult, TxStatus, ID_FORMAT,
 };
 
 /// The archived (wire) forms, for zero-copy readers.

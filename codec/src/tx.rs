@@ -571,55 +571,31 @@ pub enum ErrorCode {
 // ---------------------------------------------------------------------------
 // Ids as strings at the edges.
 
-/// Length of the hexadecimal spelling of a `u128`.
-const ID_HEX_DIGITS: usize = 32;
-/// Length of the hyphenated UUID spelling (8-4-4-4-12).
-const ID_UUID_CHARS: usize = 36;
-/// Digits of `u128::MAX` in decimal.
-const ID_DECIMAL_DIGITS_MAX: usize = 39;
+/// Length of the one spelling of an id: a `u128` in hexadecimal.
+pub const ID_HEX_DIGITS: usize = 32;
 
-/// Parses a transaction id from its edge spelling: exactly 32 hex digits
-/// (always read as hex, even if all are decimal digits), a hyphenated UUID
-/// (36 characters with hyphens at 8, 13, 18, 23), or otherwise a decimal
-/// number of 1 to 39 digits.
+/// Parses an id (transaction or deposit) from its one edge spelling:
+/// exactly 32 lower-case hex digits, the 128-bit number written out in full
+/// (a UUID without its hyphens).
+///
+/// One spelling only, so that the same text always names the same key and
+/// two different texts never do: no decimal form (`"66"` and
+/// `"00000000000000000000000000000042"` were once the same key), no
+/// hyphenated or upper-case variant of the same number, no short form.
+/// [`format_id`] is its inverse: `parse_id(&format_id(id)) == Some(id)`, and
+/// `format_id(parse_id(t)?) == t` for every accepted `t`.
 pub fn parse_id(text: &str) -> Option<u128> {
     let bytes = text.as_bytes();
-    if bytes.len() == ID_HEX_DIGITS {
-        return parse_hex(bytes);
-    }
-    if bytes.len() == ID_UUID_CHARS {
-        let hyphens_at = [8, 13, 18, 23];
-        if hyphens_at.iter().all(|&i| bytes[i] == b'-') {
-            let mut hex = [0u8; ID_HEX_DIGITS];
-            let mut n = 0;
-            for (i, &b) in bytes.iter().enumerate() {
-                if !hyphens_at.contains(&i) {
-                    hex[n] = b;
-                    n += 1;
-                }
-            }
-            assert_eq!(n, ID_HEX_DIGITS);
-            return parse_hex(&hex);
-        }
-        // Otherwise 36 characters may still be a decimal number.
-    }
-    if bytes.is_empty()
-        || bytes.len() > ID_DECIMAL_DIGITS_MAX
-        || !bytes.iter().all(u8::is_ascii_digit)
+    if bytes.len() != ID_HEX_DIGITS || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return None;
     }
-    text.parse::<u128>().ok()
-}
-
-fn parse_hex(digits: &[u8]) -> Option<u128> {
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    // All ASCII hex digits, so this is valid UTF-8 and cannot overflow.
-    let text = core::str::from_utf8(digits).ok()?;
+    // 32 lower-case hex digits: valid UTF-8, and cannot overflow a u128.
     u128::from_str_radix(text, 16).ok()
 }
+
+/// What an id must look like, for error messages.
+pub const ID_FORMAT: &str = "32 lower-case hex digits";
 
 /// The canonical edge spelling of an id: 32 lower-case hex digits.
 pub fn format_id(id: u128) -> String {
@@ -638,7 +614,8 @@ pub mod id_json {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         super::parse_id(&text).ok_or_else(|| {
             D::Error::custom(format_args!(
-                "invalid id {text:?}: expected 32 hex digits, a UUID or a decimal number"
+                "invalid id {text:?}: expected {}",
+                super::ID_FORMAT
             ))
         })
     }
@@ -759,31 +736,43 @@ mod tests {
     }
 
     #[test]
-    fn ids_parse_in_every_edge_spelling() {
+    fn ids_have_exactly_one_spelling() {
         let id = 0x0123_4567_89ab_cdef_0011_2233_4455_6677u128;
         assert_eq!(parse_id("0123456789abcdef0011223344556677"), Some(id));
-        assert_eq!(parse_id("0123456789ABCDEF0011223344556677"), Some(id));
-        assert_eq!(parse_id("01234567-89ab-cdef-0011-223344556677"), Some(id));
-        assert_eq!(parse_id("42"), Some(42));
-        // 36 digits without hyphens are a decimal number, not a UUID.
-        assert_eq!(parse_id(&"1".repeat(36)), "1".repeat(36).parse().ok());
-        assert_eq!(parse_id(&u128::MAX.to_string()), Some(u128::MAX));
-        // 32 characters are always hex, even when they look decimal.
-        assert_eq!(parse_id("00000000000000000000000000000010"), Some(16),);
         assert_eq!(format_id(id), "0123456789abcdef0011223344556677");
+        assert_eq!(parse_id("00000000000000000000000000000042"), Some(0x42));
+        assert_eq!(parse_id(&format_id(u128::MAX)), Some(u128::MAX));
+        assert_eq!(parse_id(&format_id(0)), Some(0));
         for bad in [
             "",
+            "42",
+            "66",
             "-1",
             "+1",
             "0x10",
-            "12a",
-            "340282366920938463463374607431768211456", // u128::MAX + 1
+            "340282366920938463463374607431768211455", // u128::MAX in decimal
+            "0123456789ABCDEF0011223344556677",        // upper case: another text, same number
+            "0123456789abcdef001122334455667",         // 31 digits
+            "0123456789abcdef00112233445566778",       // 33 digits
             "0123456789abcdef001122334455667g",
-            "01234567-89ab-cdef-0011_223344556677",
-            "01234567-89ab-cdef-0011-22334455667g",
+            "01234567-89ab-cdef-0011-223344556677", // a hyphenated UUID: strip the hyphens
+            " 0123456789abcdef001122334455667",
         ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_decimal_id_and_its_hex_lookalike_are_not_one_key() {
+        // Issue 13: "66" was read as decimal and the 32-digit text as hex,
+        // so two different payments shared one key. Now only the second is an id.
+        assert_eq!(parse_id("66"), None);
+        assert_eq!(parse_id("00000000000000000000000000000042"), Some(66));
+        let json = TransactionJson {
+            id: "66".into(),
+            ..TransactionJson::from(sample())
+        };
+        assert_eq!(Transaction::try_from(&json).unwrap_err().field, Field::Id);
     }
 
     #[test]

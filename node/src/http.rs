@@ -206,8 +206,11 @@ fn parse_transaction(body: &[u8]) -> Result<Transaction, (&'static str, &'static
         )
     };
     let id_text = text(&map, Field::Id)?;
-    let id =
-        parse_id(&id_text).ok_or_else(|| reject(Field::Id, RejectReason::Malformed, &id_text))?;
+    let id = parse_id(&id_text).ok_or_else(|| {
+        let (field, reason, message) = reject(Field::Id, RejectReason::Malformed, &id_text);
+        let message = format!("{message} (an id is {})", settle_codec::ID_FORMAT);
+        (field, reason, message)
+    })?;
     let debtor_text = text(&map, Field::Debtor)?;
     let debtor = ParticipantId::from_name(&debtor_text)
         .ok_or_else(|| reject(Field::Debtor, RejectReason::UnknownDebtor, &debtor_text))?;
@@ -280,7 +283,10 @@ async fn get_transaction(State(intake): State<Intake>, Path(id): Path<String>) -
         return error(
             StatusCode::BAD_REQUEST,
             Some("id"),
-            format!("{id:?} is not a transaction id"),
+            format!(
+                "{id:?} is not a transaction id ({})",
+                settle_codec::ID_FORMAT
+            ),
         );
     };
     match intake.router.lookup(&[id]).await {
@@ -342,7 +348,10 @@ async fn get_events(State(intake): State<Intake>, Path(id): Path<String>) -> Res
         return error(
             StatusCode::BAD_REQUEST,
             Some("id"),
-            format!("{id:?} is not a transaction id"),
+            format!(
+                "{id:?} is not a transaction id ({})",
+                settle_codec::ID_FORMAT
+            ),
         );
     };
     match intake.router.lookup(&[id]).await {
@@ -414,7 +423,11 @@ async fn post_deposit(State(intake): State<Intake>, body: Bytes) -> Response {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("deposit_id"),
-            format!("{:?} is not an id", d.deposit_id),
+            format!(
+                "{:?} is not an id ({})",
+                d.deposit_id,
+                settle_codec::ID_FORMAT
+            ),
         );
     };
     if !intake.participants.load().contains(d.participant) {
@@ -431,18 +444,17 @@ async fn post_deposit(State(intake): State<Intake>, body: Bytes) -> Response {
             "must be greater than zero",
         );
     }
-    let Some(group) = intake.shards.shard_of(d.currency) else {
+    let Some(outcome) = intake
+        .deposit(deposit_id, d.participant, d.currency, d.amount)
+        .await
+    else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("currency"),
             format!("{} is not served by this engine", d.currency),
         );
     };
-    match intake
-        .router
-        .deposit(group, deposit_id, d.participant, d.amount)
-        .await
-    {
+    match outcome {
         Ok((result, balance)) => {
             let status = match result {
                 TxResult::Created => StatusCode::CREATED,

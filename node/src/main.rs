@@ -574,7 +574,12 @@ mod cli {
         let text = args
             .transaction
             .expect("clap requires a transaction or --cycle");
-        let id = parse_id(&text).ok_or_else(|| anyhow!("{text:?} is not a transaction id"))?;
+        let id = parse_id(&text).ok_or_else(|| {
+            anyhow!(
+                "{text:?} is not a transaction id ({})",
+                settle_codec::ID_FORMAT
+            )
+        })?;
         let item = client
             .lookup(&[id])?
             .pop()
@@ -600,7 +605,9 @@ mod cli {
         let currency = Currency::from_code(&args.currency)
             .ok_or_else(|| anyhow!("--currency {:?} is not a known code", args.currency))?;
         let deposit_id = match &args.id {
-            Some(text) => parse_id(text).ok_or_else(|| anyhow!("--id {text:?} is not an id"))?,
+            Some(text) => parse_id(text).ok_or_else(|| {
+                anyhow!("--id {text:?} is not an id ({})", settle_codec::ID_FORMAT)
+            })?,
             None => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos()),

@@ -335,7 +335,7 @@ async fn open_and_serve(
             inbox.submits = c.interpose_shard(group, inbox.submits);
             inbox.priority = c.interpose_shard_priority(group, inbox.priority);
         }
-        glommio::spawn_local(proposer::run(group, raft.clone(), state, inbox)).detach();
+        glommio::spawn_local(proposer::run(group, currency, raft.clone(), state, inbox)).detach();
         shutdowns.push(Box::pin(async move {
             let _ = raft.shutdown().await;
         }));

@@ -378,7 +378,7 @@ fn deferred_rtgs_payment_explains_itself_and_settles_after_a_deposit() {
     let (status, body) = get("/v1/balances?participant=bank_01");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"credited\":500000"), "{body}");
-    let deposit = r#"{"deposit_id":"77","participant":"bank_01","currency":"USD","amount":5}"#;
+    let deposit = r#"{"deposit_id":"0000000000000000000000000000004d","participant":"bank_01","currency":"USD","amount":5}"#;
     let post = || settle_tests::http_request(http, "POST", "/v1/deposits", Some(deposit)).unwrap();
     assert_eq!(post().0, 201);
     assert_eq!(post().0, 200, "the same deposit id again is a duplicate");

@@ -253,7 +253,7 @@ fn http_json_created_duplicate_conflict_and_field_errors() {
     let dir = tempfile::tempdir().unwrap();
     let node = started(dir.path(), true);
     let http = node.http.unwrap();
-    let body = r#"{"id":"123","debtor":"bank_01","creditor":"bank_02","amount":2500,"send":"EUR","receive":"GBP","window":"RTGS"}"#;
+    let body = r#"{"id":"0000000000000000000000000000007b","debtor":"bank_01","creditor":"bank_02","amount":2500,"send":"EUR","receive":"GBP","window":"RTGS"}"#;
     let (status, text) = http_request(http, "POST", "/v1/transactions", Some(body)).unwrap();
     assert_eq!(status, 201, "{text}");
     let (status, _) = http_request(http, "POST", "/v1/transactions", Some(body)).unwrap();
@@ -264,13 +264,25 @@ fn http_json_created_duplicate_conflict_and_field_errors() {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("original"), "{text}");
 
-    let (status, text) = http_request(http, "GET", "/v1/transactions/123", None).unwrap();
+    let (status, text) = http_request(
+        http,
+        "GET",
+        "/v1/transactions/0000000000000000000000000000007b",
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("TRANSACTION_SUBMITTED") && text.contains("TRANSACTION_DEDUPED"),
         "{text}"
     );
-    let (status, _) = http_request(http, "GET", "/v1/transactions/999", None).unwrap();
+    let (status, _) = http_request(
+        http,
+        "GET",
+        "/v1/transactions/000000000000000000000000000003e7",
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 404);
 
     for (broken, field) in [
@@ -279,6 +291,18 @@ fn http_json_created_duplicate_conflict_and_field_errors() {
         (body.replace("\"EUR\"", "\"XXX\""), "send"),
         (body.replace("bank_01", "acme"), "debtor"),
         (body.replace("RTGS", "T9"), "window"),
+        // One spelling per id: decimal, upper case, hyphenated are not ids.
+        (
+            body.replace("0000000000000000000000000000007b", "123"),
+            "id",
+        ),
+        (
+            body.replace(
+                "0000000000000000000000000000007b",
+                "0000000000000000000000000000007B",
+            ),
+            "id",
+        ),
         ("{not json".to_string(), "transaction"),
         ("[]".to_string(), "transaction"),
     ] {
@@ -294,7 +318,7 @@ fn http_json_created_duplicate_conflict_and_field_errors() {
         http,
         "POST",
         "/v1/transactions",
-        Some(&body.replace("123", "124")),
+        Some(&body.replace("7b\"", "7c\"")),
     )
     .unwrap();
     assert_eq!(status, 201);
@@ -308,10 +332,101 @@ fn http_json_created_duplicate_conflict_and_field_errors() {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    let new_payer = body.replace("123", "125").replace("bank_01", "bank_40");
+    let new_payer = body.replace("7b\"", "7d\"").replace("bank_01", "bank_40");
     let (status, text) = http_request(http, "POST", "/v1/transactions", Some(&new_payer)).unwrap();
     assert_eq!(status, 201, "{text}");
     let (status, text) = http_request(http, "GET", "/v1/participants", None).unwrap();
     assert_eq!(status, 200);
     assert!(text.contains("bank_40"), "{text}");
+}
+
+#[test]
+fn one_id_books_once_whatever_currency_it_names_even_racing_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = started(dir.path(), true);
+    let http = node.http.unwrap();
+    // Issue 13: id 7777 in EUR, then USD, then GBP, were each 201.
+    let body = |send: &str| {
+        format!(
+            r#"{{"id":"00000000000000000000000000001e61","debtor":"bank_01","creditor":"bank_02","amount":100,"send":"{send}","receive":"EUR","window":"RTGS"}}"#
+        )
+    };
+    let post = |b: &str| http_request(http, "POST", "/v1/transactions", Some(b)).unwrap();
+    assert_eq!(post(&body("EUR")).0, 201);
+    for other in ["USD", "GBP", "JPY"] {
+        let (status, text) = post(&body(other));
+        assert_eq!(status, 409, "{other}: {text}");
+    }
+    assert_eq!(post(&body("EUR")).0, 200, "the first body's retry");
+
+    // Four clients race the same 500 ids, each in its own currency: every
+    // id is created exactly once, whichever currency won it.
+    let currencies = ["USD", "EUR", "GBP", "JPY"];
+    let listen = node.listen;
+    let racers: Vec<_> = currencies
+        .iter()
+        .map(|&c| {
+            std::thread::spawn(move || {
+                let txs: Vec<Transaction> = (0..500u128)
+                    .map(|i| tx(50_000 + i, 1, 2, 10 + i as u64, c, "USD"))
+                    .collect();
+                let mut client = Client::connect(listen).unwrap();
+                client.submit(&txs).unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<Vec<TxResult>> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    for i in 0..500 {
+        let created = answers.iter().filter(|a| a[i] == TxResult::Created).count();
+        let conflicts = answers
+            .iter()
+            .filter(|a| a[i] == TxResult::Conflict)
+            .count();
+        assert_eq!((created, conflicts), (1, 3), "id {}", 50_000 + i);
+    }
+
+    // Deposit ids too: the same id in USD, then in EUR.
+    let deposit = |currency: &str| {
+        format!(
+            r#"{{"deposit_id":"000000000000000000000000000000d1","participant":"bank_01","currency":"{currency}","amount":5}}"#
+        )
+    };
+    let fund = |b: &str| http_request(http, "POST", "/v1/deposits", Some(b)).unwrap();
+    assert_eq!(fund(&deposit("USD")).0, 201);
+    assert_eq!(fund(&deposit("EUR")).0, 409, "credited twice before");
+    assert_eq!(fund(&deposit("USD")).0, 200);
+
+    // The claims are durable: after a restart every id is still taken.
+    assert!(node.terminate().unwrap().success());
+    node.restart().unwrap();
+    let http = node.http.unwrap();
+    let (status, text) =
+        http_request(http, "POST", "/v1/transactions", Some(&body("USD"))).unwrap();
+    assert_eq!(status, 409, "{text}");
+    let mut client = Client::connect(node.listen).unwrap();
+    for c in currencies {
+        let txs: Vec<Transaction> = (0..500u128)
+            .map(|i| tx(50_000 + i, 1, 2, 10 + i as u64, c, "USD"))
+            .collect();
+        let results = client.submit(&txs).unwrap();
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, TxResult::Duplicate | TxResult::Conflict)),
+            "{c}: {results:?}"
+        );
+    }
+    let items = client
+        .lookup(&(0..500u128).map(|i| 50_000 + i).collect::<Vec<_>>())
+        .unwrap();
+    for item in items {
+        let submitted = item
+            .events
+            .iter()
+            .filter(|e| e.kind == TxEventKind::TransactionSubmitted)
+            .count();
+        assert_eq!(submitted, 1, "{:032x} is booked once", item.id);
+    }
+    let (status, text) = http_request(http, "POST", "/v1/deposits", Some(&deposit("GBP"))).unwrap();
+    assert_eq!(status, 409, "{text}");
 }

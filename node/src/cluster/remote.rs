@@ -11,7 +11,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use serde::{Deserialize, Serialize};
 use settle_codec::messages::CycleSummary;
-use settle_codec::{ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 use tokio::sync::oneshot;
 
 use crate::intake::router::{ClosedCycle, ControlMsg, ShardError, ShardMsg};
@@ -26,6 +26,7 @@ pub enum ShardCommand {
     Deposit {
         deposit_id: u128,
         participant: ParticipantId,
+        currency: Currency,
         amount: u64,
     },
     CycleClose {
@@ -155,12 +156,14 @@ pub fn split(msg: ShardMsg) -> Result<(ShardCommand, Reply), ShardMsg> {
         ShardMsg::Deposit {
             deposit_id,
             participant,
+            currency,
             amount,
             reply,
         } => (
             ShardCommand::Deposit {
                 deposit_id,
                 participant,
+                currency,
                 amount,
             },
             Reply::Deposit(reply),
@@ -201,6 +204,7 @@ pub fn to_local(command: ShardCommand) -> (ShardMsg, oneshot::Receiver<ShardAnsw
         ShardCommand::Deposit {
             deposit_id,
             participant,
+            currency,
             amount,
         } => {
             let (reply, rx) = oneshot::channel();
@@ -211,6 +215,7 @@ pub fn to_local(command: ShardCommand) -> (ShardMsg, oneshot::Receiver<ShardAnsw
             ShardMsg::Deposit {
                 deposit_id,
                 participant,
+                currency,
                 amount,
                 reply,
             }
@@ -439,12 +444,13 @@ mod tests {
         let command = ShardCommand::Deposit {
             deposit_id: u128::MAX - 3,
             participant: ParticipantId(7),
+            currency: Currency::EUR,
             amount: 1_000,
         };
         let back = decode_command(&encode(&command)).unwrap();
         assert!(matches!(
             back,
-            ShardCommand::Deposit { deposit_id, participant: ParticipantId(7), amount: 1_000 }
+            ShardCommand::Deposit { deposit_id, participant: ParticipantId(7), currency: Currency::EUR, amount: 1_000 }
                 if deposit_id == u128::MAX - 3
         ));
         let answer = ShardAnswer::Failed(RemoteError::Full { records: 9 });

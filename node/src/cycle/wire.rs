@@ -87,23 +87,20 @@ pub async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) -> b
                         "amount: must be greater than zero",
                     );
                 } else {
-                    match intake.shards.shard_of(currency) {
+                    match intake
+                        .deposit(r.deposit_id.to_native(), participant, currency, amount)
+                        .await
+                    {
                         None => error(
                             out,
                             id,
                             ErrorCode::BadRequest,
                             &format!("currency: {currency} is not served by this engine"),
                         ),
-                        Some(group) => match intake
-                            .router
-                            .deposit(group, r.deposit_id.to_native(), participant, amount)
-                            .await
-                        {
-                            Ok((result, balance)) => {
-                                push(out, id, &DepositResponse { result, balance })
-                            }
-                            Err(e) => shard_error(out, id, &e),
-                        },
+                        Some(Ok((result, balance))) => {
+                            push(out, id, &DepositResponse { result, balance })
+                        }
+                        Some(Err(e)) => shard_error(out, id, &e),
                     }
                 }
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures_util::future::join_all;
-use settle_codec::{Transaction, TxResult};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult};
 
 use crate::participants::Registry;
 use crate::shard::{GroupId, ShardMap};
@@ -25,12 +25,19 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Validates, splits by shard, submits every sub-batch concurrently and
-    /// puts the results back in request order.
+    /// Validates, claims each id at its home shard, books each transaction
+    /// in the shard of its send currency, and puts the results back in
+    /// request order.
+    ///
+    /// Ids are unique engine-wide: a transaction whose id's home shard
+    /// ([`ShardMap::home_of`]) is not its booking shard first reserves the
+    /// id there (one more log entry, in another group, for those); a
+    /// conflict there is the answer, and only a reserved id is booked. All
+    /// sub-batches of a step go to their shards concurrently.
     ///
     /// A shard failure fails the whole request: some of its transactions may
-    /// have been accepted by other shards, which a retry (same ids) answers
-    /// as Duplicate, so nothing is lost or doubled.
+    /// have been reserved or accepted, which a retry (same ids, same bodies)
+    /// answers as Duplicate, so nothing is lost or doubled.
     pub async fn submit(
         &self,
         transactions: impl ExactSizeIterator<Item = Transaction>,
@@ -38,19 +45,20 @@ impl Intake {
         let count = transactions.len();
         let participants = self.participants.load();
         let mut results = vec![TxResult::Created; count];
-        // Per shard: its transactions and their positions in the request.
-        let mut split: Vec<(Vec<Transaction>, Vec<u32>)> =
-            vec![(Vec::new(), Vec::new()); self.shards.shard_count()];
+        let mut claims = Vec::new();
+        let mut bookings = Vec::with_capacity(count);
         for (position, tx) in transactions.enumerate() {
             match validate::validate(&tx, &participants, &self.shards) {
                 Ok(()) => {
-                    let group = self
+                    let books = self
                         .shards
                         .shard_of(tx.send)
                         .expect("validated: the send currency has a shard");
-                    let (txs, positions) = &mut split[group as usize - 1];
-                    txs.push(tx);
-                    positions.push(position as u32);
+                    let home = self.shards.home_of(tx.id);
+                    if home != books {
+                        claims.push((home, tx, position as u32));
+                    }
+                    bookings.push((books, tx, position as u32));
                 }
                 Err(rejection) => {
                     results[position] = TxResult::Rejected {
@@ -59,6 +67,35 @@ impl Intake {
                     };
                 }
             }
+        }
+        if !claims.is_empty() {
+            for (position, result) in self.to_shards(claims).await? {
+                if result != TxResult::Created && result != TxResult::Duplicate {
+                    results[position as usize] = result;
+                }
+            }
+            // Only ids reserved for this body (now or before) are booked.
+            bookings.retain(|&(_, _, position)| results[position as usize] == TxResult::Created);
+        }
+        for (position, result) in self.to_shards(bookings).await? {
+            results[position as usize] = result;
+        }
+        Ok(results)
+    }
+
+    /// Sends each transaction to its shard, one sub-batch per shard, all at
+    /// once; the results with the request positions they belong to.
+    async fn to_shards(
+        &self,
+        items: Vec<(GroupId, Transaction, u32)>,
+    ) -> Result<Vec<(u32, TxResult)>, ShardError> {
+        // Per shard: its transactions and their positions in the request.
+        let mut split: Vec<(Vec<Transaction>, Vec<u32>)> =
+            vec![(Vec::new(), Vec::new()); self.shards.shard_count()];
+        for (group, tx, position) in items {
+            let (txs, positions) = &mut split[group as usize - 1];
+            txs.push(tx);
+            positions.push(position);
         }
         let mut positions_of = Vec::new();
         let mut pending = Vec::new();
@@ -69,6 +106,7 @@ impl Intake {
             positions_of.push(positions);
             pending.push(self.router.submit((i + 1) as GroupId, txs));
         }
+        let mut out = Vec::new();
         for (answer, positions) in join_all(pending).await.into_iter().zip(positions_of) {
             let shard_results = answer?;
             assert_eq!(
@@ -76,10 +114,40 @@ impl Intake {
                 positions.len(),
                 "a shard answers every transaction"
             );
-            for (result, position) in shard_results.into_iter().zip(positions) {
-                results[position as usize] = result;
-            }
+            out.extend(positions.into_iter().zip(shard_results));
         }
-        Ok(results)
+        Ok(out)
+    }
+
+    /// An operator's deposit of `amount` `currency` to `participant`, under
+    /// an id unique engine-wide (reserved at its home shard first, like a
+    /// transaction id). The result and the balance after it; `None` when no
+    /// shard serves `currency`.
+    pub async fn deposit(
+        &self,
+        deposit_id: u128,
+        participant: ParticipantId,
+        currency: Currency,
+        amount: u64,
+    ) -> Option<Result<(TxResult, u64), ShardError>> {
+        let books = self.shards.shard_of(currency)?;
+        let home = self.shards.home_of(deposit_id);
+        Some(
+            async {
+                if home != books {
+                    let (claim, _) = self
+                        .router
+                        .deposit(home, deposit_id, participant, currency, amount)
+                        .await?;
+                    if claim != TxResult::Created && claim != TxResult::Duplicate {
+                        return Ok((claim, 0));
+                    }
+                }
+                self.router
+                    .deposit(books, deposit_id, participant, currency, amount)
+                    .await
+            }
+            .await,
+        )
     }
 }

@@ -7,7 +7,7 @@
 //! back-pressure: a full queue makes the sender wait, never grow memory.
 
 use settle_codec::messages::{CycleRecord, CycleSummary};
-use settle_codec::{LookupItem, ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, LookupItem, ParticipantId, Transaction, TxResult, Window};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::participants::Participant;
@@ -61,10 +61,13 @@ pub enum ShardMsg {
         openings: Vec<(ParticipantId, u64)>,
         reply: oneshot::Sender<Result<Vec<TxResult>, ShardError>>,
     },
-    /// An operator's deposit; the result and the balance after it.
+    /// An operator's deposit; the result and the balance after it. A shard
+    /// given a deposit of another currency only reserves its id (it is the
+    /// id's home; the balance answered is 0).
     Deposit {
         deposit_id: u128,
         participant: ParticipantId,
+        currency: Currency,
         amount: u64,
         reply: oneshot::Sender<Result<(TxResult, u64), ShardError>>,
     },
@@ -290,17 +293,20 @@ impl ShardRouter {
             .await?
     }
 
-    /// Deposits into shard `group`'s currency; the result and the balance after.
+    /// Deposits `currency` in shard `group`: books it when the shard serves
+    /// `currency`, else reserves its id there. The result and the balance after.
     pub async fn deposit(
         &self,
         group: GroupId,
         deposit_id: u128,
         participant: ParticipantId,
+        currency: Currency,
         amount: u64,
     ) -> Result<(TxResult, u64), ShardError> {
         self.ask_shard(group, |reply| ShardMsg::Deposit {
             deposit_id,
             participant,
+            currency,
             amount,
             reply,
         })

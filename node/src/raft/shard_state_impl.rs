@@ -20,12 +20,14 @@ impl GroupState for ShardState {
         match access(command).map_err(|e| e.to_string())? {
             ArchivedShardCommand::Submit {
                 leader_ts_us,
+                books,
                 transactions,
             } => {
                 reply.results.reserve(transactions.len());
                 self.apply_submit(
                     log_index,
                     leader_ts_us.to_native(),
+                    books.into(),
                     transactions.iter().map(|t| t.to_native()),
                     &mut reply.results,
                 );
@@ -44,15 +46,19 @@ impl GroupState for ShardState {
             }
             ArchivedShardCommand::Deposit {
                 leader_ts_us,
+                books,
                 deposit_id,
                 participant,
+                currency,
                 amount,
             } => {
                 reply.results.push(self.apply_deposit(
                     log_index,
                     leader_ts_us.to_native(),
+                    books.into(),
                     deposit_id.to_native(),
                     participant.into(),
+                    currency.into(),
                     amount.to_native(),
                 ));
             }
@@ -159,7 +165,7 @@ mod tests {
                     .await
                     .expect("open");
                 for (b, batch) in batches.iter().enumerate() {
-                    let command = encode_submit(1_000 + b as u64, batch);
+                    let command = encode_submit(1_000 + b as u64, Currency::USD, batch);
                     let response = raft
                         .client_write(ShardRequest(command.to_vec()))
                         .await
@@ -184,7 +190,7 @@ mod tests {
                 client_timestamp_us: 999,
                 ..tx(2_005, 6)
             };
-            let command = encode_submit(9_000, &[retry, tx(2_006, 1), tx(7_000, 1)]);
+            let command = encode_submit(9_000, Currency::USD, &[retry, tx(2_006, 1), tx(7_000, 1)]);
             let response = raft
                 .client_write(ShardRequest(command.to_vec()))
                 .await

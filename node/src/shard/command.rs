@@ -10,7 +10,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use settle_codec::messages::MAX_CYCLE_TRANSACTIONS;
-use settle_codec::{ParticipantId, Transaction, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, Window};
 
 use super::cycles::{BatchOutcome, CycleApply};
 
@@ -34,8 +34,11 @@ pub const EXECUTION_OUTCOMES_MAX: usize = 4_096;
 pub enum ShardCommand {
     /// Accept transactions: the leader's clock stamps the entry so the 24 h
     /// dedup window is the same on every replica.
+    /// `books` is the shard's own currency: transactions that send another
+    /// currency only reserve their id here, their home shard.
     Submit {
         leader_ts_us: u64,
+        books: Currency,
         transactions: Vec<Transaction>,
     },
     /// Set opening balances in this shard's currency (once per participant).
@@ -43,11 +46,15 @@ pub enum ShardCommand {
         leader_ts_us: u64,
         openings: Vec<(ParticipantId, u64)>,
     },
-    /// An operator's deposit, idempotent by `deposit_id`.
+    /// An operator's deposit, idempotent by `deposit_id`. A deposit of
+    /// another `currency` than `books` (the shard's own) only reserves its
+    /// id here, its home shard.
     Deposit {
         leader_ts_us: u64,
+        books: Currency,
         deposit_id: u128,
         participant: ParticipantId,
+        currency: Currency,
         amount: u64,
     },
     /// Freeze up to `candidates_max` waiting transactions of `window` as
@@ -81,13 +88,18 @@ pub enum CommandError {
 }
 
 /// Encodes a submit command from borrowed transactions.
-pub fn encode_submit(leader_ts_us: u64, transactions: &[Transaction]) -> AlignedVec<16> {
+pub fn encode_submit(
+    leader_ts_us: u64,
+    books: Currency,
+    transactions: &[Transaction],
+) -> AlignedVec<16> {
     assert!(
         transactions.len() <= ENTRY_TRANSACTIONS_MAX,
         "the batcher bounds entries"
     );
     let command = ShardCommand::Submit {
         leader_ts_us,
+        books,
         transactions: transactions.to_vec(),
     };
     encode(&command)
@@ -145,7 +157,7 @@ pub fn access(bytes: &[u8]) -> Result<&ArchivedShardCommand, CommandError> {
 mod tests {
     use super::*;
     use crate::shard::cycles::{DecisionFacts, Leg};
-    use settle_codec::{Currency, ParticipantId, Window};
+    use settle_codec::{ParticipantId, Window};
 
     #[test]
     fn submit_round_trips_and_garbage_is_an_error() {
@@ -159,13 +171,15 @@ mod tests {
             window: Window::T2,
             client_timestamp_us: 3,
         };
-        let bytes = encode_submit(99, &[tx, tx]);
+        let bytes = encode_submit(99, Currency::GBP, &[tx, tx]);
         match access(&bytes).unwrap() {
             ArchivedShardCommand::Submit {
                 leader_ts_us,
+                books,
                 transactions,
             } => {
                 assert_eq!(leader_ts_us.to_native(), 99);
+                assert_eq!(Currency::from(books), Currency::GBP);
                 assert_eq!(transactions.len(), 2);
                 assert_eq!(transactions[1].to_native(), tx);
             }

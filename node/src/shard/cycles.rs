@@ -488,6 +488,7 @@ pub(crate) mod tests {
         s.apply_submit(
             2,
             20,
+            Currency::USD,
             [
                 tx(11, 1, 2, 60, Window::Rtgs),
                 tx(12, 1, 2, 50, Window::Rtgs),
@@ -565,7 +566,13 @@ pub(crate) mod tests {
         assert_eq!(s.settled_total(), 2);
         // The deferred payment waits behind what arrived before its
         // deferral, ahead of what arrives after.
-        s.apply_submit(6, 60, [tx(15, 1, 2, 1, Window::Rtgs)], &mut Vec::new());
+        s.apply_submit(
+            6,
+            60,
+            Currency::USD,
+            [tx(15, 1, 2, 1, Window::Rtgs)],
+            &mut Vec::new(),
+        );
         assert_eq!(s.waiting_count(Window::Rtgs), 2);
         s.apply_close(7, 70, 2, Window::Rtgs, 1);
         assert_eq!(s.open_cycle(2).unwrap().candidates, vec![12]);
@@ -628,7 +635,15 @@ pub(crate) mod tests {
     #[test]
     fn notes_are_dropped_with_the_last_record_that_refers_to_them() {
         let mut s = funded();
-        s.apply_deposit(3, 25, 1, ParticipantId(1), 100);
+        s.apply_deposit(
+            3,
+            25,
+            Currency::USD,
+            1,
+            ParticipantId(1),
+            Currency::USD,
+            100,
+        );
         s.apply_close(4, 30, 1, Window::Rtgs, 10);
         let apply = CycleApply {
             cycle_id: 1,
@@ -643,7 +658,7 @@ pub(crate) mod tests {
         assert!(s.cycle_notes.contains_key(&1));
         // Past the dedup window the settled records go, and the note with them.
         let later = 40 + super::super::state::DEDUP_WINDOW_US;
-        s.apply_submit(6, later, [], &mut Vec::new());
+        s.apply_submit(6, later, Currency::USD, [], &mut Vec::new());
         assert!(s.record(11).is_none());
         assert!(!s.cycle_notes.contains_key(&1));
         // An empty cycle leaves no note behind.

@@ -10,7 +10,7 @@
 //! never twice); deposits by the operator's deposit id, kept for the dedup
 //! window like transaction ids.
 
-use settle_codec::{ParticipantId, TxResult};
+use settle_codec::{Currency, ParticipantId, TxResult};
 
 use super::state::ShardState;
 
@@ -60,6 +60,15 @@ pub struct Deposit {
     pub at_us: u64,
 }
 
+/// What identifies a deposit for its id's reservation in the id's home
+/// shard (a deposit of another currency than the home shard's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepositKey {
+    pub participant: u32,
+    pub currency: u16,
+    pub amount: u64,
+}
+
 /// What a funding entry does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Funding {
@@ -85,16 +94,44 @@ impl ShardState {
         }
     }
 
-    /// Applies a deposit entry.
+    /// Applies a deposit entry. `books` is the currency this shard books: a
+    /// deposit of another `currency` only reserves its id here (this shard is
+    /// the id's home, see [`super::reservations`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn apply_deposit(
         &mut self,
         log_index: u64,
         leader_ts_us: u64,
+        books: Currency,
         deposit_id: u128,
         participant: ParticipantId,
+        currency: Currency,
         amount: u64,
     ) -> TxResult {
         self.advance(log_index, leader_ts_us);
+        if currency != books {
+            if self.deposits.contains_key(&deposit_id) {
+                return TxResult::Conflict;
+            }
+            if self.reserved_deposits.len() + self.deposits.len() >= DEPOSITS_KEPT_MAX {
+                return TxResult::Rejected {
+                    reason: settle_codec::RejectReason::AmountTooLarge,
+                    field: settle_codec::Field::Amount,
+                };
+            }
+            let key = DepositKey {
+                participant: participant.0,
+                currency: currency.0,
+                amount,
+            };
+            let at_us = self.clock_us;
+            return self
+                .reserved_deposits
+                .claim(deposit_id, key, log_index, at_us, |a, b| a == b);
+        }
+        if self.reserved_deposits.contains(deposit_id) {
+            return TxResult::Conflict;
+        }
         self.fund(
             log_index,
             Funding::Deposit { deposit_id },
@@ -150,7 +187,7 @@ impl ShardState {
                         TxResult::Conflict
                     };
                 }
-                if self.deposits.len() >= DEPOSITS_KEPT_MAX {
+                if self.deposits.len() + self.reserved_deposits.len() >= DEPOSITS_KEPT_MAX {
                     return too_large;
                 }
                 account.deposited += amount;
@@ -195,6 +232,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_deposit_id_is_reserved_at_its_home_whatever_its_currency() {
+        // This shard books USD and is the home of deposit id 9.
+        let mut s = ShardState::new();
+        let p = ParticipantId(3);
+        let eur = Currency::EUR;
+        let usd = Currency::USD;
+        assert_eq!(s.apply_deposit(1, 1, usd, 9, p, eur, 25), TxResult::Created);
+        assert_eq!(
+            s.apply_deposit(2, 2, usd, 9, p, eur, 25),
+            TxResult::Duplicate
+        );
+        assert_eq!(
+            s.apply_deposit(3, 3, usd, 9, p, eur, 26),
+            TxResult::Conflict
+        );
+        assert_eq!(
+            s.apply_deposit(4, 4, usd, 9, p, usd, 25),
+            TxResult::Conflict,
+            "the same id in this shard's own currency is taken"
+        );
+        assert_eq!(s.account(p).balance, 0, "a reservation credits nothing");
+        assert_eq!(s.apply_deposit(5, 5, usd, 10, p, usd, 7), TxResult::Created);
+        assert_eq!(
+            s.apply_deposit(6, 6, usd, 10, p, eur, 7),
+            TxResult::Conflict,
+            "deposited here first: no other currency may claim the id"
+        );
+        assert_eq!(s.account(p).balance, 7);
+    }
+
+    #[test]
     fn opening_once_deposits_idempotent_by_id() {
         let mut s = ShardState::new();
         let p = ParticipantId(3);
@@ -206,10 +274,24 @@ mod tests {
             vec![TxResult::Created, TxResult::Duplicate, TxResult::Conflict],
             "a restart reading the same participants file funds nothing"
         );
-        assert_eq!(s.apply_deposit(4, 13, 77, p, 25), TxResult::Created);
-        assert_eq!(s.apply_deposit(5, 14, 77, p, 25), TxResult::Duplicate);
         assert_eq!(
-            s.apply_deposit(6, 15, 77, ParticipantId(4), 25),
+            s.apply_deposit(4, 13, Currency::USD, 77, p, Currency::USD, 25),
+            TxResult::Created
+        );
+        assert_eq!(
+            s.apply_deposit(5, 14, Currency::USD, 77, p, Currency::USD, 25),
+            TxResult::Duplicate
+        );
+        assert_eq!(
+            s.apply_deposit(
+                6,
+                15,
+                Currency::USD,
+                77,
+                ParticipantId(4),
+                Currency::USD,
+                25
+            ),
             TxResult::Conflict
         );
         let a = s.account(p);
@@ -224,11 +306,11 @@ mod tests {
         let mut s = ShardState::new();
         let p = ParticipantId(1);
         s.apply_open(1, 1, [(p, BALANCE_MAX - 1)], &mut Vec::new());
-        let r = s.apply_deposit(2, 2, 1, p, 2);
+        let r = s.apply_deposit(2, 2, Currency::USD, 1, p, Currency::USD, 2);
         assert!(matches!(r, TxResult::Rejected { .. }));
         assert_eq!(s.account(p).balance, BALANCE_MAX - 1);
         assert_eq!(
-            s.apply_deposit(3, 3, 1, p, 1),
+            s.apply_deposit(3, 3, Currency::USD, 1, p, Currency::USD, 1),
             TxResult::Created,
             "a refused id is not remembered"
         );
@@ -238,9 +320,12 @@ mod tests {
     fn deposit_ids_expire_after_the_dedup_window() {
         let mut s = ShardState::new();
         let p = ParticipantId(1);
-        s.apply_deposit(1, 1_000, 5, p, 10);
+        s.apply_deposit(1, 1_000, Currency::USD, 5, p, Currency::USD, 10);
         let later = 1_000 + super::super::state::DEDUP_WINDOW_US;
-        assert_eq!(s.apply_deposit(2, later, 5, p, 10), TxResult::Created);
+        assert_eq!(
+            s.apply_deposit(2, later, Currency::USD, 5, p, Currency::USD, 10),
+            TxResult::Created
+        );
         assert_eq!(s.account(p).deposited, 20);
     }
 }

@@ -9,6 +9,7 @@ pub mod command;
 pub mod cycles;
 pub mod ledger;
 pub mod proposer;
+pub mod reservations;
 mod snapshot;
 pub mod state;
 pub mod table;
@@ -85,6 +86,20 @@ impl ShardMap {
         self.currencies.len()
     }
 
+    /// The home shard of an id: the shard whose log orders every claim on
+    /// it, whatever currency a claim names (see [`reservations`]). A fixed
+    /// function of the id and the shard count (the 64-bit halves folded and
+    /// mixed, so sequential ids spread evenly).
+    pub fn home_of(&self, id: u128) -> GroupId {
+        let folded = (id as u64) ^ ((id >> 64) as u64);
+        // splitmix64's finaliser: every input bit moves every output bit.
+        let mut x = folded;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        (1 + x % self.currencies.len() as u64) as GroupId
+    }
+
     /// Shard groups, in order.
     pub fn shards(&self) -> impl Iterator<Item = GroupId> + '_ {
         (1..=self.currencies.len()).map(|g| g as GroupId)
@@ -118,5 +133,25 @@ mod tests {
             (0..5).map(|g| map.core_of(g, 2)).collect::<Vec<_>>(),
             vec![0, 1, 0, 1, 0]
         );
+    }
+
+    #[test]
+    fn ids_spread_evenly_over_home_shards() {
+        let map = ShardMap::default_currencies();
+        let mut counts = [0u32; 4];
+        for id in 0..40_000u128 {
+            let home = map.home_of(id);
+            assert!((1..=4).contains(&home));
+            assert_eq!(home, map.home_of(id), "a fixed function");
+            counts[home as usize - 1] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
+        // The high half counts too.
+        let homes: std::collections::BTreeSet<_> =
+            (0..64u128).map(|i| map.home_of(i << 64)).collect();
+        assert_eq!(homes.len(), 4);
     }
 }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
-use settle_codec::{LookupItem, Transaction, TxResult, TxStatus, Window};
+use settle_codec::{Currency, LookupItem, Transaction, TxResult, TxStatus, Window};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -81,6 +81,7 @@ async fn serving_priority<T>(
 /// entries) are served whenever they arrive, never behind a full pipeline.
 pub async fn run(
     group: GroupId,
+    books: Currency,
     raft: ShardRaft,
     state: Rc<RefCell<ShardState>>,
     inbox: ShardInbox,
@@ -92,7 +93,7 @@ pub async fn run(
     let mut priority_open = true;
     let handle = {
         let (raft, state) = (raft.clone(), state.clone());
-        move |msg: ShardMsg| serve_priority(group, &raft, &state, msg)
+        move |msg: ShardMsg| serve_priority(group, books, &raft, &state, msg)
     };
     let slots = Rc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
     let mut held: Option<ShardMsg> = None;
@@ -123,7 +124,7 @@ pub async fn run(
                     transactions: txs,
                     reply,
                 } => {
-                    let held_records = state.borrow().len() + transactions.len();
+                    let held_records = state.borrow().held() + transactions.len();
                     if held_records + txs.len() > SHARD_RECORDS_MAX {
                         let _ = reply.send(Err(ShardError::Full {
                             group,
@@ -155,7 +156,7 @@ pub async fn run(
         }
         let raft = raft.clone();
         glommio::spawn_local(async move {
-            let outcome = propose(group, &raft, &transactions).await;
+            let outcome = propose(group, books, &raft, &transactions).await;
             drop(permit);
             answer(outcome, waiters);
         })
@@ -168,6 +169,7 @@ pub async fn run(
 /// the control inbox), so their entries do not take an in-flight slot.
 fn serve_priority(
     group: GroupId,
+    books: Currency,
     raft: &ShardRaft,
     state: &Rc<RefCell<ShardState>>,
     msg: ShardMsg,
@@ -194,7 +196,14 @@ fn serve_priority(
             }));
         }
         entry => {
-            glommio::spawn_local(control_entry(group, raft.clone(), state.clone(), entry)).detach();
+            glommio::spawn_local(control_entry(
+                group,
+                books,
+                raft.clone(),
+                state.clone(),
+                entry,
+            ))
+            .detach();
         }
     }
 }
@@ -253,6 +262,7 @@ fn single(group: GroupId, results: Vec<TxResult>) -> Result<TxResult, ShardError
 /// Proposes a funding or cycle entry and answers from the applied state.
 async fn control_entry(
     group: GroupId,
+    books: Currency,
     raft: ShardRaft,
     state: Rc<RefCell<ShardState>>,
     msg: ShardMsg,
@@ -280,19 +290,29 @@ async fn control_entry(
         ShardMsg::Deposit {
             deposit_id,
             participant,
+            currency,
             amount,
             reply,
         } => {
             let command = ShardCommand::Deposit {
                 leader_ts_us,
+                books,
                 deposit_id,
                 participant,
+                currency,
                 amount,
             };
             let outcome = write(group, &raft, &command)
                 .await
                 .and_then(|r| single(group, r))
-                .map(|result| (result, state.borrow().account(participant).balance));
+                .map(|result| {
+                    let balance = if currency == books {
+                        state.borrow().account(participant).balance
+                    } else {
+                        0
+                    };
+                    (result, balance)
+                });
             let _ = reply.send(outcome);
         }
         ShardMsg::CycleClose {
@@ -369,10 +389,11 @@ async fn control_entry(
 /// Appends one submit entry and waits until it is committed and applied.
 async fn propose(
     group: GroupId,
+    books: Currency,
     raft: &ShardRaft,
     transactions: &[Transaction],
 ) -> Result<Vec<TxResult>, ShardError> {
-    let payload = encode_submit(now_us(), transactions);
+    let payload = encode_submit(now_us(), books, transactions);
     let started = std::time::Instant::now();
     let written = raft.client_write(ShardRequest(payload.to_vec())).await;
     let elapsed = started.elapsed();

@@ -11,11 +11,18 @@ use settle_codec::tx::DeferReason;
 use settle_codec::{Currency, ParticipantId, Transaction, TxEventKind, TxStatus, Window};
 
 use super::cycles::{CycleNote, DecisionFacts, Execution, OpenCycle};
-use super::ledger::{Account, Deposit};
+use super::ledger::{Account, Deposit, DepositKey};
+use super::reservations::{Reservations, Reserved};
 use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, WaitQueue, DEDUP_EVENTS_KEPT};
 
-/// Version byte of the format (2: balances, deposits and cycles added).
-const SNAPSHOT_VERSION: u8 = 2;
+/// Version byte of the format (2: balances, deposits and cycles added; 3:
+/// ids reserved for other shards, and the reservation counter).
+const SNAPSHOT_VERSION: u8 = 3;
+/// Bytes of one reserved transaction id: transaction 45, index 8, at 8.
+const RESERVED_TX_BYTES: usize = 61;
+/// Bytes of one reserved deposit id: id 16, participant 4, currency 2,
+/// amount 8, index 8, at 8.
+const RESERVED_DEPOSIT_BYTES: usize = 46;
 /// Bytes of one encoded record: transaction 45, accepted index 8, at 8,
 /// status 1, seq 8, candidate_of 8, deferred_in 8, defer reason 9,
 /// deferrals 4, settled_in 8, batch 4, receive amount 8, execution 21.
@@ -54,6 +61,7 @@ impl ShardState {
             self.last_applied_cycle,
             self.settled_total,
             self.queue_seq,
+            self.reserved_total,
         ] {
             w.u64(v);
         }
@@ -61,15 +69,7 @@ impl ShardState {
         records.sort_unstable_by_key(|r| r.tx.id);
         w.u64(records.len() as u64);
         for r in records {
-            let tx = &r.tx;
-            w.u128(tx.id);
-            w.u32(tx.debtor.0);
-            w.u32(tx.creditor.0);
-            w.u64(tx.amount);
-            w.u16(tx.send.0);
-            w.u16(tx.receive.0);
-            w.u8(codes::window_tag(tx.window));
-            w.u64(tx.client_timestamp_us);
+            w.transaction(&r.tx);
             w.u64(r.accepted_index);
             w.u64(r.accepted_at_us);
             w.u8(codes::status_tag(r.status));
@@ -136,6 +136,21 @@ impl ShardState {
         for &(at, id) in &self.deposit_expiry {
             w.u64(at);
             w.u128(id);
+        }
+        w.u64(self.reserved.len() as u64);
+        for (_, r) in self.reserved.iter() {
+            w.transaction(&r.body);
+            w.u64(r.log_index);
+            w.u64(r.at_us);
+        }
+        w.u64(self.reserved_deposits.len() as u64);
+        for (id, r) in self.reserved_deposits.iter() {
+            w.u128(id);
+            w.u32(r.body.participant);
+            w.u16(r.body.currency);
+            w.u64(r.body.amount);
+            w.u64(r.log_index);
+            w.u64(r.at_us);
         }
         w.u64(self.open_cycles.len() as u64);
         for (&id, c) in &self.open_cycles {
@@ -215,21 +230,13 @@ impl ShardState {
             last_applied_cycle: r.u64()?,
             settled_total: r.u64()?,
             queue_seq: r.u64()?,
+            reserved_total: r.u64()?,
             ..ShardState::default()
         };
         let count = r.count(RECORD_BYTES)?;
         s.records.reserve(count);
         for _ in 0..count {
-            let tx = Transaction {
-                id: r.u128()?,
-                debtor: ParticipantId(r.u32()?),
-                creditor: ParticipantId(r.u32()?),
-                amount: r.u64()?,
-                send: Currency(r.u16()?),
-                receive: Currency(r.u16()?),
-                window: codes::window_from(r.u8()?)?,
-                client_timestamp_us: r.u64()?,
-            };
+            let tx = r.transaction()?;
             let record = TxRecord {
                 tx,
                 accepted_index: r.u64()?,
@@ -315,6 +322,42 @@ impl ShardState {
         for _ in 0..count {
             s.deposit_expiry.push_back((r.u64()?, r.u128()?));
         }
+        let count = r.count(RESERVED_TX_BYTES)?;
+        let mut reserved = Vec::with_capacity(count);
+        for _ in 0..count {
+            let body = r.transaction()?;
+            let (log_index, at_us) = (r.u64()?, r.u64()?);
+            reserved.push((
+                body.id,
+                Reserved {
+                    body,
+                    log_index,
+                    at_us,
+                },
+            ));
+        }
+        s.reserved = Reservations::restore(reserved).map_err(|e| format!("shard snapshot: {e}"))?;
+        let count = r.count(RESERVED_DEPOSIT_BYTES)?;
+        let mut reserved = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = r.u128()?;
+            let body = DepositKey {
+                participant: r.u32()?,
+                currency: r.u16()?,
+                amount: r.u64()?,
+            };
+            let (log_index, at_us) = (r.u64()?, r.u64()?);
+            reserved.push((
+                id,
+                Reserved {
+                    body,
+                    log_index,
+                    at_us,
+                },
+            ));
+        }
+        s.reserved_deposits =
+            Reservations::restore(reserved).map_err(|e| format!("shard snapshot: {e}"))?;
         let count = r.count(OPEN_CYCLE_BYTES_MIN)?;
         for _ in 0..count {
             let id = r.u64()?;
@@ -459,6 +502,17 @@ impl ShardState {
 struct Writer(Vec<u8>);
 
 impl Writer {
+    fn transaction(&mut self, tx: &Transaction) {
+        self.u128(tx.id);
+        self.u32(tx.debtor.0);
+        self.u32(tx.creditor.0);
+        self.u64(tx.amount);
+        self.u16(tx.send.0);
+        self.u16(tx.receive.0);
+        self.u8(codes::window_tag(tx.window));
+        self.u64(tx.client_timestamp_us);
+    }
+
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -483,6 +537,19 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn transaction(&mut self) -> Result<Transaction, String> {
+        Ok(Transaction {
+            id: self.u128()?,
+            debtor: ParticipantId(self.u32()?),
+            creditor: ParticipantId(self.u32()?),
+            amount: self.u64()?,
+            send: Currency(self.u16()?),
+            receive: Currency(self.u16()?),
+            window: codes::window_from(self.u8()?)?,
+            client_timestamp_us: self.u64()?,
+        })
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let end = self.pos + N;
         let slice = self
@@ -687,9 +754,23 @@ mod tests {
         let txs: Vec<Transaction> = (1..=40u128)
             .map(|i| tx(i * 7919, i as u64, Window::ALL[i as usize % 4]))
             .collect();
-        s.apply_submit(3, 1_000, txs.iter().copied(), &mut r);
-        s.apply_submit(4, 2_000, [txs[3], tx(txs[5].id, 999, Window::T1)], &mut r);
-        s.apply_deposit(5, 2_100, 9, ParticipantId(1), 5);
+        s.apply_submit(3, 1_000, Currency::EUR, txs.iter().copied(), &mut r);
+        s.apply_submit(
+            4,
+            2_000,
+            Currency::EUR,
+            [txs[3], tx(txs[5].id, 999, Window::T1)],
+            &mut r,
+        );
+        s.apply_deposit(
+            5,
+            2_100,
+            Currency::USD,
+            9,
+            ParticipantId(1),
+            Currency::USD,
+            5,
+        );
         s.apply_close(6, 2_200, 1, Window::Rtgs, 2);
         s.apply_cycle(
             7,
@@ -756,12 +837,21 @@ mod tests {
             state.apply_submit(
                 10,
                 3_000,
+                Currency::EUR,
                 [tx(1, 1, Window::T0), tx(7919, 1, Window::T1)],
                 &mut Vec::new(),
             );
             state.apply_close(11, 3_100, 3, Window::Rtgs, 10);
             assert_eq!(
-                state.apply_deposit(12, 3_200, 9, ParticipantId(1), 5),
+                state.apply_deposit(
+                    12,
+                    3_200,
+                    Currency::USD,
+                    9,
+                    ParticipantId(1),
+                    Currency::USD,
+                    5
+                ),
                 settle_codec::TxResult::Duplicate
             );
             let confirm = crate::shard::BatchOutcome {
@@ -800,13 +890,13 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(ShardState::decode_snapshot(&trailing).is_err());
-        // The record count follows the version byte and nine u64 counters.
+        // The record count follows the version byte and ten u64 counters.
         let mut huge_count = bytes.clone();
-        huge_count[73..81].copy_from_slice(&u64::MAX.to_le_bytes());
+        huge_count[81..89].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(ShardState::decode_snapshot(&huge_count).is_err());
         // The first record's window code (after id 16, parties 8, amount 8, currencies 4).
         let mut bad_window = bytes.clone();
-        bad_window[81 + 36] = 200;
+        bad_window[89 + 36] = 200;
         assert!(ShardState::decode_snapshot(&bad_window).is_err());
         // Every single-byte flip decodes to an error or to a consistent
         // state (one whose own snapshot decodes again): never a panic.

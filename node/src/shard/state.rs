@@ -15,11 +15,13 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 use settle_codec::tx::{Actor, DeferReason, EventDetail};
 use settle_codec::{
-    ParticipantId, Transaction, TxEvent, TxEventKind, TxResult, TxStatus, Window, MAX_TX_EVENTS,
+    Currency, ParticipantId, Transaction, TxEvent, TxEventKind, TxResult, TxStatus, Window,
+    MAX_TX_EVENTS,
 };
 
 use super::cycles::{CycleNote, Execution, OpenCycle};
-use super::ledger::{Account, Deposit};
+use super::ledger::{Account, Deposit, DepositKey};
+use super::reservations::Reservations;
 use super::table::{Entry, Table};
 use super::GroupId;
 
@@ -212,6 +214,10 @@ pub struct ShardState {
     /// This shard's transactions in batches in flight: (cycle, batch) → ids.
     pub(super) out_flight: BTreeMap<(u64, u32), Vec<u128>>,
     pub(super) settled_total: u64,
+    /// Ids this shard (their home) reserved for the shards that book them.
+    pub(super) reserved: Reservations<Transaction>,
+    pub(super) reserved_deposits: Reservations<DepositKey>,
+    pub(super) reserved_total: u64,
 }
 
 /// The slot of a window in per-window tables.
@@ -274,10 +280,17 @@ impl ShardState {
 
     /// Applies one submit entry at `log_index`, written by the leader at
     /// `leader_ts_us`, appending one result per transaction to `results`.
+    ///
+    /// `books` is the currency this shard books: a transaction sending it is
+    /// booked here (after checking that no other shard's booking reserved
+    /// its id here); one sending another currency only reserves its id here,
+    /// its home shard, for the shard that will book it (see
+    /// [`super::reservations`]).
     pub fn apply_submit(
         &mut self,
         log_index: u64,
         leader_ts_us: u64,
+        books: Currency,
         transactions: impl IntoIterator<Item = Transaction, IntoIter: Clone>,
         results: &mut Vec<TxResult>,
     ) {
@@ -297,36 +310,78 @@ impl ShardState {
                 self.records
                     .prefetch(Table::<u128, TxRecord>::hash(&next.id));
             }
-            let h = Table::<u128, TxRecord>::hash(&tx.id);
-            let result = match self.records.entry_hashed(tx.id, h) {
-                Entry::Vacant(slot) => {
-                    self.submitted_total += 1;
-                    self.queue_seq += 1;
-                    let seq = self.queue_seq;
-                    slot.insert(TxRecord::accepted(tx, index, at_us, seq));
-                    self.waiting[window_slot(tx.window)].push(seq, tx.id);
-                    self.pending_count += 1;
-                    TxResult::Created
-                }
-                Entry::Occupied(existing) if same_content(&existing.tx, &tx) => {
-                    self.deduped_total += 1;
-                    let events = self.extra_events.entry(tx.id).or_default();
-                    if events.len() < DEDUP_EVENTS_KEPT {
-                        events.push(ExtraEvent {
-                            kind: TxEventKind::TransactionDeduped,
-                            log_index: index,
-                            at_us,
-                        });
-                    }
-                    TxResult::Duplicate
-                }
-                Entry::Occupied(_) => {
-                    self.conflict_total += 1;
-                    TxResult::Conflict
-                }
+            let result = if tx.send == books {
+                self.book(tx, index, at_us)
+            } else {
+                self.reserve(tx, index, at_us)
             };
             results.push(result);
         }
+    }
+
+    /// Books one transaction of this shard's currency.
+    fn book(&mut self, tx: Transaction, index: u64, at_us: u64) -> TxResult {
+        if self.reserved.contains(tx.id) {
+            // Reserved here by a body that sends another currency: this one
+            // differs from it, so the id is taken.
+            self.conflict_total += 1;
+            return TxResult::Conflict;
+        }
+        let h = Table::<u128, TxRecord>::hash(&tx.id);
+        match self.records.entry_hashed(tx.id, h) {
+            Entry::Vacant(slot) => {
+                self.submitted_total += 1;
+                self.queue_seq += 1;
+                let seq = self.queue_seq;
+                slot.insert(TxRecord::accepted(tx, index, at_us, seq));
+                self.waiting[window_slot(tx.window)].push(seq, tx.id);
+                self.pending_count += 1;
+                TxResult::Created
+            }
+            Entry::Occupied(existing) if same_content(&existing.tx, &tx) => {
+                self.deduped_total += 1;
+                let events = self.extra_events.entry(tx.id).or_default();
+                if events.len() < DEDUP_EVENTS_KEPT {
+                    events.push(ExtraEvent {
+                        kind: TxEventKind::TransactionDeduped,
+                        log_index: index,
+                        at_us,
+                    });
+                }
+                TxResult::Duplicate
+            }
+            Entry::Occupied(_) => {
+                self.conflict_total += 1;
+                TxResult::Conflict
+            }
+        }
+    }
+
+    /// Reserves the id of a transaction another shard books (this shard is
+    /// the id's home).
+    fn reserve(&mut self, tx: Transaction, index: u64, at_us: u64) -> TxResult {
+        if self.records.get(&tx.id).is_some() {
+            // Booked here: it sends this shard's currency, `tx` does not.
+            self.conflict_total += 1;
+            return TxResult::Conflict;
+        }
+        let result = self.reserved.claim(tx.id, tx, index, at_us, same_content);
+        match result {
+            TxResult::Created => self.reserved_total += 1,
+            TxResult::Conflict => self.conflict_total += 1,
+            _ => {}
+        }
+        result
+    }
+
+    /// The body that reserved `id` here for another shard, if any.
+    pub fn reservation(&self, id: u128) -> Option<&Transaction> {
+        self.reserved.get(id).map(|r| &r.body)
+    }
+
+    /// Records and reservations held: what the proposer bounds.
+    pub fn held(&self) -> usize {
+        self.records.len() + self.reserved.len()
     }
 
     /// Moves the clock and the applied index forward and forgets idempotency
@@ -358,6 +413,8 @@ impl ShardState {
             self.deposit_expiry.pop_front();
             self.deposits.remove(&id);
         }
+        self.reserved.expire(self.clock_us);
+        self.reserved_deposits.expire(self.clock_us);
     }
 
     /// One bounded step of readying memory that applies will write (the
@@ -595,7 +652,7 @@ fn same_content(a: &Transaction, b: &Transaction) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use settle_codec::{Currency, ParticipantId, Window};
+    use settle_codec::{ParticipantId, Window};
 
     pub(crate) fn tx(id: u128, amount: u64) -> Transaction {
         Transaction {
@@ -614,12 +671,12 @@ mod tests {
     fn created_then_duplicate_then_conflict() {
         let mut s = ShardState::new();
         let mut r = Vec::new();
-        s.apply_submit(1, 100, [tx(1, 10), tx(2, 20)], &mut r);
+        s.apply_submit(1, 100, Currency::EUR, [tx(1, 10), tx(2, 20)], &mut r);
         let retry = Transaction {
             client_timestamp_us: 99,
             ..tx(1, 10)
         };
-        s.apply_submit(2, 200, [retry, tx(2, 21)], &mut r);
+        s.apply_submit(2, 200, Currency::EUR, [retry, tx(2, 21)], &mut r);
         assert_eq!(
             r,
             vec![
@@ -650,10 +707,59 @@ mod tests {
     }
 
     #[test]
+    fn a_home_shard_orders_every_claim_on_an_id_whatever_its_currency() {
+        // This shard books EUR and is the home of ids 1..=3.
+        let mut s = ShardState::new();
+        let mut r = Vec::new();
+        let usd = Transaction {
+            send: Currency::USD,
+            ..tx(1, 10)
+        };
+        let gbp = Transaction {
+            send: Currency::GBP,
+            ..tx(1, 10)
+        };
+        // Reserved for the USD shard; a retry of it is a duplicate.
+        s.apply_submit(1, 10, Currency::EUR, [usd, usd], &mut r);
+        // The same id in EUR (booked here) or in GBP (reserved here): taken.
+        s.apply_submit(2, 20, Currency::EUR, [tx(1, 10), gbp], &mut r);
+        assert_eq!(
+            r,
+            vec![
+                TxResult::Created,
+                TxResult::Duplicate,
+                TxResult::Conflict,
+                TxResult::Conflict
+            ]
+        );
+        assert!(s.record(1).is_none(), "a reservation books nothing");
+        assert_eq!(s.reservation(1), Some(&usd));
+        assert_eq!(s.pending_count(), 0);
+        // Booked here first: a reservation of the id for another shard is refused.
+        r.clear();
+        let gbp2 = Transaction {
+            send: Currency::GBP,
+            ..tx(2, 10)
+        };
+        s.apply_submit(3, 30, Currency::EUR, [tx(2, 10), gbp2, tx(2, 10)], &mut r);
+        assert_eq!(
+            r,
+            vec![TxResult::Created, TxResult::Conflict, TxResult::Duplicate]
+        );
+        assert_eq!(s.held(), 2);
+        // The reservation lives for the dedup window, and snapshots keep it.
+        let back = ShardState::decode_snapshot(&s.encode_snapshot()).unwrap();
+        assert_eq!(back.reservation(1), Some(&usd));
+        assert_eq!(back.encode_snapshot(), s.encode_snapshot());
+        s.apply_submit(4, 10 + DEDUP_WINDOW_US, Currency::EUR, [], &mut r);
+        assert_eq!(s.reservation(1), None);
+    }
+
+    #[test]
     fn duplicate_within_one_entry_is_detected() {
         let mut s = ShardState::new();
         let mut r = Vec::new();
-        s.apply_submit(1, 1, [tx(7, 1), tx(7, 1), tx(7, 2)], &mut r);
+        s.apply_submit(1, 1, Currency::EUR, [tx(7, 1), tx(7, 1), tx(7, 2)], &mut r);
         assert_eq!(
             r,
             vec![TxResult::Created, TxResult::Duplicate, TxResult::Conflict]
@@ -671,7 +777,7 @@ mod tests {
             let mut s = ShardState::new();
             let mut r = Vec::new();
             for (i, ts, txs) in &entries {
-                s.apply_submit(*i, *ts, txs.iter().copied(), &mut r);
+                s.apply_submit(*i, *ts, Currency::EUR, txs.iter().copied(), &mut r);
             }
             (s, r)
         };
@@ -692,8 +798,8 @@ mod tests {
     fn applying_out_of_order_is_an_invariant_violation() {
         let mut s = ShardState::new();
         let mut r = Vec::new();
-        s.apply_submit(5, 1, [tx(1, 1)], &mut r);
-        s.apply_submit(5, 2, [tx(2, 1)], &mut r);
+        s.apply_submit(5, 1, Currency::EUR, [tx(1, 1)], &mut r);
+        s.apply_submit(5, 2, Currency::EUR, [tx(2, 1)], &mut r);
     }
 
     #[test]
@@ -756,7 +862,7 @@ mod tests {
         let mut s = ShardState::new();
         let mut r = Vec::new();
         for i in 1..100 {
-            s.apply_submit(i, i, [tx(1, 1)], &mut r);
+            s.apply_submit(i, i, Currency::EUR, [tx(1, 1)], &mut r);
         }
         assert_eq!(s.events(1, 1).len(), 1 + DEDUP_EVENTS_KEPT);
     }
