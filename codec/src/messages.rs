@@ -566,6 +566,19 @@ pub enum CycleOutcome {
     Deferred {
         reason: DeferReason,
     },
+    /// Deferred at or past its window's deadline (it could not be funded
+    /// in time): it waits in window `to` from now on.
+    Rolled {
+        reason: DeferReason,
+        to: Window,
+    },
+}
+
+impl CycleOutcome {
+    /// Whether the cycle settles it.
+    pub fn is_settled(&self) -> bool {
+        matches!(self, CycleOutcome::Settled { .. })
+    }
 }
 
 /// One FX trade of a decision, in USD value.
@@ -631,6 +644,11 @@ pub struct CycleRecord {
     pub participants: Vec<CycleParticipant>,
     pub balances: Vec<CycleBalance>,
     pub transactions: Vec<Transaction>,
+    /// What deferring each transaction costs in this cycle, USD (the
+    /// instance's per-transaction `defer_usd`: dearer the longer it has
+    /// waited, prohibitive at its deadline); same order. Empty: the
+    /// window's `defer_bps` price for every transaction.
+    pub defer_usd: Vec<f64>,
     /// One per transaction, same order.
     pub outcomes: Vec<CycleOutcome>,
     pub fx_trades: Vec<CycleFxTrade>,
@@ -638,13 +656,14 @@ pub struct CycleRecord {
 }
 
 impl CycleRecord {
-    fn limits(&self) -> [(&'static str, usize, usize); 9] {
+    fn limits(&self) -> [(&'static str, usize, usize); 10] {
         [
             (
                 "transactions",
                 self.transactions.len(),
                 MAX_CYCLE_TRANSACTIONS,
             ),
+            ("defer prices", self.defer_usd.len(), MAX_CYCLE_TRANSACTIONS),
             ("outcomes", self.outcomes.len(), MAX_CYCLE_TRANSACTIONS),
             (
                 "participants",
@@ -666,13 +685,14 @@ impl CycleRecord {
 }
 
 impl ArchivedCycleRecord {
-    fn limits(&self) -> [(&'static str, usize, usize); 9] {
+    fn limits(&self) -> [(&'static str, usize, usize); 10] {
         [
             (
                 "transactions",
                 self.transactions.len(),
                 MAX_CYCLE_TRANSACTIONS,
             ),
+            ("defer prices", self.defer_usd.len(), MAX_CYCLE_TRANSACTIONS),
             ("outcomes", self.outcomes.len(), MAX_CYCLE_TRANSACTIONS),
             (
                 "participants",
@@ -933,6 +953,7 @@ mod control_tests {
             participants: Vec::new(),
             balances: Vec::new(),
             transactions: vec![tx; transactions],
+            defer_usd: vec![0.5; transactions],
             outcomes: vec![
                 CycleOutcome::Deferred {
                     reason: DeferReason::Liquidity { short: 5 }

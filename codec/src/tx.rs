@@ -349,6 +349,8 @@ pub enum TxEventKind {
     SettlementFailed = 8,
     /// A failed settlement's legs were reversed through the log.
     SettlementReversed = 9,
+    /// Not funded by its window's deadline: moved to the next window.
+    TransactionRolled = 10,
 }
 
 impl TxEventKind {
@@ -365,6 +367,7 @@ impl TxEventKind {
             TxEventKind::SettlementConfirmed => "SETTLEMENT_CONFIRMED",
             TxEventKind::SettlementFailed => "SETTLEMENT_FAILED",
             TxEventKind::SettlementReversed => "SETTLEMENT_REVERSED",
+            TxEventKind::TransactionRolled => "TRANSACTION_ROLLED",
         }
     }
 }
@@ -429,6 +432,43 @@ pub enum DeferReason {
     Cost { defer_cost_usd_micros: u64 },
     /// The cycle could not be optimised (invalid configuration); nothing settled.
     Unsolvable,
+    /// Kept out of the cycle's instance: this candidate cannot be priced or
+    /// settled as it stands (the cycle went on with the others).
+    SetAside { problem: CandidateProblem },
+}
+
+/// What made a cycle set a candidate aside.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    SerdeSerialize,
+    SerdeDeserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum CandidateProblem {
+    /// Another candidate of the same cycle has its id (the first is kept).
+    DuplicateId = 1,
+    /// Its send or receive currency has no rate or no shard in the cycle.
+    UnpricedCurrency = 2,
+    /// Zero, or too large to value.
+    BadAmount = 3,
+}
+
+impl CandidateProblem {
+    pub const ALL: [CandidateProblem; 3] = [
+        CandidateProblem::DuplicateId,
+        CandidateProblem::UnpricedCurrency,
+        CandidateProblem::BadAmount,
+    ];
 }
 
 /// The structured detail of an audit event (what a person reads as its
@@ -469,6 +509,13 @@ pub enum EventDetail {
     /// A rail's answer or a reversal; `attempts` made so far.
     Execution {
         attempts: u32,
+    },
+    /// Its window's deadline passed unfunded: it now waits in window `to`
+    /// (from `from`), for the reason the last cycle deferred it.
+    Rolled {
+        from: Window,
+        to: Window,
+        reason: DeferReason,
     },
 }
 

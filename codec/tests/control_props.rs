@@ -197,7 +197,8 @@ fn any_record() -> impl Strategy<Value = CycleRecord> {
                 (currencies, spreads, participants, balances),
                 (decided, fx_trades, net_flows),
             )| {
-                let (transactions, outcomes) = decided.into_iter().unzip();
+                let (transactions, outcomes): (Vec<_>, Vec<_>) = decided.into_iter().unzip();
+                let defer_usd = (0..transactions.len()).map(|i| i as f64 * 0.25).collect();
                 CycleRecord {
                     summary,
                     fallback_reason,
@@ -210,6 +211,7 @@ fn any_record() -> impl Strategy<Value = CycleRecord> {
                     participants,
                     balances,
                     transactions,
+                    defer_usd,
                     outcomes,
                     fx_trades,
                     net_flows,

@@ -183,6 +183,11 @@ struct StartArgs {
     /// Repeatable. [default: T0=16:00, T1=17:00, T2=17:30]
     #[arg(long = "window-schedule", value_name = "W=SCHEDULE")]
     window_schedules: Vec<String>,
+    /// The most an RTGS payment waits before it is due: waiting gets dearer as the deadline
+    /// nears and prohibitive at it, so a fundable payment settles by then; one that cannot be
+    /// funded then rolls to T0 with an event saying why.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    rtgs_max_wait: Duration,
     /// Most candidates one cycle takes (all shards together), at most 10,000.
     #[arg(long, default_value_t = settle_codec::messages::MAX_CYCLE_TRANSACTIONS)]
     cycle_candidates_max: usize,
@@ -325,6 +330,10 @@ fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
         ));
     }
     config.candidates_max = args.cycle_candidates_max;
+    if args.rtgs_max_wait < Duration::from_secs(1) {
+        return Err(anyhow!("--rtgs-max-wait: at least 1s"));
+    }
+    config.rtgs_max_wait = args.rtgs_max_wait;
     config.solver_budget = args.solver_budget_ms.map(Duration::from_millis);
     if args.execution == "simulated" {
         if args

@@ -190,6 +190,8 @@ pub struct InstanceBuilder {
     windows: Vec<Window>,
     participants: Vec<Participant>,
     transactions: Vec<Transaction>,
+    /// Per transaction: its own deferral price (USD), if it carries one.
+    defer_usd_given: Vec<Option<f64>>,
 }
 
 impl InstanceBuilder {
@@ -261,6 +263,18 @@ impl InstanceBuilder {
             window,
             receive_amount: 0,
         });
+        self.defer_usd_given.push(None);
+        self
+    }
+
+    /// Gives the last added transaction its own deferral price, in USD
+    /// (the contract's optional `defer_usd`), instead of its window's.
+    pub fn defer_usd(&mut self, usd: f64) -> &mut Self {
+        let last = self
+            .defer_usd_given
+            .last_mut()
+            .expect("defer_usd follows a transaction");
+        *last = Some(usd);
         self
     }
 
@@ -274,7 +288,19 @@ impl InstanceBuilder {
             windows,
             mut participants,
             mut transactions,
+            defer_usd_given,
         } = self;
+        assert_eq!(defer_usd_given.len(), transactions.len());
+        for (i, d) in defer_usd_given.iter().enumerate() {
+            if let Some(d) = d {
+                if !(d.is_finite() && *d >= 0.0) {
+                    return Err(invalid(
+                        format!("transactions[{i}].defer_usd"),
+                        format!("must be a finite number >= 0, got {d}"),
+                    ));
+                }
+            }
+        }
         if max_batch_size == 0 {
             return Err(invalid("max_batch_size", "must be at least 1, got 0"));
         }
@@ -459,7 +485,10 @@ impl InstanceBuilder {
         let defer_usd: Vec<f64> = transactions
             .iter()
             .zip(&value_usd)
-            .map(|(t, v)| v * windows[t.window as usize].defer_bps / 10_000.0)
+            .zip(&defer_usd_given)
+            .map(|((t, v), given)| {
+                given.unwrap_or(v * windows[t.window as usize].defer_bps / 10_000.0)
+            })
             .collect();
         let limit_fixed = participants
             .iter()
@@ -548,6 +577,8 @@ struct RawTransaction {
     send: String,
     receive: String,
     window: String,
+    #[serde(default)]
+    defer_usd: Option<f64>,
 }
 
 fn parse_decimal(field: String, raw: &RawValue) -> Result<Decimal, InstanceError> {
@@ -666,6 +697,9 @@ impl RawInstance {
                 .ok_or_else(|| invalid(f("window"), format!("unknown window {:?}", t.window)))?;
             let amount = parse_amount(f("amount"), &t.amount, false)?;
             b.transaction(&t.id, debtor, creditor, amount, send, receive, window);
+            if let Some(d) = t.defer_usd {
+                b.defer_usd(d);
+            }
         }
         b.build()
     }
@@ -714,6 +748,21 @@ mod tests {
         assert_eq!(t.receive_amount, 1_157_407);
         assert!((inst.value_usd(0) - 12_500.0).abs() < 1e-9);
         assert!((inst.defer_usd(0) - 62.5).abs() < 1e-9);
+        // A transaction's own deferral price replaces its window's.
+        let own = SPEC_EXAMPLE.replace(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": 12.5"#,
+        );
+        assert_ne!(own, SPEC_EXAMPLE);
+        let inst = Instance::from_json(&own).unwrap();
+        assert!((inst.defer_usd(0) - 12.5).abs() < 1e-9);
+        for bad in ["-1", "1e999"] {
+            let e = Instance::from_json(&SPEC_EXAMPLE.replace(
+                r#""window": "RTGS""#,
+                &format!(r#""window": "RTGS", "defer_usd": {bad}"#),
+            ));
+            assert!(e.is_err(), "{bad}");
+        }
         // Missing balance is zero; limit parsed from exponent notation.
         let b = &inst.participants[1];
         assert_eq!(b.counterparty_limit_usd, "5000000".parse().unwrap());

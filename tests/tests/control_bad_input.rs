@@ -113,6 +113,7 @@ fn valid_body(kind: MessageKind) -> Vec<u8> {
                 participants: Vec::new(),
                 balances: Vec::new(),
                 transactions: Vec::new(),
+                defer_usd: Vec::new(),
                 outcomes: Vec::new(),
                 fx_trades: Vec::new(),
                 net_flows: Vec::new(),

@@ -529,3 +529,90 @@ fn wires_confirm_or_fail_and_reverse_with_execution_on() {
         "same currency: money moved, never made or lost"
     );
 }
+
+#[test]
+fn a_small_rtgs_payment_settles_by_its_deadline_and_an_unfundable_one_rolls_to_t0() {
+    // Issue 13: a 1.00 payment waited for ever (0.005 USD per cycle to wait
+    // against a 5 USD wire), and a payment nobody could fund did too.
+    let dir = tempfile::tempdir().unwrap();
+    let participants = write_participants(
+        dir.path(),
+        &[(0, 1e9, &[("USD", 100_000)]), (1, 1e9, &[]), (2, 1e9, &[])],
+    );
+    let node = CycleNode::start(
+        &dir.path().join("data"),
+        &participants,
+        &[
+            "--rtgs-cycle-ms",
+            "50",
+            "--rtgs-max-wait",
+            "3s",
+            "--window-schedule",
+            "T0=off",
+        ],
+        &[],
+    );
+    let target = node.listen.to_string();
+    let payment = |id: u128, debtor: u32, amount: u64| Transaction {
+        id,
+        debtor: ParticipantId(debtor),
+        creditor: ParticipantId(1),
+        amount,
+        send: Currency::USD,
+        receive: Currency::USD,
+        window: Window::Rtgs,
+        client_timestamp_us: 0,
+    };
+    let (small, broke) = (payment(0x5a11, 0, 100), payment(0xb40e, 2, 50_000));
+    let mut client = Client::connect(node.listen).unwrap();
+    assert_eq!(
+        client.submit(&[small, broke]).unwrap(),
+        vec![TxResult::Created; 2]
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (small_item, broke_item) = loop {
+        let mut items = client.lookup(&[small.id, broke.id]).unwrap();
+        let rolled = items[1]
+            .events
+            .iter()
+            .any(|e| e.kind.as_str() == "TRANSACTION_ROLLED");
+        if items[0].status == TxStatus::Settled && rolled {
+            break (items.remove(0), items.remove(0));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "small {:?}, broke {:?}",
+            items[0].status,
+            items[1].events
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The small one was deferred for cost first: the deadline settled it,
+    // within its 3 s (plus a cycle and a busy box's slack).
+    let submitted = small_item.events[0].at_us;
+    let settled = small_item
+        .events
+        .iter()
+        .find(|e| e.kind.as_str() == "SETTLEMENT_INITIATED")
+        .expect("settled")
+        .at_us;
+    assert!(
+        settled - submitted < 8_000_000,
+        "settled {} ms after it was accepted",
+        (settled - submitted) / 1_000
+    );
+    let id = format!("{:032x}", small.id);
+    let audit = settle_cli(&["audit", &id, "--target", &target]);
+    let text = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert!(text.contains("deferred by the optimiser"), "{text}");
+    // The unfundable one rolled to T0 with an event saying why, and waits there.
+    assert_eq!(broke_item.status, TxStatus::Deferred);
+    let id = format!("{:032x}", broke.id);
+    let audit = settle_cli(&["audit", &id, "--target", &target]);
+    let text = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert!(
+        text.contains("TRANSACTION_ROLLED") && text.contains("rolled to T0"),
+        "{text}"
+    );
+    assert!(text.contains("short by 500.00 USD"), "{text}");
+}

@@ -93,6 +93,7 @@ pub enum ShardAnswer {
     Closed {
         result: TxResult,
         candidates: Vec<Transaction>,
+        since_us: Vec<u64>,
         balances: Vec<(ParticipantId, u64)>,
     },
     Applied(TxResult),
@@ -229,6 +230,7 @@ pub fn to_local(command: ShardCommand) -> (ShardMsg, oneshot::Receiver<ShardAnsw
             relay(rx, answer_tx, |c: ClosedCycle| ShardAnswer::Closed {
                 result: c.result,
                 candidates: c.candidates,
+                since_us: c.since_us,
                 balances: c.balances,
             });
             ShardMsg::CycleClose {
@@ -298,10 +300,12 @@ impl Reply {
                     Ok(ShardAnswer::Closed {
                         result,
                         candidates,
+                        since_us,
                         balances,
-                    }) => Ok(ClosedCycle {
+                    }) if since_us.len() == candidates.len() => Ok(ClosedCycle {
                         result,
                         candidates,
+                        since_us,
                         balances,
                     }),
                     Ok(ShardAnswer::Failed(e)) => Err(e.into_shard(group)),

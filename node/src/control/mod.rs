@@ -528,6 +528,7 @@ mod tests {
             spreads: Vec::new(),
             participants: Vec::new(),
             balances: Vec::new(),
+            defer_usd: Vec::new(),
             transactions: Vec::new(),
             outcomes: Vec::new(),
             fx_trades: Vec::new(),

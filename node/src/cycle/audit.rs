@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use settle_codec::messages::{CycleOutcome, CycleRecord, DecisionMethod};
-use settle_codec::tx::{DeferReason, EventDetail};
+use settle_codec::tx::{CandidateProblem, DeferReason, EventDetail};
 use settle_codec::{format_id, Currency, LookupItem, TxEvent};
 use settle_solver::{check, naive, CheckReport, Cost, COST_TOLERANCE_USD};
 
@@ -85,11 +85,26 @@ pub fn describe(event: &TxEvent) -> String {
             }
         ),
         EventDetail::Defer { reason, deferrals } => {
-            let why = match reason {
+            format!(
+                "{}; deferred {deferrals} time(s) so far",
+                why_deferred(reason, event.currency)
+            )
+        }
+        EventDetail::Rolled { from, to, reason } => format!(
+            "not funded by the {from} deadline: rolled to {to} ({})",
+            why_deferred(reason, event.currency)
+        ),
+        EventDetail::Execution { attempts } => format!("{attempts} attempt(s)"),
+    }
+}
+
+/// Why a cycle deferred a transaction sending `currency`, in words.
+fn why_deferred(reason: DeferReason, currency: Currency) -> String {
+    match reason {
                 DeferReason::Liquidity { short } => format!(
                     "deferred: settling it would leave the debtor's {} balance short by {}",
-                    event.currency,
-                    money(short, event.currency)
+                    currency,
+                    money(short, currency)
                 ),
                 DeferReason::CounterpartyLimit { over_usd_cents } => format!(
                     "deferred: the creditor would exceed its counterparty limit by {}",
@@ -104,11 +119,17 @@ pub fn describe(event: &TxEvent) -> String {
                 DeferReason::Unsolvable => {
                     "deferred: the cycle could not be optimised (see its record)".to_string()
                 }
-            };
-            format!("{why}; deferred {deferrals} time(s) so far")
-        }
-        EventDetail::Execution { attempts } => format!("{attempts} attempt(s)"),
-    }
+                DeferReason::SetAside { problem } => format!(
+                    "set aside: the cycle could not price or settle it ({}); the others went on",
+                    match problem {
+                        CandidateProblem::DuplicateId =>
+                            "another candidate of the cycle has its id",
+                        CandidateProblem::UnpricedCurrency =>
+                            "a currency without a rate in the cycle",
+                        CandidateProblem::BadAmount => "an amount that cannot be valued",
+                    }
+                ),
+            }
 }
 
 /// A transaction's trail, one line per event, oldest first.
@@ -259,7 +280,9 @@ pub fn render_cycle(record: &CycleRecord, recost: &Result<Recost, RecordError>) 
         .iter()
         .zip(&record.outcomes)
         .filter_map(|(t, o)| match o {
-            CycleOutcome::Deferred { reason } => Some((t, *reason)),
+            CycleOutcome::Deferred { reason } | CycleOutcome::Rolled { reason, .. } => {
+                Some((t, *reason))
+            }
             CycleOutcome::Settled { .. } => None,
         })
         .collect();

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use super::decide::{self, Closed, SolveBudget};
-use super::instance::build_instance;
+use super::instance::{build_instance, instance_indices, set_aside_in};
 use super::{CoordinatorMsg, CycleConfig};
 use crate::control::proposer::write;
 use crate::control::{ControlState, CycleCommand};
@@ -85,9 +85,16 @@ pub struct Coordinator {
     /// after a scheduled cycle that settled nothing. While nothing moved
     /// since (no submit, deposit, rate, other cycle or rail outcome), the
     /// same inputs would give the same decision: the next scheduled cycle is
-    /// skipped instead of writing the same deferral again every period.
-    quiet: [Option<Inputs>; 4],
+    /// skipped instead of writing the same deferral again every period, but
+    /// only for [`QUIET_SKIP_SHARE`] of the RTGS wait (waiting payments get
+    /// dearer with time, so the decision changes even when nothing moved):
+    /// schedules never stop while payments wait.
+    quiet: [Option<(Inputs, Instant)>; 4],
 }
+
+/// A quiet window's scheduled cycles are skipped for at most the RTGS
+/// deadline divided by this (3 s of the default 60 s).
+const QUIET_SKIP_SHARE: u32 = 20;
 
 /// The applied indexes a scheduled cycle's decision depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,7 +400,12 @@ impl Coordinator {
             .position(|&w| w == window)
             .expect("a window");
         let inputs = self.inputs().await?;
-        if scheduled && self.quiet[slot].as_ref() == Some(&inputs) {
+        let quiet_max = self.config.rtgs_max_wait / QUIET_SKIP_SHARE;
+        if scheduled
+            && self.quiet[slot]
+                .as_ref()
+                .is_some_and(|(quiet, since)| *quiet == inputs && since.elapsed() < quiet_max)
+        {
             return Ok(empty_summary(window));
         }
         self.quiet[slot] = None;
@@ -414,7 +426,7 @@ impl Coordinator {
         self.crash_point("started", cycle_id);
         let summary = self.finish(cycle_id).await?;
         if scheduled && summary.settled == 0 {
-            self.quiet[slot] = Some(self.inputs().await?);
+            self.quiet[slot] = Some((self.inputs().await?, Instant::now()));
         }
         Ok(summary)
     }
@@ -507,6 +519,7 @@ impl Coordinator {
                 closed.push(Closed {
                     currency: self.shards.currency_of(g).expect("a shard currency"),
                     candidates: close.candidates,
+                    since_us: close.since_us,
                     balances: close.balances,
                 });
             }
@@ -517,8 +530,10 @@ impl Coordinator {
                 (state.fx().clone(), state.registry())
             };
             let window = current.window;
-            let record = decide::off_core(move || {
-                decide::prepare(cycle_id, window, &fx, &closed, &registry)
+            let deadlines = self.config.deadlines();
+            let now = now_us();
+            let (record, due) = decide::off_core(move || {
+                decide::prepare(cycle_id, window, &fx, &closed, &registry, &deadlines, now)
             })
             .await
             .map_err(|message| ShardError::Internal {
@@ -533,7 +548,7 @@ impl Coordinator {
                 },
                 None => SolveBudget::for_candidates(record.transactions.len()),
             };
-            let (record, inst) = decide::decide(record, budget).await;
+            let (record, inst) = decide::decide(record, due, budget).await;
             decided_on = inst;
             laps.lap("decide");
             if record.summary.method == DecisionMethod::Fallback {
@@ -623,7 +638,11 @@ impl Coordinator {
         }
         laps.lap("apply");
         if let (Some(wires), Some(inst)) = (&self.wires, &inst) {
-            let sent = super::wires::instructions(&record, |t| inst.transactions[t].receive_amount);
+            let indices = instance_indices(&set_aside_in(&record));
+            let sent = super::wires::instructions(&record, |t| {
+                let t = indices[t].expect("a settled candidate is in the instance");
+                inst.transactions[t as usize].receive_amount
+            });
             if !sent.is_empty() && wires.send(sent).await.is_err() {
                 warn!(
                     cycle_id,

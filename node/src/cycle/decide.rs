@@ -19,8 +19,9 @@ use settle_codec::tx::DeferReason;
 use settle_codec::{Currency, ParticipantId, Transaction, Window};
 use settle_solver::{is_feasible, naive, price, solve, Cost, Instance, Solution, SolveOptions};
 
+use super::deadline::{self, Deadlines};
 use super::fx::FxConfig;
-use super::instance::{build_instance, RecordError};
+use super::instance::{admit, instance_indices, RecordError, SetAside};
 use crate::participants::Registry;
 use crate::shard::Leg;
 
@@ -36,7 +37,11 @@ static SOLVES_RUNNING: AtomicUsize = AtomicUsize::new(0);
 #[derive(Debug, Clone)]
 pub struct Closed {
     pub currency: Currency,
+    /// In the window each waits in now (its own, or the one it rolled to).
     pub candidates: Vec<Transaction>,
+    /// Per candidate: since when it waits in that window (its deadline
+    /// counts from then).
+    pub since_us: Vec<u64>,
     /// Every account's balance at close.
     pub balances: Vec<(ParticipantId, u64)>,
 }
@@ -74,14 +79,18 @@ fn cost(c: Cost) -> CycleCost {
 /// The record of a cycle's inputs (decision fields empty): the shard
 /// currencies with their rates, the spreads among them, every participant
 /// a candidate involves with its limit, the balances each candidate touches
-/// (at close), and the candidates in shard order.
+/// (at close), the candidates in shard order, and what deferring each costs
+/// at `now_us` (see [`super::deadline`]). Also, per candidate, whether it
+/// is due (a deferral now rolls it to the next window).
 pub fn prepare(
     cycle_id: u64,
     window: Window,
     fx: &FxConfig,
     closed: &[Closed],
     registry: &Registry,
-) -> CycleRecord {
+    deadlines: &Deadlines,
+    now_us: u64,
+) -> (CycleRecord, Vec<bool>) {
     let currencies: Vec<Currency> = closed.iter().map(|c| c.currency).collect();
     let transactions: Vec<Transaction> = closed
         .iter()
@@ -111,7 +120,19 @@ pub fn prepare(
         })
         .collect();
     balances.sort_by_key(|b| (b.participant, order(b.currency)));
-    CycleRecord {
+    let since: Vec<u64> = closed
+        .iter()
+        .flat_map(|c| {
+            assert_eq!(
+                c.since_us.len(),
+                c.candidates.len(),
+                "one time per candidate"
+            );
+            c.since_us.iter().copied()
+        })
+        .collect();
+    let (defer_usd, due) = defer_prices(fx, &transactions, &since, deadlines, now_us);
+    let record = CycleRecord {
         summary: CycleSummary {
             cycle_id,
             window,
@@ -156,10 +177,52 @@ pub fn prepare(
             .collect(),
         balances,
         transactions,
+        defer_usd,
         outcomes: Vec::new(),
         fx_trades: Vec::new(),
         net_flows: Vec::new(),
-    }
+    };
+    (record, due)
+}
+
+/// Per candidate: what deferring it costs now, and whether it is due.
+fn defer_prices(
+    fx: &FxConfig,
+    transactions: &[Transaction],
+    since: &[u64],
+    deadlines: &Deadlines,
+    now_us: u64,
+) -> (Vec<f64>, Vec<bool>) {
+    let rate = |c: Currency| -> f64 {
+        fx.usd_per_unit
+            .get(&c)
+            .and_then(|r| r.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Any path's spread is at most the sum of all spreads.
+    let spreads_bps: f64 = fx.spreads.iter().map(|s| s.bps).sum();
+    let defer_bps = fx.defer_bps.as_array();
+    transactions
+        .iter()
+        .zip(since)
+        .map(|(t, &since_us)| {
+            let minor = t.send.minor_units().unwrap_or(2) as i32;
+            let value_usd = t.amount as f64 / 10f64.powi(minor) * rate(t.send);
+            let slot = Window::ALL
+                .iter()
+                .position(|&w| w == t.window)
+                .expect("a window");
+            let base = value_usd * defer_bps[slot] / 10_000.0;
+            let fx_usd = if t.send == t.receive {
+                0.0
+            } else {
+                value_usd * spreads_bps / 10_000.0
+            };
+            let alone = fx.wire_usd + fx_usd;
+            let due_at = deadlines.due_at_us(t.window, since_us);
+            deadline::defer_price(base, alone, since_us, due_at, now_us)
+        })
+        .unzip()
 }
 
 /// Runs the solver on a thread of its own and waits at most
@@ -282,18 +345,24 @@ pub async fn off_core<T: Send + 'static>(
 /// and checks out, else the fallback grouping (the reason recorded), else
 /// (no instance at all) everything deferred as unsolvable. The heavy steps
 /// run off the core ([`off_core`]).
+///
+/// Candidates the instance cannot hold are set aside (deferred with the
+/// problem as reason) and the cycle goes on with the rest; a deferred
+/// candidate that was `due` is rolled to its next window.
 pub async fn decide(
     record: CycleRecord,
+    due: Vec<bool>,
     budget: SolveBudget,
 ) -> (CycleRecord, Option<Arc<Instance>>) {
+    assert_eq!(due.len(), record.transactions.len());
     let built = off_core(move || {
-        let inst = build_instance(&record).map(Arc::new);
-        (record, inst)
+        let (set_aside, inst) = admit(&record);
+        (record, set_aside, inst.map(Arc::new))
     })
     .await;
-    let (record, inst) = match built {
-        Ok((record, Ok(inst))) => (record, inst),
-        Ok((record, Err(e))) => return (unsolvable(record, &e), None),
+    let (record, set_aside, inst) = match built {
+        Ok((record, set_aside, Ok(inst))) => (record, set_aside, inst),
+        Ok((record, _, Err(e))) => return (unsolvable(record, &e), None),
         Err(e) => panic!("building a cycle instance: {e}"),
     };
     let started = Instant::now();
@@ -317,23 +386,35 @@ pub async fn decide(
                 (sol, Some(reason))
             }
         };
-        finish(record, inst, &sol, reason, elapsed)
+        finish(record, inst, &sol, reason, elapsed, &set_aside, &due)
     })
     .await
     .unwrap_or_else(|e| panic!("finishing a cycle decision: {e}"));
     (record, Some(inst))
 }
 
-/// Fills a record's decision from a solution.
+/// Fills a record's decision from a solution of the instance of its
+/// candidates but those `set_aside`: set-aside candidates are deferred with
+/// their problem as reason; a deferred candidate that was `due` rolls to
+/// its next window.
 pub fn finish(
     mut record: CycleRecord,
     inst: &Instance,
     sol: &Solution,
     fallback_reason: Option<String>,
     elapsed: Duration,
+    set_aside: &SetAside,
+    due: &[bool],
 ) -> CycleRecord {
     let n = inst.transactions.len();
-    assert_eq!(n, record.transactions.len(), "the instance is the record's");
+    let indices = instance_indices(set_aside);
+    assert_eq!(indices.len(), record.transactions.len());
+    assert_eq!(due.len(), record.transactions.len());
+    assert_eq!(
+        n,
+        indices.iter().flatten().count(),
+        "the instance is the record's admitted candidates"
+    );
     let mut batch_of = vec![0u32; n];
     for (b, batch) in sol.batches.iter().enumerate() {
         for &t in &batch.transactions {
@@ -341,13 +422,32 @@ pub fn finish(
         }
     }
     let reasons = defer_reasons(inst, &sol.settled);
-    record.outcomes = (0..n)
-        .map(|t| {
-            if sol.settled[t] {
-                assert!(batch_of[t] > 0, "a settled transaction is in a batch");
-                CycleOutcome::Settled { batch: batch_of[t] }
+    record.outcomes = indices
+        .iter()
+        .zip(set_aside)
+        .zip(record.transactions.iter().zip(due))
+        .map(|((&index, problem), (tx, &due))| {
+            let reason = match (index, problem) {
+                (Some(t), _) if sol.settled[t as usize] => {
+                    let t = t as usize;
+                    assert!(batch_of[t] > 0, "a settled transaction is in a batch");
+                    return CycleOutcome::Settled { batch: batch_of[t] };
+                }
+                (Some(t), _) => reasons[t as usize],
+                (None, Some(problem)) => {
+                    return CycleOutcome::Deferred {
+                        reason: DeferReason::SetAside { problem: *problem },
+                    }
+                }
+                (None, None) => unreachable!("a candidate out of the instance has a problem"),
+            };
+            if due {
+                CycleOutcome::Rolled {
+                    reason,
+                    to: deadline::next_window(tx.window),
+                }
             } else {
-                CycleOutcome::Deferred { reason: reasons[t] }
+                CycleOutcome::Deferred { reason }
             }
         })
         .collect();
@@ -376,6 +476,7 @@ pub fn finish(
         })
         .collect();
     let settled = sol.settled_count() as u32;
+    let n = record.transactions.len();
     let s = &mut record.summary;
     s.method = if fallback_reason.is_some() {
         DecisionMethod::Fallback
@@ -498,10 +599,17 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
         .collect();
     let mut credits: BTreeMap<(Currency, ParticipantId), u64> = BTreeMap::new();
     let mut batches: BTreeMap<(Currency, u32), (ParticipantId, u64)> = BTreeMap::new();
-    for (t, (tx, outcome)) in record.transactions.iter().zip(&record.outcomes).enumerate() {
+    let indices = instance_indices(&super::instance::set_aside_in(record));
+    for ((tx, outcome), index) in record
+        .transactions
+        .iter()
+        .zip(&record.outcomes)
+        .zip(indices)
+    {
         let leg = match *outcome {
             CycleOutcome::Settled { batch } => {
                 let inst = inst.expect("an instance when something settled");
+                let t = index.expect("a settled candidate is in the instance") as usize;
                 let receive_amount = inst.transactions[t].receive_amount;
                 *credits.entry((tx.receive, tx.creditor)).or_default() += receive_amount;
                 let slot = batches
@@ -515,6 +623,7 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
                 }
             }
             CycleOutcome::Deferred { reason } => Leg::Deferred { reason },
+            CycleOutcome::Rolled { reason, to } => Leg::Rolled { reason, to },
         };
         out.entry(tx.send).or_default().legs.push(leg);
     }
@@ -536,7 +645,7 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cycle::instance::solution_file;
+    use crate::cycle::instance::{build_instance, solution_file};
     use crate::participants::Participant;
     use settle_solver::check;
 
@@ -572,6 +681,7 @@ mod tests {
                     t(1, 1, 2, 6_000_000, Currency::USD, Currency::USD),
                     t(2, 1, 2, 5_000_000, Currency::USD, Currency::USD),
                 ],
+                since_us: vec![0; 2],
                 balances: vec![(ParticipantId(1), 10_000_000), (ParticipantId(9), 5)],
             },
             Closed {
@@ -580,33 +690,136 @@ mod tests {
                     t(3, 1, 2, 10_000, Currency::EUR, Currency::EUR),
                     t(4, 3, 4, 9_000, Currency::EUR, Currency::USD),
                 ],
+                since_us: vec![0; 2],
                 balances: vec![(ParticipantId(3), 1_000_000)],
             },
         ]
     }
 
+    /// One second after every candidate started waiting: none is due.
+    const NOW_US: u64 = 1_000_000;
+
+    fn deadlines() -> Deadlines {
+        crate::cycle::CycleConfig::default().deadlines()
+    }
+
     fn decided(budget: SolveBudget) -> (CycleRecord, Option<Arc<Instance>>) {
-        let record = prepare(
+        decided_at(&closed(), NOW_US, budget)
+    }
+
+    fn decided_at(
+        closed: &[Closed],
+        now_us: u64,
+        budget: SolveBudget,
+    ) -> (CycleRecord, Option<Arc<Instance>>) {
+        let (record, due) = prepare(
             7,
             Window::Rtgs,
             &FxConfig::default(),
-            &closed(),
+            closed,
             &registry(&[(1, 1e9), (2, 1e9), (3, 1e9), (4, 50.0)]),
+            &deadlines(),
+            now_us,
         );
         let mut rt = crate::raft::GlommioRuntime::new(1);
         use openraft::AsyncRuntime;
-        rt.block_on(decide(record, budget))
+        rt.block_on(decide(record, due, budget))
+    }
+
+    #[test]
+    fn a_bad_candidate_is_set_aside_and_the_cycle_goes_on() {
+        // Issue 13: one id twice among the candidates made every RTGS cycle
+        // unsolvable, for everyone. Now the second is set aside.
+        let mut closed = closed();
+        let twin = closed[0].candidates[0];
+        closed[1].candidates.push(Transaction {
+            send: Currency::EUR,
+            ..twin
+        });
+        closed[1].since_us.push(0);
+        let (record, inst) = decided_at(&closed, NOW_US, SolveBudget::for_candidates(5));
+        let inst = inst.expect("an instance of the others");
+        assert_eq!(record.summary.method, DecisionMethod::Optimiser);
+        assert_eq!(inst.transactions.len(), 4);
+        assert!(matches!(record.outcomes[0], CycleOutcome::Settled { .. }));
+        assert_eq!(
+            record.outcomes[4],
+            CycleOutcome::Deferred {
+                reason: DeferReason::SetAside {
+                    problem: settle_codec::tx::CandidateProblem::DuplicateId
+                }
+            }
+        );
+        // The audit rebuilds the same instance from the record and agrees.
+        let rebuilt = build_instance(&record).unwrap();
+        assert_eq!(rebuilt.transactions.len(), 4);
+        let report = check(&rebuilt, &solution_file(&record));
+        assert!(report.valid, "{:?}", report.errors);
+        assert!((report.cost.total - record.summary.cost.total).abs() < 0.02);
+        // Every candidate still gets its leg, in candidate order.
+        let legs = legs(&record, Some(&inst));
+        assert_eq!(legs[&Currency::EUR].legs.len(), 3);
+    }
+
+    #[test]
+    fn a_small_payment_settles_by_its_deadline_and_an_unfundable_one_rolls() {
+        // 1.00 USD, RTGS: waiting costs 0.005 USD against a 5 USD wire.
+        let small = t(10, 1, 2, 100, Currency::USD, Currency::USD);
+        let broke = t(11, 5, 2, 100, Currency::USD, Currency::USD);
+        let closed = vec![Closed {
+            currency: Currency::USD,
+            candidates: vec![small, broke],
+            since_us: vec![0, 0],
+            balances: vec![(ParticipantId(1), 10_000_000)],
+        }];
+        let budget = SolveBudget::for_candidates(2);
+        let (early, _) = decided_at(&closed, NOW_US, budget);
+        assert!(
+            matches!(
+                early.outcomes[0],
+                CycleOutcome::Deferred {
+                    reason: DeferReason::Cost { .. }
+                }
+            ),
+            "{:?}",
+            early.outcomes
+        );
+        // At its deadline (less one cycle) deferring it is prohibitive.
+        let due_at = deadlines().due_at_us(Window::Rtgs, 0).unwrap();
+        let (late, inst) = decided_at(&closed, due_at, budget);
+        assert!(late.defer_usd[0] > 1_000.0, "{:?}", late.defer_usd);
+        assert!(matches!(late.outcomes[0], CycleOutcome::Settled { .. }));
+        // Bank 5 has nothing: its payment cannot be funded, so it rolls.
+        assert_eq!(
+            late.outcomes[1],
+            CycleOutcome::Rolled {
+                reason: DeferReason::Liquidity { short: 100 },
+                to: Window::T0
+            }
+        );
+        let legs = legs(&late, inst.as_deref());
+        assert_eq!(
+            legs[&Currency::USD].legs[1],
+            Leg::Rolled {
+                reason: DeferReason::Liquidity { short: 100 },
+                to: Window::T0
+            }
+        );
     }
 
     #[test]
     fn prepare_keeps_only_the_slots_candidates_touch() {
-        let record = prepare(
+        let (record, due) = prepare(
             7,
             Window::Rtgs,
             &FxConfig::default(),
             &closed(),
             &registry(&[]),
+            &deadlines(),
+            NOW_US,
         );
+        assert_eq!(due, vec![false; 4]);
+        assert_eq!(record.defer_usd.len(), 4);
         assert_eq!(record.transactions.len(), 4);
         assert_eq!(
             record
@@ -709,10 +922,18 @@ mod tests {
     fn a_cycle_without_an_instance_defers_everything() {
         let mut fx = FxConfig::default();
         fx.usd_per_unit.remove(&Currency::EUR);
-        let record = prepare(1, Window::T0, &fx, &closed(), &registry(&[]));
+        let (record, due) = prepare(
+            1,
+            Window::T0,
+            &fx,
+            &closed(),
+            &registry(&[]),
+            &deadlines(),
+            NOW_US,
+        );
         let mut rt = crate::raft::GlommioRuntime::new(1);
         use openraft::AsyncRuntime;
-        let (record, inst) = rt.block_on(decide(record, SolveBudget::for_candidates(4)));
+        let (record, inst) = rt.block_on(decide(record, due, SolveBudget::for_candidates(4)));
         assert!(inst.is_none());
         assert_eq!(record.summary.deferred, 4);
         assert!(

@@ -5,10 +5,11 @@
 //! about to write, and `settle audit --cycle` builds it again from the
 //! record it reads back: one function, so the two are the same instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use settle_codec::messages::{CycleOutcome, CycleRecord};
+use settle_codec::tx::{CandidateProblem, DeferReason};
 use settle_codec::{Currency, ParticipantId, Window};
 use settle_solver::{
     BatchFile, Cost, Decimal, FxTradeFile, Instance, InstanceBuilder, SolutionFile,
@@ -45,10 +46,147 @@ pub fn instance_id(id: u128) -> String {
     id.to_string()
 }
 
-/// Builds the batching instance a record's inputs describe. Instance
-/// indices follow the record's order (currencies, participants,
-/// transactions), so index `t` is `record.transactions[t]`.
+/// Rounds of [`admit`]: each sets aside at least one more candidate the
+/// builder refused, so a handful of bad candidates cannot keep a cycle from
+/// its instance; past this the cycle is unsolvable (nothing settles).
+const ADMIT_ROUNDS_MAX: usize = 16;
+
+/// Per record transaction: the problem that kept it out of the instance.
+pub type SetAside = Vec<Option<CandidateProblem>>;
+
+/// Which candidates a decided record's instance leaves out (its set-aside
+/// outcomes). Empty outcomes (not decided yet): none.
+pub fn set_aside_in(record: &CycleRecord) -> SetAside {
+    let mut out = vec![None; record.transactions.len()];
+    for (slot, outcome) in out.iter_mut().zip(&record.outcomes) {
+        if let CycleOutcome::Deferred {
+            reason: DeferReason::SetAside { problem },
+        } = outcome
+        {
+            *slot = Some(*problem);
+        }
+    }
+    out
+}
+
+/// Record index → instance index (`None` for a candidate set aside).
+pub fn instance_indices(set_aside: &[Option<CandidateProblem>]) -> Vec<Option<u32>> {
+    let mut next = 0u32;
+    set_aside
+        .iter()
+        .map(|p| {
+            p.is_none().then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
+}
+
+/// The candidates no instance can hold as they stand: a second candidate
+/// with an id already in the cycle (the first is kept), a currency the
+/// cycle has no rate for, a zero amount. Deterministic from the record.
+pub fn screen(record: &CycleRecord) -> SetAside {
+    let priced: BTreeSet<Currency> = record
+        .currencies
+        .iter()
+        .filter(|c| {
+            c.usd_per_unit
+                .parse::<Decimal>()
+                .is_ok_and(|d| !d.is_zero())
+        })
+        .map(|c| c.currency)
+        .collect();
+    let mut seen = BTreeSet::new();
+    record
+        .transactions
+        .iter()
+        .map(|t| {
+            if !seen.insert(t.id) {
+                Some(CandidateProblem::DuplicateId)
+            } else if !priced.contains(&t.send) || !priced.contains(&t.receive) {
+                Some(CandidateProblem::UnpricedCurrency)
+            } else if t.amount == 0 {
+                Some(CandidateProblem::BadAmount)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Builds the instance a record about to be decided makes, setting aside
+/// every candidate that [`screen`] finds, and any the builder still refuses
+/// (its error names the transaction): one bad candidate never stops a
+/// cycle for the others. The set-aside list goes into the decision.
+pub fn admit(record: &CycleRecord) -> (SetAside, Result<Instance, RecordError>) {
+    let mut set_aside = screen(record);
+    for _ in 0..ADMIT_ROUNDS_MAX {
+        match build_admitted(record, &set_aside) {
+            Err(RecordError::Instance(settle_solver::InstanceError::Invalid {
+                ref field, ..
+            })) if refused_candidate(field, &set_aside).is_some() => {
+                let (t, problem) = refused_candidate(field, &set_aside).expect("checked");
+                tracing::warn!(
+                    cycle_id = record.summary.cycle_id,
+                    id = %settle_codec::format_id(record.transactions[t].id),
+                    %field,
+                    "a candidate the instance refused is set aside"
+                );
+                set_aside[t] = Some(problem);
+            }
+            built => return (set_aside, built),
+        }
+    }
+    let built = build_admitted(record, &set_aside);
+    (set_aside, built)
+}
+
+/// The record index and problem of the candidate an instance error names
+/// (`transactions[i].field`, `i` counting admitted candidates only).
+fn refused_candidate(
+    field: &str,
+    set_aside: &[Option<CandidateProblem>],
+) -> Option<(usize, CandidateProblem)> {
+    let rest = field.strip_prefix("transactions[")?;
+    let (index, tail) = rest.split_once(']')?;
+    let index: u32 = index.parse().ok()?;
+    let t = instance_indices(set_aside)
+        .iter()
+        .position(|&i| i == Some(index))?;
+    let problem = match tail {
+        ".id" => CandidateProblem::DuplicateId,
+        ".send" | ".receive" => CandidateProblem::UnpricedCurrency,
+        _ => CandidateProblem::BadAmount,
+    };
+    Some((t, problem))
+}
+
+/// Builds the batching instance a decided record's inputs describe (its
+/// set-aside candidates left out: see [`set_aside_in`]).
 pub fn build_instance(record: &CycleRecord) -> Result<Instance, RecordError> {
+    build_admitted(record, &set_aside_in(record))
+}
+
+/// Builds the instance of a record's candidates but those set aside.
+/// Instance indices follow the record's order (currencies, participants,
+/// admitted transactions: see [`instance_indices`]). A transaction carries
+/// the record's `defer_usd` when the record has them.
+pub fn build_admitted(
+    record: &CycleRecord,
+    set_aside: &[Option<CandidateProblem>],
+) -> Result<Instance, RecordError> {
+    assert_eq!(set_aside.len(), record.transactions.len());
+    if !record.defer_usd.is_empty() && record.defer_usd.len() != record.transactions.len() {
+        return Err(field(
+            "defer_usd",
+            format!(
+                "{} prices for {} transactions",
+                record.defer_usd.len(),
+                record.transactions.len()
+            ),
+        ));
+    }
     let mut b = InstanceBuilder::new(
         record.max_batch_size,
         record.wire_usd,
@@ -109,6 +247,9 @@ pub fn build_instance(record: &CycleRecord) -> Result<Instance, RecordError> {
             .ok_or_else(|| field(what, format!("{p} is not a participant of the cycle")))
     };
     for (i, t) in record.transactions.iter().enumerate() {
+        if set_aside[i].is_some() {
+            continue;
+        }
         let window = WINDOWS
             .iter()
             .position(|&w| w == t.window)
@@ -122,6 +263,9 @@ pub fn build_instance(record: &CycleRecord) -> Result<Instance, RecordError> {
             ix_of(t.receive, &format!("transactions[{i}].receive"))?,
             window,
         );
+        if let Some(&usd) = record.defer_usd.get(i) {
+            b.defer_usd(usd);
+        }
     }
     Ok(b.build()?)
 }
@@ -146,7 +290,12 @@ pub fn solution_file(record: &CycleRecord) -> SolutionFile {
                     .transactions
                     .push(instance_id(t.id));
             }
-            CycleOutcome::Deferred { .. } => deferred.push(instance_id(t.id)),
+            CycleOutcome::Deferred {
+                reason: DeferReason::SetAside { .. },
+            } => {}
+            CycleOutcome::Deferred { .. } | CycleOutcome::Rolled { .. } => {
+                deferred.push(instance_id(t.id))
+            }
         }
     }
     SolutionFile {
@@ -180,6 +329,7 @@ fn cost(c: &settle_codec::messages::CycleCost) -> Cost {
 
 /// The record's inputs as the spec's instance JSON, for `settle-solver`.
 pub fn instance_json(record: &CycleRecord) -> Value {
+    let set_aside = set_aside_in(record);
     let mut balances: BTreeMap<ParticipantId, serde_json::Map<String, Value>> = BTreeMap::new();
     for slot in &record.balances {
         balances
@@ -212,14 +362,22 @@ pub fn instance_json(record: &CycleRecord) -> Value {
             "counterparty_limit_usd": p.counterparty_limit_usd,
             "balances": balances.get(&p.id).cloned().unwrap_or_default(),
         })).collect::<Vec<_>>(),
-        "transactions": record.transactions.iter().map(|t| json!({
-            "id": instance_id(t.id),
-            "debtor": t.debtor.name(),
-            "creditor": t.creditor.name(),
-            "amount": t.amount,
-            "send": t.send.as_str(),
-            "receive": t.receive.as_str(),
-            "window": t.window.as_str(),
-        })).collect::<Vec<_>>(),
+        "transactions": record.transactions.iter().enumerate()
+            .filter(|(i, _)| set_aside[*i].is_none())
+            .map(|(i, t)| {
+                let mut tx = json!({
+                    "id": instance_id(t.id),
+                    "debtor": t.debtor.name(),
+                    "creditor": t.creditor.name(),
+                    "amount": t.amount,
+                    "send": t.send.as_str(),
+                    "receive": t.receive.as_str(),
+                    "window": t.window.as_str(),
+                });
+                if let Some(usd) = record.defer_usd.get(i) {
+                    tx["defer_usd"] = json!(usd);
+                }
+                tx
+            }).collect::<Vec<_>>(),
     })
 }

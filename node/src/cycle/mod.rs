@@ -3,6 +3,8 @@
 //!
 //! - [`coordinator`]: the loop on the control group's leader: schedules,
 //!   serialises and recovers cycles, funds opening balances.
+//! - [`deadline`]: when each window's payments are due, and the price of
+//!   waiting that makes them settle by then.
 //! - [`decide`]: the record of a cycle's inputs, the solve against a time
 //!   budget, the fallback grouping, deferral reasons, each shard's legs.
 //! - [`instance`]: a record as the solver's instance and solution files
@@ -21,6 +23,7 @@
 pub mod audit;
 pub mod client;
 pub mod coordinator;
+pub mod deadline;
 pub mod decide;
 pub mod fx;
 pub mod instance;
@@ -130,6 +133,8 @@ pub struct CycleConfig {
     /// settlement is final when its wire is confirmed. `None`: final when
     /// applied.
     pub wires: Option<wires::WiresConfig>,
+    /// The most an RTGS payment waits before it is due (see [`deadline`]).
+    pub rtgs_max_wait: Duration,
 }
 
 impl Default for CycleConfig {
@@ -144,11 +149,20 @@ impl Default for CycleConfig {
             candidates_max: MAX_CYCLE_TRANSACTIONS,
             solver_budget: None,
             wires: None,
+            rtgs_max_wait: deadline::RTGS_MAX_WAIT_DEFAULT,
         }
     }
 }
 
 impl CycleConfig {
+    /// When each window's payments are due.
+    pub fn deadlines(&self) -> deadline::Deadlines {
+        deadline::Deadlines {
+            rtgs_max_wait: self.rtgs_max_wait,
+            schedules: self.schedules.clone(),
+        }
+    }
+
     pub fn schedule(&self, window: Window) -> &WindowSchedule {
         &self.schedules[Window::ALL
             .iter()

@@ -117,7 +117,10 @@ pub struct ClosedCycle {
     /// Created (closed now), Duplicate (closed before: the same candidates)
     /// or Conflict (the cycle was applied here already: nothing to close).
     pub result: TxResult,
+    /// In the window each waits in now (its own, or the one it rolled to).
     pub candidates: Vec<Transaction>,
+    /// Per candidate: since when it waits in that window.
+    pub since_us: Vec<u64>,
     /// Every account's balance at close.
     pub balances: Vec<(ParticipantId, u64)>,
 }

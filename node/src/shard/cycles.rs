@@ -83,6 +83,9 @@ pub enum Leg {
     Settled { batch: u32, receive_amount: u64 },
     /// Back to waiting for the next cycle of its window.
     Deferred { reason: DeferReason },
+    /// Its window's deadline passed unfunded: it waits for cycles of
+    /// window `to` from now on (its deadline counts from now).
+    Rolled { reason: DeferReason, to: Window },
 }
 
 /// A shard's share of a decision.
@@ -304,7 +307,6 @@ impl ShardState {
             self.in_flight
                 .insert((apply.cycle_id, batch), (creditor, amount));
         }
-        let slot = window_slot(open.window);
         for (id, leg) in open.candidates.iter().zip(&apply.legs) {
             let record = self.records.get_mut(id).expect("candidates are records");
             assert_eq!(record.candidate_of, apply.cycle_id);
@@ -331,15 +333,27 @@ impl ShardState {
                             .push(*id);
                     }
                 }
-                Leg::Deferred { reason } => {
+                Leg::Deferred { reason } | Leg::Rolled { reason, .. } => {
                     let previous = record.deferred_in;
                     record.status = TxStatus::Deferred;
                     record.deferred_in = apply.cycle_id;
                     record.defer_reason = Some(reason);
                     record.deferrals += 1;
+                    record.rolled_from = None;
+                    if let Leg::Rolled { to, .. } = *leg {
+                        record.rolled_from = Some(record.window);
+                        record.window = to;
+                        record.since_us = at_us;
+                        record.rolls += 1;
+                        self.rolled_total += 1;
+                    }
+                    assert!(
+                        record.window == open.window || record.rolled_from.is_some(),
+                        "a candidate waits in its cycle's window"
+                    );
                     self.queue_seq += 1;
                     record.seq = self.queue_seq;
-                    self.waiting[slot].push(record.seq, *id);
+                    self.waiting[window_slot(record.window)].push(record.seq, *id);
                     self.release_note(previous);
                 }
             }

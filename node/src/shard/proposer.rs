@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
-use super::{GroupId, ShardState};
+use super::{GroupId, ShardState, TxRecord};
 use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
 use crate::raft::{ShardRaft, ShardReply, ShardRequest};
 
@@ -333,18 +333,22 @@ async fn control_entry(
                 .map(|result| {
                     let state = state.borrow();
                     match state.open_cycle(cycle_id) {
-                        Some(open) => ClosedCycle {
-                            result,
-                            candidates: open
+                        Some(open) => {
+                            let records = open
                                 .candidates
                                 .iter()
-                                .map(|id| state.record(*id).expect("candidates are records").tx)
-                                .collect(),
-                            balances: open.balances.clone(),
-                        },
+                                .map(|id| state.record(*id).expect("candidates are records"));
+                            ClosedCycle {
+                                result,
+                                candidates: records.clone().map(TxRecord::candidate).collect(),
+                                since_us: records.map(|r| r.since_us).collect(),
+                                balances: open.balances.clone(),
+                            }
+                        }
                         None => ClosedCycle {
                             result,
                             candidates: Vec::new(),
+                            since_us: Vec::new(),
                             balances: Vec::new(),
                         },
                     }

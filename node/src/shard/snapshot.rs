@@ -7,7 +7,7 @@
 //! the cross-references (records ↔ open cycles ↔ cycle notes) that the
 //! live state relies on. The waiting queues are derived from the records.
 
-use settle_codec::tx::DeferReason;
+use settle_codec::tx::{CandidateProblem, DeferReason};
 use settle_codec::{Currency, ParticipantId, Transaction, TxEventKind, TxStatus, Window};
 
 use super::cycles::{CycleNote, DecisionFacts, Execution, OpenCycle};
@@ -25,8 +25,9 @@ const RESERVED_TX_BYTES: usize = 61;
 const RESERVED_DEPOSIT_BYTES: usize = 46;
 /// Bytes of one encoded record: transaction 45, accepted index 8, at 8,
 /// status 1, seq 8, candidate_of 8, deferred_in 8, defer reason 9,
-/// deferrals 4, settled_in 8, batch 4, receive amount 8, execution 21.
-const RECORD_BYTES: usize = 140;
+/// deferrals 4, settled_in 8, batch 4, receive amount 8, execution 21,
+/// window 1, since 8, rolled from 1, rolls 4.
+const RECORD_BYTES: usize = 154;
 /// Bytes of one expiry queue item: time 8, id 16.
 const EXPIRY_BYTES: usize = 24;
 /// Bytes of one extra event: kind 1, log index 8, at 8.
@@ -62,6 +63,7 @@ impl ShardState {
             self.settled_total,
             self.queue_seq,
             self.reserved_total,
+            self.rolled_total,
         ] {
             w.u64(v);
         }
@@ -88,6 +90,10 @@ impl ShardState {
             w.u64(index);
             w.u64(at);
             w.u32(attempts);
+            w.u8(codes::window_tag(r.window));
+            w.u64(r.since_us);
+            w.u8(r.rolled_from.map_or(0, |w| 1 + codes::window_tag(w)));
+            w.u32(r.rolls);
         }
         w.u64(self.expiry.len() as u64);
         for &(at, id) in &self.expiry {
@@ -231,6 +237,7 @@ impl ShardState {
             settled_total: r.u64()?,
             queue_seq: r.u64()?,
             reserved_total: r.u64()?,
+            rolled_total: r.u64()?,
             ..ShardState::default()
         };
         let count = r.count(RECORD_BYTES)?;
@@ -251,6 +258,13 @@ impl ShardState {
                 batch: r.u32()?,
                 receive_amount: r.u64()?,
                 execution: codes::execution_from(r.u8()?, r.u64()?, r.u64()?, r.u32()?)?,
+                window: codes::window_from(r.u8()?)?,
+                since_us: r.u64()?,
+                rolled_from: match r.u8()? {
+                    0 => None,
+                    tag => Some(codes::window_from(tag - 1)?),
+                },
+                rolls: r.u32()?,
             };
             if s.records.insert(tx.id, record).is_some() {
                 return Err(format!("shard snapshot lists transaction {} twice", tx.id));
@@ -450,7 +464,7 @@ impl ShardState {
         let mut waiting: [Vec<(u64, u128)>; 4] = Default::default();
         for r in self.records.values() {
             if r.is_waiting() {
-                waiting[window_slot(r.tx.window)].push((r.seq, r.tx.id));
+                waiting[window_slot(r.window)].push((r.seq, r.tx.id));
             }
             for cycle in [r.candidate_of, r.deferred_in, r.settled_in] {
                 if cycle != 0 {
@@ -645,6 +659,7 @@ mod codes {
                 defer_cost_usd_micros,
             }) => (3, defer_cost_usd_micros),
             Some(DeferReason::Unsolvable) => (4, 0),
+            Some(DeferReason::SetAside { problem }) => (5, problem as u64),
         }
     }
 
@@ -659,6 +674,12 @@ mod codes {
                 defer_cost_usd_micros: value,
             },
             4 => DeferReason::Unsolvable,
+            5 => DeferReason::SetAside {
+                problem: CandidateProblem::ALL
+                    .into_iter()
+                    .find(|&p| p as u64 == value)
+                    .ok_or_else(|| format!("shard snapshot: unknown candidate problem {value}"))?,
+            },
             _ => return Err(format!("shard snapshot: unknown deferral code {tag}")),
         }))
     }
@@ -707,6 +728,7 @@ mod codes {
             TxEventKind::SettlementConfirmed => 7,
             TxEventKind::SettlementFailed => 8,
             TxEventKind::SettlementReversed => 9,
+            TxEventKind::TransactionRolled => 10,
         }
     }
 
@@ -722,6 +744,7 @@ mod codes {
             7 => TxEventKind::SettlementConfirmed,
             8 => TxEventKind::SettlementFailed,
             9 => TxEventKind::SettlementReversed,
+            10 => TxEventKind::TransactionRolled,
             _ => return Err(format!("shard snapshot: unknown event code {tag}")),
         })
     }
@@ -890,13 +913,13 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(ShardState::decode_snapshot(&trailing).is_err());
-        // The record count follows the version byte and ten u64 counters.
+        // The record count follows the version byte and eleven u64 counters.
         let mut huge_count = bytes.clone();
-        huge_count[81..89].copy_from_slice(&u64::MAX.to_le_bytes());
+        huge_count[89..97].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(ShardState::decode_snapshot(&huge_count).is_err());
         // The first record's window code (after id 16, parties 8, amount 8, currencies 4).
         let mut bad_window = bytes.clone();
-        bad_window[89 + 36] = 200;
+        bad_window[97 + 36] = 200;
         assert!(ShardState::decode_snapshot(&bad_window).is_err());
         // Every single-byte flip decodes to an error or to a consistent
         // state (one whose own snapshot decodes again): never a panic.

@@ -64,6 +64,15 @@ pub struct TxRecord {
     pub receive_amount: u64,
     /// Where its wire is, once settled.
     pub execution: Execution,
+    /// The window it waits in: its own, until a deadline passed unfunded
+    /// rolled it to a later one.
+    pub window: Window,
+    /// When it started waiting in `window` (acceptance, or its last roll):
+    /// what its deadline counts from.
+    pub since_us: u64,
+    /// Its latest deferral rolled it, from this window; and rolls so far.
+    pub rolled_from: Option<Window>,
+    pub rolls: u32,
 }
 
 impl TxRecord {
@@ -82,6 +91,18 @@ impl TxRecord {
             batch: 0,
             receive_amount: 0,
             execution: Execution::Final,
+            window: tx.window,
+            since_us: at_us,
+            rolled_from: None,
+            rolls: 0,
+        }
+    }
+
+    /// The transaction as a cycle sees it: in the window it waits in now.
+    pub fn candidate(&self) -> Transaction {
+        Transaction {
+            window: self.window,
+            ..self.tx
         }
     }
 
@@ -218,6 +239,8 @@ pub struct ShardState {
     pub(super) reserved: Reservations<Transaction>,
     pub(super) reserved_deposits: Reservations<DepositKey>,
     pub(super) reserved_total: u64,
+    /// Transactions rolled to a later window (deadline passed unfunded).
+    pub(super) rolled_total: u64,
 }
 
 /// The slot of a window in per-window tables.
@@ -263,6 +286,11 @@ impl ShardState {
 
     pub fn settled_total(&self) -> u64 {
         self.settled_total
+    }
+
+    /// Rolls so far: transactions whose window's deadline passed unfunded.
+    pub fn rolled_total(&self) -> u64 {
+        self.rolled_total
     }
 
     pub fn record(&self, id: u128) -> Option<&TxRecord> {
@@ -467,6 +495,24 @@ impl ShardState {
                     deferrals: r.deferrals,
                 };
                 self.cycle_events(&mut events, note, r.deferred_in, group, tx, 0, detail);
+                if let Some(from) = r.rolled_from {
+                    events.push(TxEvent {
+                        group,
+                        entry_index: note.apply_index,
+                        at_us: note.apply_at_us,
+                        kind: TxEventKind::TransactionRolled,
+                        cycle_id: r.deferred_in,
+                        batch: 0,
+                        amount: tx.amount,
+                        currency: tx.send,
+                        actor: Actor::Shard,
+                        detail: EventDetail::Rolled {
+                            from,
+                            to: r.window,
+                            reason,
+                        },
+                    });
+                }
             }
         }
         if r.candidate_of != 0 {
@@ -477,7 +523,7 @@ impl ShardState {
                     note.close_at_us,
                     r.candidate_of,
                     Actor::Coordinator,
-                    EventDetail::Candidate { window: tx.window },
+                    EventDetail::Candidate { window: r.window },
                 ));
             }
         }
