@@ -73,6 +73,9 @@ pub struct Transaction {
     pub window: u32,
     /// `amount` converted exactly (round half to even), receive minor units.
     pub receive_amount: u64,
+    /// The transaction's own price of deferral (USD), replacing its
+    /// window's `defer_bps` when present (spec: Deferral).
+    pub defer_usd: Option<f64>,
 }
 
 /// A validated instance. Everything the solver needs per transaction is
@@ -260,7 +263,18 @@ impl InstanceBuilder {
             receive,
             window,
             receive_amount: 0,
+            defer_usd: None,
         });
+        self
+    }
+
+    /// Gives the last added transaction its own deferral cost (USD, >= 0),
+    /// which replaces its window's `defer_bps` (spec: Deferral). `build`
+    /// refuses a negative or non-finite one.
+    pub fn defer_usd(&mut self, usd: f64) -> &mut Self {
+        if let Some(t) = self.transactions.last_mut() {
+            t.defer_usd = Some(usd);
+        }
         self
     }
 
@@ -427,6 +441,14 @@ impl InstanceBuilder {
             if t.amount == 0 {
                 return Err(invalid(field("amount"), "must be positive, got 0"));
             }
+            if let Some(d) = t.defer_usd {
+                if !(d.is_finite() && d >= 0.0) {
+                    return Err(invalid(
+                        field("defer_usd"),
+                        format!("must be >= 0, got {d}"),
+                    ));
+                }
+            }
             let (cs, cr) = (
                 &currencies[t.send as usize],
                 &currencies[t.receive as usize],
@@ -459,7 +481,10 @@ impl InstanceBuilder {
         let defer_usd: Vec<f64> = transactions
             .iter()
             .zip(&value_usd)
-            .map(|(t, v)| v * windows[t.window as usize].defer_bps / 10_000.0)
+            .map(|(t, v)| {
+                t.defer_usd
+                    .unwrap_or(v * windows[t.window as usize].defer_bps / 10_000.0)
+            })
             .collect();
         let limit_fixed = participants
             .iter()
@@ -548,6 +573,8 @@ struct RawTransaction {
     send: String,
     receive: String,
     window: String,
+    #[serde(default)]
+    defer_usd: Option<f64>,
 }
 
 fn parse_decimal(field: String, raw: &RawValue) -> Result<Decimal, InstanceError> {
@@ -666,6 +693,9 @@ impl RawInstance {
                 .ok_or_else(|| invalid(f("window"), format!("unknown window {:?}", t.window)))?;
             let amount = parse_amount(f("amount"), &t.amount, false)?;
             b.transaction(&t.id, debtor, creditor, amount, send, receive, window);
+            if let Some(d) = t.defer_usd {
+                b.defer_usd(d);
+            }
         }
         b.build()
     }
@@ -784,6 +814,31 @@ mod tests {
         let e = err_field(with("\"bps\": 2.5", "\"bps\": -1"));
         assert!(e.contains("spread_bps[0].bps"), "{e}");
         let e = err_field(Instance::from_json("{not json"));
+        assert!(e.contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn defer_usd_replaces_the_window_price() {
+        let inst = with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": 12.5"#,
+        )
+        .unwrap();
+        assert!((inst.defer_usd(0) - 12.5).abs() < 1e-12);
+        let inst = with(r#""window": "RTGS""#, r#""window": "RTGS", "defer_usd": 0"#).unwrap();
+        assert_eq!(inst.defer_usd(0), 0.0);
+        let e = err_field(with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": -1"#,
+        ));
+        assert!(
+            e.contains("transactions[0].defer_usd") && e.contains("-1"),
+            "{e}"
+        );
+        let e = err_field(with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": "x""#,
+        ));
         assert!(e.contains("malformed"), "{e}");
     }
 
