@@ -9,6 +9,7 @@
 
 pub mod decimal;
 pub mod fx;
+pub mod suite;
 
 mod check;
 mod exact;
