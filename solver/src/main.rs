@@ -65,6 +65,15 @@ enum Command {
         /// Override SolveOptions::neighbourhood_transactions.
         #[arg(long)]
         neighbourhood: Option<usize>,
+        /// Override SolveOptions::ruin_work.
+        #[arg(long)]
+        ruin_work: Option<usize>,
+        /// Override SolveOptions::guide_iterations.
+        #[arg(long)]
+        guide: Option<usize>,
+        /// Override SolveOptions::global_repair.
+        #[arg(long)]
+        global_repair: Option<bool>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -131,6 +140,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             starts,
             exact_max,
             neighbourhood,
+            ruin_work,
+            guide,
+            global_repair,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -144,6 +156,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = neighbourhood {
                 opts.neighbourhood_transactions = v;
+            }
+            if let Some(v) = ruin_work {
+                opts.ruin_work = v;
+            }
+            if let Some(v) = guide {
+                opts.guide_iterations = v;
+            }
+            if let Some(v) = global_repair {
+                opts.global_repair = v;
             }
             let keep = |e: &suite::SuiteEntry| {
                 max_transactions.is_none_or(|m| e.transactions <= m)
