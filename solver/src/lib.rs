@@ -9,9 +9,11 @@
 
 pub mod decimal;
 pub mod fx;
+pub mod suite;
 
 mod check;
 mod exact;
+mod families;
 mod gen;
 mod model;
 mod solution;
@@ -20,6 +22,7 @@ mod solve;
 pub use check::{check, CheckReport, CHECK_ERRORS_MAX, COST_TOLERANCE_USD};
 pub use decimal::Decimal;
 pub use exact::{exact, ExactLimits};
+pub use families::{generate_family, FAMILIES};
 pub use fx::{FxGraph, FxTrade};
 pub use gen::{generate, generate_instance, GenOptions};
 pub use model::{

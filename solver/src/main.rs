@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use settle_solver::{
-    check, generate, naive, solve, GenOptions, Instance, SolutionFile, SolveOptions,
+    check, generate, naive, solve, suite, GenOptions, Instance, SolutionFile, SolveOptions,
 };
 
 /// The batching optimiser of settle (contract: shared/spec/batching.md).
@@ -34,6 +34,46 @@ enum Command {
     Check {
         instance: PathBuf,
         solution: PathBuf,
+    },
+    /// Run the optimiser on the fixed suite (instances with proven optima,
+    /// see solver/reference) and print its gap per size and family.
+    Suite {
+        /// The suite directory (optima.json and instances/).
+        #[arg(long, default_value = "solver/suite")]
+        dir: PathBuf,
+        /// Timed runs per instance (the fastest is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only instances with at most this many transactions.
+        #[arg(long)]
+        max_transactions: Option<usize>,
+        /// Only this family.
+        #[arg(long)]
+        family: Option<String>,
+        /// Also print one line per instance.
+        #[arg(long)]
+        verbose: bool,
+        /// Wall-clock cap on each solve, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        time_budget_ms: u64,
+        /// Override SolveOptions::starts.
+        #[arg(long)]
+        starts: Option<usize>,
+        /// Override SolveOptions::exact_transactions_max.
+        #[arg(long)]
+        exact_max: Option<usize>,
+        /// Override SolveOptions::neighbourhood_transactions.
+        #[arg(long)]
+        neighbourhood: Option<usize>,
+        /// Override SolveOptions::ruin_work.
+        #[arg(long)]
+        ruin_work: Option<usize>,
+        /// Override SolveOptions::guide_iterations.
+        #[arg(long)]
+        guide: Option<usize>,
+        /// Override SolveOptions::global_repair.
+        #[arg(long)]
+        global_repair: Option<bool>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -89,6 +129,77 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 ..SolveOptions::default()
             };
             print_json(&solve(&inst, &opts).to_file(&inst))?;
+        }
+        Command::Suite {
+            dir,
+            runs,
+            max_transactions,
+            family,
+            verbose,
+            time_budget_ms,
+            starts,
+            exact_max,
+            neighbourhood,
+            ruin_work,
+            guide,
+            global_repair,
+        } => {
+            let mut opts = SolveOptions {
+                time_budget: Duration::from_millis(time_budget_ms),
+                ..SolveOptions::default()
+            };
+            if let Some(v) = starts {
+                opts.starts = v;
+            }
+            if let Some(v) = exact_max {
+                opts.exact_transactions_max = v;
+            }
+            if let Some(v) = neighbourhood {
+                opts.neighbourhood_transactions = v;
+            }
+            if let Some(v) = ruin_work {
+                opts.ruin_work = v;
+            }
+            if let Some(v) = guide {
+                opts.guide_iterations = v;
+            }
+            if let Some(v) = global_repair {
+                opts.global_repair = v;
+            }
+            let keep = |e: &suite::SuiteEntry| {
+                max_transactions.is_none_or(|m| e.transactions <= m)
+                    && family.as_ref().is_none_or(|f| &e.family == f)
+            };
+            let report = suite::run_suite(&dir, &opts, runs, keep, |e, o| {
+                if verbose {
+                    println!(
+                        "{:<32} {:>8} cost {:>12.4} best {:>12.4} ({}) gap {:>8.4} % {:>8.3} ms{}",
+                        e.name,
+                        e.transactions,
+                        o.cost_usd,
+                        e.optimum_usd,
+                        e.status,
+                        o.gap_pct,
+                        o.solve_ms,
+                        if o.valid { "" } else { " INVALID" }
+                    );
+                }
+            })?;
+            println!(
+                "{:>6} {:<14} {:>4} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}",
+                "tx", "family", "n", "valid", "equal", "gap %", "max %", "med ms", "max ms"
+            );
+            for ((size, family), t) in &report {
+                let (med, max) = t.ms_median_max();
+                println!(
+                    "{size:>6} {family:<14} {:>4} {:>6} {:>6} {:>9.4} {:>9.4} {med:>9.3} {max:>9.3}",
+                    t.count,
+                    t.valid,
+                    t.equal,
+                    t.gap_pct(),
+                    t.gap_pct_max
+                );
+            }
         }
         Command::Naive { instance } => {
             let inst = load_instance(&instance)?;

@@ -73,6 +73,9 @@ pub struct Transaction {
     pub window: u32,
     /// `amount` converted exactly (round half to even), receive minor units.
     pub receive_amount: u64,
+    /// The transaction's own price of deferral (USD), replacing its
+    /// window's `defer_bps` when present (spec: Deferral).
+    pub defer_usd: Option<f64>,
 }
 
 /// A validated instance. Everything the solver needs per transaction is
@@ -190,8 +193,6 @@ pub struct InstanceBuilder {
     windows: Vec<Window>,
     participants: Vec<Participant>,
     transactions: Vec<Transaction>,
-    /// Per transaction: its own deferral price (USD), if it carries one.
-    defer_usd_given: Vec<Option<f64>>,
 }
 
 impl InstanceBuilder {
@@ -262,19 +263,18 @@ impl InstanceBuilder {
             receive,
             window,
             receive_amount: 0,
+            defer_usd: None,
         });
-        self.defer_usd_given.push(None);
         self
     }
 
-    /// Gives the last added transaction its own deferral price, in USD
-    /// (the contract's optional `defer_usd`), instead of its window's.
+    /// Gives the last added transaction its own deferral cost (USD, >= 0),
+    /// which replaces its window's `defer_bps` (spec: Deferral). `build`
+    /// refuses a negative or non-finite one.
     pub fn defer_usd(&mut self, usd: f64) -> &mut Self {
-        let last = self
-            .defer_usd_given
-            .last_mut()
-            .expect("defer_usd follows a transaction");
-        *last = Some(usd);
+        if let Some(t) = self.transactions.last_mut() {
+            t.defer_usd = Some(usd);
+        }
         self
     }
 
@@ -288,19 +288,7 @@ impl InstanceBuilder {
             windows,
             mut participants,
             mut transactions,
-            defer_usd_given,
         } = self;
-        assert_eq!(defer_usd_given.len(), transactions.len());
-        for (i, d) in defer_usd_given.iter().enumerate() {
-            if let Some(d) = d {
-                if !(d.is_finite() && *d >= 0.0) {
-                    return Err(invalid(
-                        format!("transactions[{i}].defer_usd"),
-                        format!("must be a finite number >= 0, got {d}"),
-                    ));
-                }
-            }
-        }
         if max_batch_size == 0 {
             return Err(invalid("max_batch_size", "must be at least 1, got 0"));
         }
@@ -453,6 +441,14 @@ impl InstanceBuilder {
             if t.amount == 0 {
                 return Err(invalid(field("amount"), "must be positive, got 0"));
             }
+            if let Some(d) = t.defer_usd {
+                if !(d.is_finite() && d >= 0.0) {
+                    return Err(invalid(
+                        field("defer_usd"),
+                        format!("must be >= 0, got {d}"),
+                    ));
+                }
+            }
             let (cs, cr) = (
                 &currencies[t.send as usize],
                 &currencies[t.receive as usize],
@@ -485,9 +481,9 @@ impl InstanceBuilder {
         let defer_usd: Vec<f64> = transactions
             .iter()
             .zip(&value_usd)
-            .zip(&defer_usd_given)
-            .map(|((t, v), given)| {
-                given.unwrap_or(v * windows[t.window as usize].defer_bps / 10_000.0)
+            .map(|(t, v)| {
+                t.defer_usd
+                    .unwrap_or(v * windows[t.window as usize].defer_bps / 10_000.0)
             })
             .collect();
         let limit_fixed = participants
@@ -748,21 +744,6 @@ mod tests {
         assert_eq!(t.receive_amount, 1_157_407);
         assert!((inst.value_usd(0) - 12_500.0).abs() < 1e-9);
         assert!((inst.defer_usd(0) - 62.5).abs() < 1e-9);
-        // A transaction's own deferral price replaces its window's.
-        let own = SPEC_EXAMPLE.replace(
-            r#""window": "RTGS""#,
-            r#""window": "RTGS", "defer_usd": 12.5"#,
-        );
-        assert_ne!(own, SPEC_EXAMPLE);
-        let inst = Instance::from_json(&own).unwrap();
-        assert!((inst.defer_usd(0) - 12.5).abs() < 1e-9);
-        for bad in ["-1", "1e999"] {
-            let e = Instance::from_json(&SPEC_EXAMPLE.replace(
-                r#""window": "RTGS""#,
-                &format!(r#""window": "RTGS", "defer_usd": {bad}"#),
-            ));
-            assert!(e.is_err(), "{bad}");
-        }
         // Missing balance is zero; limit parsed from exponent notation.
         let b = &inst.participants[1];
         assert_eq!(b.counterparty_limit_usd, "5000000".parse().unwrap());
@@ -833,6 +814,31 @@ mod tests {
         let e = err_field(with("\"bps\": 2.5", "\"bps\": -1"));
         assert!(e.contains("spread_bps[0].bps"), "{e}");
         let e = err_field(Instance::from_json("{not json"));
+        assert!(e.contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn defer_usd_replaces_the_window_price() {
+        let inst = with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": 12.5"#,
+        )
+        .unwrap();
+        assert!((inst.defer_usd(0) - 12.5).abs() < 1e-12);
+        let inst = with(r#""window": "RTGS""#, r#""window": "RTGS", "defer_usd": 0"#).unwrap();
+        assert_eq!(inst.defer_usd(0), 0.0);
+        let e = err_field(with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": -1"#,
+        ));
+        assert!(
+            e.contains("transactions[0].defer_usd") && e.contains("-1"),
+            "{e}"
+        );
+        let e = err_field(with(
+            r#""window": "RTGS""#,
+            r#""window": "RTGS", "defer_usd": "x""#,
+        ));
         assert!(e.contains("malformed"), "{e}");
     }
 

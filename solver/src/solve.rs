@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use crate::exact::{exact_with_incumbent, Base, Bb, ExactLimits};
 use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
@@ -58,6 +61,18 @@ const LNS_VERTICES_MAX: usize = 64;
 /// Branch-and-bound nodes allowed when finishing a small instance exactly.
 const EXACT_NODES_MAX: u64 = 2_000_000;
 
+/// The whole-shortfall repair is O(transactions^2): past this size it
+/// costs more time than its start is worth (measured on the suite: it helps
+/// at 100 transactions, not at 1,000).
+const GLOBAL_REPAIR_TRANSACTIONS_MAX: usize = 300;
+
+/// Participants drawn into one ruin region besides the seed's two.
+const RUIN_EXTRA_PARTICIPANTS_MAX: usize = 3;
+
+/// Seed of the perturbation's random stream: fixed, so a solve depends on
+/// its input only.
+const RUIN_SEED: u64 = 0x5e77_1e15;
+
 /// Knobs of [`solve`].
 #[derive(Clone, Debug)]
 pub struct SolveOptions {
@@ -77,16 +92,35 @@ pub struct SolveOptions {
     /// Independent starts (1 to 4), each a full search with a different
     /// repair ranking; the best is kept. More starts, better and slower.
     pub starts: usize,
+    /// Work of the ruin-and-recreate phase after the local search, in
+    /// transaction visits: `ruin_work / transactions` perturbations (at
+    /// most [`SolveOptions::ruin_iterations_max`]), each settling every
+    /// deferred payment among a few participants, repairing with a noisy
+    /// ranking and polishing; kept when better. 0 turns it off.
+    pub ruin_work: usize,
+    /// Cap on the number of perturbations.
+    pub ruin_iterations_max: usize,
+    /// Subgradient iterations of the liquidity-priced start (a Lagrangian
+    /// relaxation of balances and limits), which competes with the repair
+    /// starts; 0 turns it off.
+    pub guide_iterations: usize,
+    /// Whether the whole-shortfall repair start (see `repair_global`)
+    /// competes with the balance-by-balance one.
+    pub global_repair: bool,
 }
 
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
             time_budget: Duration::from_millis(200),
-            exact_transactions_max: 16,
+            exact_transactions_max: 30,
             neighbourhood_transactions: 16,
             neighbourhood_nodes: 4_000,
             starts: 1,
+            ruin_work: 20_000,
+            ruin_iterations_max: 200,
+            guide_iterations: 60,
+            global_repair: true,
         }
     }
 }
@@ -105,6 +139,9 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         }
         let mut search = Search::new(inst, opts, cap_shortfall);
         search.run(deadline, rounds);
+        let iterations =
+            (opts.ruin_work / inst.transactions.len().max(1)).min(opts.ruin_iterations_max);
+        search.ruin_and_recreate(deadline, iterations);
         let total = search.total();
         if best
             .as_ref()
@@ -382,6 +419,10 @@ struct Search<'a> {
     gopen: Vec<u32>,
     /// Seeds one exact local search pass may try.
     lns_seeds_max: usize,
+    /// Subgradient iterations of the liquidity-priced start (0: none).
+    guide_iterations: usize,
+    /// Whether the whole-shortfall repair start runs.
+    global_repair: bool,
 }
 
 struct Index {
@@ -408,6 +449,43 @@ impl<'a> Search<'a> {
                 self.reset();
             }
             self.settle_all();
+            self.drop_unprofitable();
+            self.repair();
+            self.add_pass();
+            self.drop_pass();
+            let total = self.total();
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
+            {
+                best = Some((total, self.x.clone()));
+            }
+        }
+        if self.global_repair && self.n <= GLOBAL_REPAIR_TRANSACTIONS_MAX {
+            self.reset();
+            self.settle_all();
+            self.drop_unprofitable();
+            self.repair_global();
+            self.repair();
+            self.add_pass();
+            self.drop_pass();
+            let total = self.total();
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
+            {
+                best = Some((total, self.x.clone()));
+            }
+        }
+        if self.guide_iterations > 0 {
+            self.reset();
+            let guide = self.liquidity_guide(self.guide_iterations);
+            for (t, &g) in guide.iter().enumerate() {
+                if g >= 0.5 {
+                    self.set_quietly(t, true);
+                }
+            }
+            self.fx.refresh();
             self.drop_unprofitable();
             self.repair();
             self.add_pass();
@@ -464,6 +542,221 @@ impl<'a> Search<'a> {
             self.lns_nodes_max = nodes_max;
             self.lns_seeds_max = usize::MAX;
         }
+    }
+
+    /// Ruin and recreate: settle every profitable deferred payment among a
+    /// few participants (the seed payment's debtor and creditor and up to
+    /// [`RUIN_EXTRA_PARTICIPANTS_MAX`] others), repair with a noisy ranking,
+    /// polish with the cheap passes; keep the result when it is better, else
+    /// go back. This escapes local optima no single move leaves: the
+    /// trade-offs that span many payments (settle one large payment and defer
+    /// dozens of small ones, or settle a whole circulation at once).
+    fn ruin_and_recreate(&mut self, deadline: Instant, iterations: usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(RUIN_SEED ^ self.n as u64);
+        let mut best_total = self.total();
+        let mut best_x = self.x.clone();
+        let np = self.inst.participants.len();
+        let mut in_region = vec![false; np];
+        for _ in 0..iterations {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let deferred: Vec<usize> = (0..self.n)
+                .filter(|&t| !self.x[t] && self.loss[t] > 0.0)
+                .collect();
+            if deferred.is_empty() {
+                break;
+            }
+            let t = deferred[rng.gen_range(0..deferred.len())];
+            let tx = &self.inst.transactions[t];
+            let mut region = vec![tx.debtor as usize, tx.creditor as usize];
+            for _ in 0..rng.gen_range(0..=RUIN_EXTRA_PARTICIPANTS_MAX) {
+                region.push(rng.gen_range(0..np));
+            }
+            for &p in &region {
+                in_region[p] = true;
+            }
+            for &u in &deferred {
+                let ux = &self.inst.transactions[u];
+                if in_region[ux.debtor as usize] && in_region[ux.creditor as usize] {
+                    self.set_quietly(u, true);
+                }
+            }
+            for &p in &region {
+                in_region[p] = false;
+            }
+            self.fx.refresh();
+            let saved = self.rank_loss.clone();
+            for r in self.rank_loss.iter_mut() {
+                *r *= rng.gen_range(0.5..1.5);
+            }
+            self.repair();
+            self.rank_loss = saved;
+            self.add_pass();
+            self.drop_pass();
+            self.swap_pass();
+            self.gridlock_pass();
+            self.chain_pass();
+            self.refresh_fx();
+            debug_assert!(self.is_feasible(), "a recreated assignment is feasible");
+            let total = self.total();
+            if total < best_total - IMPROVEMENT_EPS_USD {
+                best_total = total;
+                best_x.clone_from(&self.x);
+            } else {
+                self.restore(&best_x);
+            }
+        }
+    }
+
+    /// A Lagrangian relaxation of the balances and limits: each balance and
+    /// limit gets a price, a payment is in when its loss beats the price of
+    /// the liquidity it takes net of the liquidity it gives its creditor, and
+    /// prices rise where the chosen set overdraws (subgradient steps). Returns
+    /// per payment the share of the last half of the iterations it was in:
+    /// whole circulations come out together, which a repair from "everything
+    /// settled" unravels.
+    fn liquidity_guide(&self, iterations: usize) -> Vec<f64> {
+        let inst = self.inst;
+        let slots = inst.slot_count();
+        let np = inst.participants.len();
+        let txs = &inst.transactions;
+        // Per balance: what its debits ask for and their loss per minor unit,
+        // the scales that make one step size fit every balance.
+        let mut demand = vec![0f64; slots];
+        let mut worth = vec![0f64; slots];
+        let mut limit_demand = vec![0f64; np];
+        let mut limit_worth = vec![0f64; np];
+        for t in 0..self.n {
+            let loss = self.loss[t].max(0.0);
+            demand[self.deb_slot[t] as usize] += txs[t].amount as f64;
+            worth[self.deb_slot[t] as usize] += loss;
+            let r = inst.receive_usd_fixed[t] as f64;
+            limit_demand[txs[t].creditor as usize] += r;
+            limit_worth[txs[t].creditor as usize] += loss;
+        }
+        let start: Vec<f64> = inst
+            .participants
+            .iter()
+            .flat_map(|p| p.balances.iter().map(|&b| b as f64))
+            .collect();
+        let limit: Vec<f64> = inst.limit_fixed.iter().map(|&l| l as f64).collect();
+        let mut price = vec![0f64; slots];
+        let mut limit_price = vec![0f64; np];
+        let mut on = vec![false; self.n];
+        let mut share = vec![0f64; self.n];
+        let mut bal = vec![0f64; slots];
+        let mut used = vec![0f64; np];
+        let counted = iterations / 2;
+        for k in 0..iterations {
+            bal.copy_from_slice(&start);
+            used.iter_mut().for_each(|u| *u = 0.0);
+            for t in 0..self.n {
+                let (ds, cs) = (self.deb_slot[t] as usize, self.cred_slot[t] as usize);
+                let c = txs[t].creditor as usize;
+                let reduced = self.loss[t] - price[ds] * txs[t].amount as f64
+                    + price[cs] * txs[t].receive_amount as f64
+                    - limit_price[c] * inst.receive_usd_fixed[t] as f64;
+                on[t] = reduced > 0.0;
+                if on[t] {
+                    bal[ds] -= txs[t].amount as f64;
+                    bal[cs] += txs[t].receive_amount as f64;
+                    used[c] += inst.receive_usd_fixed[t] as f64;
+                    if k >= iterations - counted {
+                        share[t] += 1.0;
+                    }
+                }
+            }
+            let step = 2.0 / (2.0 + k as f64);
+            for s in 0..slots {
+                if demand[s] > 0.0 {
+                    let unit = worth[s] / demand[s];
+                    let g = -bal[s] / demand[s];
+                    price[s] = (price[s] + step * unit * g).max(0.0);
+                }
+            }
+            for p in 0..np {
+                if limit_demand[p] > 0.0 {
+                    let unit = limit_worth[p] / limit_demand[p];
+                    let g = (used[p] - limit[p]) / limit_demand[p];
+                    limit_price[p] = (limit_price[p] + step * unit * g).max(0.0);
+                }
+            }
+        }
+        share.iter_mut().for_each(|s| *s /= counted.max(1) as f64);
+        share
+    }
+
+    /// Repair from "everything settled" by the whole shortfall: each step
+    /// defers the settled payment that removes the most overdraft and limit
+    /// excess (USD, net of the overdraft its missing credit causes at its
+    /// creditor) per USD of loss. Unlike the balance-by-balance repair it
+    /// never defers a payment whose credit its creditor needs to pay others
+    /// while a cheaper cut exists, so circulations with little liquidity
+    /// survive. O(transactions) per step.
+    fn repair_global(&mut self) {
+        let inst = self.inst;
+        let slots = inst.slot_count();
+        let nc = inst.currencies.len();
+        // USD per minor unit of each currency.
+        let unit: Vec<f64> = inst
+            .currencies
+            .iter()
+            .map(|c| c.usd_per_unit.to_f64() / 10f64.powi(c.minor_units as i32))
+            .collect();
+        let fixed_unit = 10f64.powi(-inst.usd_scale);
+        let short = |b: i128| (-b).max(0) as f64;
+        loop {
+            let any_short = (0..slots).any(|s| self.bal[s] < 0);
+            let any_over = (0..inst.participants.len()).any(|p| self.used[p] > inst.limit_fixed[p]);
+            if !any_short && !any_over {
+                return;
+            }
+            let mut best: Option<(f64, usize)> = None;
+            for t in 0..self.n {
+                if !self.x[t] {
+                    continue;
+                }
+                let tx = &inst.transactions[t];
+                let (ds, cs) = (self.deb_slot[t] as usize, self.cred_slot[t] as usize);
+                let c = tx.creditor as usize;
+                let (a, r) = (tx.amount as i128, tx.receive_amount as i128);
+                let mut gain = 0.0;
+                if ds == cs {
+                    let b = self.bal[ds];
+                    gain += (short(b) - short(b + a - r)) * unit[ds % nc];
+                } else {
+                    let (bd, bc) = (self.bal[ds], self.bal[cs]);
+                    gain += (short(bd) - short(bd + a)) * unit[ds % nc];
+                    gain -= (short(bc - r) - short(bc)) * unit[cs % nc];
+                }
+                let over = self.used[c] - inst.limit_fixed[c];
+                if over > 0 {
+                    gain += (over.min(inst.receive_usd_fixed[t]) as f64) * fixed_unit;
+                }
+                if gain > 0.0 {
+                    let score = gain / self.loss[t].max(1e-9);
+                    if best.is_none_or(|(b, _)| score > b) {
+                        best = Some((score, t));
+                    }
+                }
+            }
+            // None: every cut only moves the shortfall on (a circulation in
+            // deficit all round); the balance-by-balance repair finishes.
+            let Some((_, t)) = best else { return };
+            self.set_quietly(t, false);
+        }
+    }
+
+    /// Back to assignment `x` (feasible), moving only what differs.
+    fn restore(&mut self, x: &[bool]) {
+        for (t, &on) in x.iter().enumerate() {
+            if self.x[t] != on {
+                self.set_quietly(t, on);
+            }
+        }
+        self.fx.refresh();
+        debug_assert!(self.is_feasible());
     }
 
     fn new(inst: &'a Instance, opts: &SolveOptions, cap_shortfall: bool) -> Search<'a> {
@@ -552,6 +845,8 @@ impl<'a> Search<'a> {
             lns_nodes_left: LNS_NODES_PER_TRANSACTION * n as u64 + opts.neighbourhood_nodes,
             gopen: vec![0; inst.group_count()],
             lns_seeds_max: usize::MAX,
+            guide_iterations: opts.guide_iterations,
+            global_repair: opts.global_repair,
         }
     }
 
@@ -764,7 +1059,7 @@ impl<'a> Search<'a> {
                         break;
                     };
                     removed.push(t);
-                    self.set(t, false);
+                    self.set_quietly(t, false);
                 }
                 assert!(self.bal[e] >= 0, "deferring every debit restores a balance");
             } else {
@@ -780,7 +1075,7 @@ impl<'a> Search<'a> {
                         break;
                     };
                     removed.push(t);
-                    self.set(t, false);
+                    self.set_quietly(t, false);
                 }
                 assert!(
                     self.used[p] <= self.inst.limit_fixed[p],
@@ -795,6 +1090,8 @@ impl<'a> Search<'a> {
                 }
             }
         }
+        // Deferrals are chosen by loss, not FX: price FX once at the end.
+        self.fx.refresh();
     }
 
     /// The settled transaction of `list` to defer to cover `shortfall`: the
