@@ -5,6 +5,8 @@
 #   scripts/bench-intake.sh BATCH CLIENTS [DURATION] [RATE]
 #
 # Prints the load generator's report. RATE (tx/s) switches to open loop.
+# BIN_DIR=dir runs the binaries in dir instead of building ./target/release
+# (for interleaved A/B runs of two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:?batch}
@@ -12,15 +14,18 @@ clients=${2:?clients}
 duration=${3:-10s}
 rate=${4:-}
 participants=32
-cargo build --release -q --bins
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release -q --bins
+    BIN_DIR=./target/release
+fi
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-./target/release/settle-loadgen participants --count "$participants" > "$dir/participants.json"
-./target/release/settle start --data-dir "$dir/data" --listen "127.0.0.1:$port" \
+"$BIN_DIR/settle-loadgen" participants --count "$participants" > "$dir/participants.json"
+"$BIN_DIR/settle" start --data-dir "$dir/data" --listen "127.0.0.1:$port" \
     --participants "$dir/participants.json" 2> "$dir/node.log" &
 for _ in $(seq 1 200); do grep -q "listening on" "$dir/node.log" && break; sleep 0.1; done
 grep -q "listening on" "$dir/node.log" || { cat "$dir/node.log"; exit 1; }
 args=(--target "127.0.0.1:$port" --duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants")
 [ -n "$rate" ] && args+=(--rate "$rate")
-./target/release/settle-loadgen "${args[@]}" 2>/dev/null
+"$BIN_DIR/settle-loadgen" "${args[@]}" 2>/dev/null
