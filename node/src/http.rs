@@ -8,7 +8,8 @@
 //!   409 Conflict with the original, 422 naming the field at fault.
 //! - `GET /v1/transactions/{id}`: status and events, 404 if unknown.
 //! - `GET /v1/transactions/{id}/events`: the audit trail, explained.
-//! - `GET /v1/participants`, `POST /v1/participants`: read, add or update.
+//! - `GET /v1/participants`, `POST /v1/participants`: read, add or update
+//!   (409 for a change to a booked opening balance: use a deposit).
 //! - `GET /v1/balances[?participant=bank_07]`, `POST /v1/deposits`.
 //! - `POST /v1/cycles` (`{"window":"T0"}`: run one now), `GET /v1/cycles`
 //!   (`?after=K&max=N`), `GET /v1/cycles/{k}` (record re-costed by the checker).
@@ -323,6 +324,19 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
             )
         }
     };
+    // Balances are opening balances, booked once: refuse to change a booked
+    // one (the control group keeps it anyway) rather than answer 200.
+    let booked = intake.participants.load().get(participant.id).cloned();
+    let stored = match booked {
+        None => participant.clone(),
+        Some(old) => match old.updated_by(&participant) {
+            (_, refused) if !refused.is_empty() => {
+                let field = format!("balances.{}", refused[0].currency);
+                return error(StatusCode::CONFLICT, Some(&field), refused[0].to_string());
+            }
+            (stored, _) => stored,
+        },
+    };
     match intake
         .router
         .upsert_participants(vec![participant.clone()])
@@ -330,7 +344,7 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
     {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "participant": participant.spec() })),
+            Json(json!({ "participant": stored.spec() })),
         )
             .into_response(),
         Err(e) => shard_error(&e),
