@@ -99,8 +99,37 @@ fn router(intake: Intake) -> Router {
         .route("/v1/cycles", get(get_cycles).post(post_cycle))
         .route("/v1/cycles/{cycle}", get(get_cycle))
         .route("/v1/fx", get(get_fx).put(put_fx))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, None, "no such resource") })
         .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(intake)
+}
+
+/// Largest plain-text error body the JSON wrapper reads (axum's own
+/// rejections are one sentence).
+const ERROR_TEXT_BYTES_MAX: usize = 4 * 1024;
+
+/// Every error a client sees is JSON: axum's own rejections (413 body too
+/// large, 405, a bad path or query) are plain text, so they are wrapped in
+/// the `{"error": ...}` body our handlers write.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), ERROR_TEXT_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        text => text.to_string(),
+    };
+    error(status, None, message)
 }
 
 fn error(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Response {
