@@ -53,8 +53,9 @@ enum Command {
 
 #[derive(Args)]
 struct StatusArgs {
-    /// Peer (Raft) address of any member; the others are found through it.
-    #[arg(long)]
+    /// Peer (Raft) address of any member, the others are found through it; for a node started
+    /// without --peers, its --listen address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
     target: std::net::SocketAddr,
     /// Also compare a digest of every replica's state (serialises each state once).
     #[arg(long)]

@@ -231,3 +231,28 @@ fn participant_and_balance_views_agree_after_an_update() {
     assert_eq!(json(&body)["participant"]["counterparty_limit_usd"], 123.0);
     assert_eq!(agreeing_views(http), before);
 }
+
+#[test]
+fn status_works_on_a_node_started_without_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two cores: the tool must hear from each through the client port.
+    let participants = write_participants(dir.path(), 8).unwrap();
+    let node =
+        Node::start_with(&dir.path().join("data"), Some(&participants), false, 2, &[]).unwrap();
+    let target = node.listen.to_string();
+    let status = settle(&["status", "--target", &target, "--digest"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains(&format!("members: 1={target} (1 reachable)")),
+        "{table}"
+    );
+    for group in [
+        "group 0 (control): leader 1",
+        "group 1 (USD): leader 1",
+        "group 4 (JPY): leader 1",
+    ] {
+        assert!(table.contains(group), "{group:?} in {table}");
+    }
+    assert!(table.contains("converged: yes"), "{table}");
+}
