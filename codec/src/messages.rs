@@ -458,9 +458,11 @@ pub struct CycleSummary {
 }
 
 impl CycleSummary {
-    /// `100 * (naive - cost) / naive`, 0 when the naive cost is 0.
+    /// `100 * (naive - cost) / naive`; 0 when the naive cost is 0, and 0
+    /// when the cycle settled nothing: its cost is then only the price of
+    /// waiting, which is no saving on a naive run that wired payments.
     pub fn savings_pct(&self) -> f64 {
-        if self.naive_cost.total > 0.0 {
+        if self.settled > 0 && self.naive_cost.total > 0.0 {
             100.0 * (self.naive_cost.total - self.cost.total) / self.naive_cost.total
         } else {
             0.0
@@ -909,6 +911,26 @@ impl Encode for CycleListResponse {
 mod control_tests {
     use super::*;
     use crate::frame::{decode_body, decode_frame, FrameBuf};
+
+    #[test]
+    fn a_cycle_that_settled_nothing_saved_nothing() {
+        let cost = |total| CycleCost {
+            total,
+            ..CycleCost::default()
+        };
+        // The T0 cycle: everything deferred, the waiting priced at a
+        // fifth of the naive run's wires.
+        let mut summary = record(5).summary;
+        summary.naive_cost = cost(25.0);
+        summary.cost = cost(5.0);
+        assert_eq!(summary.settled, 0);
+        assert_eq!(summary.savings_pct(), 0.0);
+        summary.settled = 5;
+        summary.deferred = 0;
+        assert!((summary.savings_pct() - 80.0).abs() < 1e-9);
+        summary.naive_cost = cost(0.0);
+        assert_eq!(summary.savings_pct(), 0.0);
+    }
 
     fn record(transactions: usize) -> CycleRecord {
         let tx = Transaction {

@@ -6,6 +6,7 @@
 //! the settle mode (load, then the cycles that settle it, end to end).
 //! It must not link the node: it sees the engine only through the wire.
 
+pub mod account;
 pub mod participants;
 pub mod report;
 pub mod run;

@@ -58,6 +58,8 @@ pub struct SettleOptions {
     pub quiet_for: Duration,
     /// ...or at the latest after this long.
     pub drain_max: Duration,
+    /// Print a progress line this often while draining (`None`: quiet).
+    pub progress_every: Option<Duration>,
 }
 
 impl Default for SettleOptions {
@@ -66,6 +68,7 @@ impl Default for SettleOptions {
             trigger_every: Some(Duration::from_secs(1)),
             quiet_for: Duration::from_millis(1_500),
             drain_max: Duration::from_secs(60),
+            progress_every: None,
         }
     }
 }
@@ -386,6 +389,35 @@ async fn cycles_everywhere(
     merge_replicas(lists)
 }
 
+/// What the drain's cycles did so far (for its progress lines).
+#[derive(Debug, Default)]
+struct Drained {
+    cycles: u64,
+    settled: u64,
+    /// The last cycle's deferred count: what still waits.
+    waiting: u32,
+}
+
+impl Drained {
+    fn count(&mut self, cycles: &[CycleSummary]) {
+        for c in cycles {
+            self.cycles += 1;
+            self.settled += u64::from(c.settled);
+            self.waiting = c.deferred;
+        }
+    }
+
+    fn progress(&self, elapsed: Duration) -> String {
+        format!(
+            "settling after the load: {:.0} s, {} cycles, {} transactions settled, {} deferred by the last cycle",
+            elapsed.as_secs_f64(),
+            self.cycles,
+            self.settled,
+            self.waiting
+        )
+    }
+}
+
 /// Runs the load, then drains the cycles; the load's report and the
 /// settlement report.
 pub async fn run_settle(
@@ -449,6 +481,8 @@ pub async fn run_settle(
     let mut seen = first_cycle.saturating_sub(1);
     // The newest cycle known applied (by a run's answer, from the leader).
     let mut last_applied = seen;
+    let mut drained = Drained::default();
+    let mut next_progress = settle.progress_every.map(|every| Instant::now() + every);
     while drain_start.elapsed() < settle.drain_max && last_settling.elapsed() < settle.quiet_for {
         for window in [Window::T0, Window::T1, Window::T2] {
             let summary = replicas[0].run_cycle(window).await?;
@@ -463,6 +497,13 @@ pub async fn run_settle(
         }
         if recent.iter().any(|c| c.settled > 0) {
             last_settling = Instant::now();
+        }
+        drained.count(&recent);
+        if let (Some(at), Some(every)) = (next_progress, settle.progress_every) {
+            if Instant::now() >= at {
+                println!("{}", drained.progress(drain_start.elapsed()));
+                next_progress = Some(at + every);
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,34 +1,11 @@
-//! Node configuration from a TOML file, logging set-up, and defaults.
+//! Node configuration helpers (the shard map of `--currencies`), logging
+//! set-up, and defaults. `settle start`'s settings, flags and `--config`
+//! file alike, are one struct in the binary.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-
-use anyhow::{anyhow, Context};
-use serde::Deserialize;
+use anyhow::anyhow;
 use settle_codec::Currency;
 
 use crate::shard::ShardMap;
-
-/// Settings a `--config` file may hold; command-line flags override them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub data_dir: Option<PathBuf>,
-    pub listen: Option<SocketAddr>,
-    pub http: Option<SocketAddr>,
-    pub cores: Option<usize>,
-    pub participants: Option<PathBuf>,
-    pub node_id: Option<u64>,
-    pub currencies: Option<Vec<String>>,
-}
-
-impl FileConfig {
-    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
-    }
-}
 
 /// The shard map for `--currencies`, or the default one.
 pub fn shard_map(currencies: Option<&[String]>) -> anyhow::Result<ShardMap> {
@@ -93,11 +70,5 @@ mod tests {
             .contains("XXX"));
         assert!(shard_map(Some(&["EUR".into(), "EUR".into()])).is_err());
         assert_eq!(shard_map(None).unwrap(), ShardMap::default_currencies());
-    }
-
-    #[test]
-    fn config_file_refuses_unknown_keys() {
-        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:7\"\ncores = 2").is_ok());
-        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
 }

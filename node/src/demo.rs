@@ -1,14 +1,17 @@
 //! `settle demo`: an embedded node in a temporary directory, driven by the
 //! load generator with a realistic workload while its settlement cycles run
 //! (RTGS every 200 ms, T0/T1/T2 every second), then drained and stopped. It
-//! ends with the intake report, settled tx/s, the cycles' costs and the
-//! savings against the naive baseline. The README's "run" command: it needs
+//! prints its progress while the cycles drain, and ends with the intake
+//! report, settled tx/s, the cycles' costs and the savings against the naive
+//! baseline, and what became of every acknowledged payment (settled,
+//! deferred and why, pending, failed). The README's "run" command: it needs
 //! nothing set up.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::Context;
+use settle_loadgen::account::account;
 use settle_loadgen::participants::participants_file_with_liquidity;
 use settle_loadgen::run::RunOptions;
 use settle_loadgen::settle::{run_settle, SettleOptions};
@@ -90,19 +93,28 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             seed,
             run_id: 1,
             live: true,
-            collect_acked: false,
+            collect_acked: true,
         },
         SettleOptions {
             trigger_every: None,
+            progress_every: Some(DEMO_PROGRESS_INTERVAL),
             ..SettleOptions::default()
         },
     ));
+    let account = match &outcome {
+        Ok((outcome, _)) => Some(runtime.block_on(account(listen, &outcome.acked))),
+        Err(_) => None,
+    };
     let stopped = node.stop();
     let (outcome, settled) = outcome?;
     println!("{}", outcome.report.text());
     println!("{}", settled.text());
+    println!("{}", account.expect("looked up after a run")?.text());
     stopped
 }
+
+/// How often the demo says how settling goes once the load has stopped.
+const DEMO_PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
 
 /// The demo's schedules: every window settles within seconds.
 fn demo_cycles() -> crate::cycle::CycleConfig {

@@ -8,7 +8,8 @@
 //!   409 Conflict with the original, 422 naming the field at fault.
 //! - `GET /v1/transactions/{id}`: status and events, 404 if unknown.
 //! - `GET /v1/transactions/{id}/events`: the audit trail, explained.
-//! - `GET /v1/participants`, `POST /v1/participants`: read, add or update.
+//! - `GET /v1/participants`, `POST /v1/participants`: read, add or update
+//!   (409 for a change to a booked opening balance: use a deposit).
 //! - `GET /v1/balances[?participant=bank_07]`, `POST /v1/deposits`.
 //! - `POST /v1/cycles` (`{"window":"T0"}`: run one now), `GET /v1/cycles`
 //!   (`?after=K&max=N`), `GET /v1/cycles/{k}` (record re-costed by the checker).
@@ -98,8 +99,37 @@ fn router(intake: Intake) -> Router {
         .route("/v1/cycles", get(get_cycles).post(post_cycle))
         .route("/v1/cycles/{cycle}", get(get_cycle))
         .route("/v1/fx", get(get_fx).put(put_fx))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, None, "no such resource") })
         .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(intake)
+}
+
+/// Largest plain-text error body the JSON wrapper reads (axum's own
+/// rejections are one sentence).
+const ERROR_TEXT_BYTES_MAX: usize = 4 * 1024;
+
+/// Every error a client sees is JSON: axum's own rejections (413 body too
+/// large, 405, a bad path or query) are plain text, so they are wrapped in
+/// the `{"error": ...}` body our handlers write.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), ERROR_TEXT_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        text => text.to_string(),
+    };
+    error(status, None, message)
 }
 
 fn error(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Response {
@@ -329,6 +359,19 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
             )
         }
     };
+    // Balances are opening balances, booked once: refuse to change a booked
+    // one (the control group keeps it anyway) rather than answer 200.
+    let booked = intake.participants.load().get(participant.id).cloned();
+    let stored = match booked {
+        None => participant.clone(),
+        Some(old) => match old.updated_by(&participant) {
+            (_, refused) if !refused.is_empty() => {
+                let field = format!("balances.{}", refused[0].currency);
+                return error(StatusCode::CONFLICT, Some(&field), refused[0].to_string());
+            }
+            (stored, _) => stored,
+        },
+    };
     match intake
         .router
         .upsert_participants(vec![participant.clone()])
@@ -336,7 +379,7 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
     {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "participant": participant.spec() })),
+            Json(json!({ "participant": stored.spec() })),
         )
             .into_response(),
         Err(e) => shard_error(&e),

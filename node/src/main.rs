@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use settle_node::cluster::ClusterConfig;
-use settle_node::config::{FileConfig, LogFormat};
+use settle_node::config::LogFormat;
 use settle_node::cycle::{CycleConfig, WindowSchedule};
 use settle_node::participants::parse_participants_file;
 use settle_node::raft::GroupConfig;
@@ -53,8 +53,9 @@ enum Command {
 
 #[derive(Args)]
 struct StatusArgs {
-    /// Peer (Raft) address of any member; the others are found through it.
-    #[arg(long)]
+    /// Peer (Raft) address of any member, the others are found through it; for a node started
+    /// without --peers, its --listen address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
     target: std::net::SocketAddr,
     /// Also compare a digest of every replica's state (serialises each state once).
     #[arg(long)]
@@ -87,14 +88,17 @@ enum CycleCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// List the summaries of recent cycles.
+    /// List the summaries of cycles, newest first: the most recent ones, or those after --after.
     List {
-        /// Only cycles with a larger id.
-        #[arg(long, default_value_t = 0)]
-        after: u64,
+        /// Only cycles with a larger id (paging forward) [default: the most recent --max cycles].
+        #[arg(long)]
+        after: Option<u64>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         max: u32,
+        /// Print the oldest cycle first.
+        #[arg(long)]
+        oldest_first: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -150,7 +154,13 @@ fn parse_window(text: &str) -> Result<settle_codec::Window, String> {
         .ok_or_else(|| format!("{text:?} is not one of RTGS, T0, T1, T2"))
 }
 
-#[derive(Args)]
+/// Every setting of `settle start`. The same struct is the `--config` TOML
+/// file (keys are the flags' names with `_` for `-`), so a flag cannot exist
+/// without its file key: flags override the file, field by field
+/// ([`StartArgs::over`]). Defaults are applied after merging, which is why
+/// every value is optional here and its default is named in its help.
+#[derive(Args, Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct StartArgs {
     /// Directory of the node's logs, snapshots and metadata (created if missing).
     #[arg(long)]
@@ -167,8 +177,10 @@ struct StartArgs {
     /// Participants file (JSON, the participants format of the batching spec) to add or update at start.
     #[arg(long)]
     participants: Option<PathBuf>,
-    /// A TOML file with any of these settings; flags override it.
+    /// A TOML file with any of these settings (keys are the flags' names with `_` for `-`,
+    /// e.g. `rtgs_cycle_ms = 500`, `window_schedule = ["T0=off"]`); flags override it.
     #[arg(long)]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// This node's id in its cluster [default: 1].
     #[arg(long)]
@@ -176,32 +188,34 @@ struct StartArgs {
     /// Currencies to shard by, one shard each [default: USD,EUR,GBP,JPY].
     #[arg(long, value_delimiter = ',')]
     currencies: Option<Vec<String>>,
-    /// Period of the continuous RTGS cycles, in milliseconds (0: only on request).
-    #[arg(long, default_value_t = 200)]
-    rtgs_cycle_ms: u64,
+    /// Period of the continuous RTGS cycles, in milliseconds (0: only on request) [default: 200].
+    #[arg(long)]
+    rtgs_cycle_ms: Option<u64>,
     /// When a window's cycles run: W=HH:MM[,HH:MM…] (UTC cut-offs), W=every:2s, or W=off.
     /// Repeatable. [default: T0=16:00, T1=17:00, T2=17:30]
     #[arg(long = "window-schedule", value_name = "W=SCHEDULE")]
+    #[serde(rename = "window_schedule")]
     window_schedules: Vec<String>,
     /// The most an RTGS payment waits before it is due: waiting gets dearer as the deadline
     /// nears and prohibitive at it, so a fundable payment settles by then; one that cannot be
-    /// funded then rolls to T0 with an event saying why.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    rtgs_max_wait: Duration,
-    /// Most candidates one cycle takes (all shards together), at most 10,000.
-    #[arg(long, default_value_t = settle_codec::messages::MAX_CYCLE_TRANSACTIONS)]
-    cycle_candidates_max: usize,
+    /// funded then rolls to T0 with an event saying why [default: 60s].
+    #[arg(long)]
+    rtgs_max_wait: Option<String>,
+    /// Most candidates one cycle takes (all shards together), at most 10,000 [default: 10000].
+    #[arg(long)]
+    cycle_candidates_max: Option<usize>,
     /// A fixed solver time budget in milliseconds [default: grows with the candidates, 10–200 ms].
     #[arg(long)]
     solver_budget_ms: Option<u64>,
     /// Send every settled batch as a wire over simulated payment rails (FedWire-like for USD,
     /// SWIFT-like otherwise, with alternates, retries and breakers): a settlement is final when
-    /// its wire is confirmed, and reversed if it fails. `off`: final when the cycle applies.
-    #[arg(long, default_value = "off", value_parser = ["off", "simulated"])]
-    execution: String,
-    /// Seed of the simulated rails.
-    #[arg(long, default_value_t = 7)]
-    execution_seed: u64,
+    /// its wire is confirmed, and reversed if it fails. `off`: final when the cycle applies
+    /// [default: off].
+    #[arg(long, value_parser = ["off", "simulated"])]
+    execution: Option<String>,
+    /// Seed of the simulated rails [default: 7].
+    #[arg(long)]
+    execution_seed: Option<u64>,
     /// Every rail fails this many attempts per million (overrides the rails' own rates).
     #[arg(long)]
     execution_failure_ppm: Option<u32>,
@@ -233,6 +247,42 @@ struct StartArgs {
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
     no_leader_balancing: bool,
+}
+
+/// Default of `--rtgs-cycle-ms`.
+const RTGS_CYCLE_MS_DEFAULT: u64 = 200;
+/// Default of `--execution-seed`.
+const EXECUTION_SEED_DEFAULT: u64 = 7;
+
+impl StartArgs {
+    /// Reads a `--config` file.
+    fn load(path: &std::path::Path) -> anyhow::Result<StartArgs> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// These flags over `file`: every setting given on the command line
+    /// (a value, a non-empty list, a switch that is on) replaces the file's.
+    /// Done on the serialized forms so that it covers every field there is.
+    fn over(self, file: StartArgs) -> anyhow::Result<StartArgs> {
+        let config = self.config.clone();
+        let serde_json::Value::Object(flags) = serde_json::to_value(&self)? else {
+            unreachable!("a struct serializes to an object");
+        };
+        let mut merged = serde_json::to_value(&file)?;
+        for (key, value) in flags {
+            let unset = value.is_null()
+                || value == serde_json::Value::Bool(false)
+                || value.as_array().is_some_and(Vec::is_empty);
+            if !unset {
+                merged[key] = value;
+            }
+        }
+        let mut merged: StartArgs = serde_json::from_value(merged)?;
+        merged.config = config;
+        Ok(merged)
+    }
 }
 
 #[derive(Args)]
@@ -304,10 +354,9 @@ fn main() -> ExitCode {
 /// The cycle settings of `settle start`'s flags.
 fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
     let mut config = CycleConfig::default();
-    config.schedules[0] = if args.rtgs_cycle_ms == 0 {
-        WindowSchedule::Off
-    } else {
-        WindowSchedule::Every(Duration::from_millis(args.rtgs_cycle_ms))
+    config.schedules[0] = match args.rtgs_cycle_ms.unwrap_or(RTGS_CYCLE_MS_DEFAULT) {
+        0 => WindowSchedule::Off,
+        ms => WindowSchedule::Every(Duration::from_millis(ms)),
     };
     for spec in &args.window_schedules {
         let (window, schedule) = spec
@@ -321,21 +370,31 @@ fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
         config.schedules[slot] = WindowSchedule::parse(schedule)
             .map_err(|e| anyhow!("--window-schedule {spec:?}: {e}"))?;
     }
-    if args.cycle_candidates_max == 0
-        || args.cycle_candidates_max > settle_codec::messages::MAX_CYCLE_TRANSACTIONS
-    {
+    let candidates_max = args
+        .cycle_candidates_max
+        .unwrap_or(settle_codec::messages::MAX_CYCLE_TRANSACTIONS);
+    if candidates_max == 0 || candidates_max > settle_codec::messages::MAX_CYCLE_TRANSACTIONS {
         return Err(anyhow!(
             "--cycle-candidates-max: between 1 and {}",
             settle_codec::messages::MAX_CYCLE_TRANSACTIONS
         ));
     }
-    config.candidates_max = args.cycle_candidates_max;
-    if args.rtgs_max_wait < Duration::from_secs(1) {
-        return Err(anyhow!("--rtgs-max-wait: at least 1s"));
+    config.candidates_max = candidates_max;
+    if let Some(text) = &args.rtgs_max_wait {
+        let wait =
+            humantime::parse_duration(text).map_err(|e| anyhow!("rtgs_max_wait: {text:?}: {e}"))?;
+        if wait < Duration::from_secs(1) {
+            return Err(anyhow!("rtgs_max_wait: at least 1s, got {text:?}"));
+        }
+        config.rtgs_max_wait = wait;
     }
-    config.rtgs_max_wait = args.rtgs_max_wait;
     config.solver_budget = args.solver_budget_ms.map(Duration::from_millis);
-    if args.execution == "simulated" {
+    let execution = args.execution.as_deref().unwrap_or("off");
+    if !matches!(execution, "off" | "simulated") {
+        // The flag's parser checks this; a --config file is only read here.
+        return Err(anyhow!("execution: {execution:?} is not off or simulated"));
+    }
+    if execution == "simulated" {
         if args
             .execution_failure_ppm
             .is_some_and(|ppm| ppm > 1_000_000)
@@ -360,7 +419,7 @@ fn cycle_config(args: &StartArgs) -> anyhow::Result<CycleConfig> {
             .map_err(|e| anyhow!("--execution-retry-ms: {e}"))?;
         }
         config.wires = Some(settle_node::cycle::wires::WiresConfig {
-            seed: args.execution_seed,
+            seed: args.execution_seed.unwrap_or(EXECUTION_SEED_DEFAULT),
             failure_ppm: args.execution_failure_ppm,
             unreachable,
             retry_delays,
@@ -404,19 +463,25 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
 
 type PeerMap = std::collections::BTreeMap<u64, std::net::SocketAddr>;
 
+/// The settings of `settle start`: its flags over its `--config` file.
+fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
+    match &args.config {
+        Some(path) => {
+            let file = StartArgs::load(path)?;
+            args.over(file)
+        }
+        None => Ok(args),
+    }
+}
+
 fn start(args: StartArgs) -> anyhow::Result<()> {
+    let args = settings(args)?;
     let cycles = cycle_config(&args)?;
     let (peers, group) = cluster_config(&args)?;
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
     let data_dir = args
         .data_dir
-        .or(file.data_dir)
-        .ok_or_else(|| anyhow!("--data-dir is required"))?;
-    let participants_path = args.participants.or(file.participants);
-    let participants = match participants_path {
+        .ok_or_else(|| anyhow!("--data-dir is required (or data_dir in --config)"))?;
+    let participants = match args.participants {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -424,8 +489,8 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let currencies = args.currencies.or(file.currencies);
-    let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    let currencies = args.currencies;
+    let node_id = args.node_id.unwrap_or(1);
     let balance_leaders = !args.no_leader_balancing;
     let cluster = peers
         .map(|peers| {
@@ -440,12 +505,10 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         data_dir,
         listen: args
             .listen
-            .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:7000".parse().expect("valid address")),
-        http: args.http.or(file.http),
+        http: args.http,
         cores: args
             .cores
-            .or(file.cores)
             .unwrap_or_else(settle_node::config::available_cores),
         shards: settle_node::config::shard_map(currencies.as_deref())?,
         participants,
@@ -480,7 +543,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
 mod cli {
     use anyhow::{anyhow, Context};
     use serde_json::json;
-    use settle_codec::{format_id, parse_id, Currency, ParticipantId, TxStatus};
+    use settle_codec::{format_id, parse_id, Currency, ParticipantId, TxResult, TxStatus};
     use settle_node::cycle::audit::{money, recost, render_cycle, render_trail, trail_json};
     use settle_node::cycle::client::ControlClient;
     use settle_node::cycle::instance::{instance_json, solution_file};
@@ -526,9 +589,27 @@ mod cli {
                     Ok(())
                 }
             }
-            CycleCommand::List { after, max, target } => {
+            CycleCommand::List {
+                after,
+                max,
+                oldest_first,
+                target,
+            } => {
                 let mut client = ControlClient::connect(target.target)?;
-                let (cycles, next) = client.cycle_list(after, max)?;
+                let after = match after {
+                    Some(after) => after,
+                    None => {
+                        // Cycle ids are 1, 2, …: the newest `max` are the
+                        // ones after `next - 1 - max`.
+                        let (_, next) = client.cycle_list(0, 0)?;
+                        next.saturating_sub(u64::from(max) + 1)
+                    }
+                };
+                let (mut cycles, next) = client.cycle_list(after, max)?;
+                cycles.sort_by_key(|s| s.cycle_id);
+                if !oldest_first {
+                    cycles.reverse();
+                }
                 if target.json {
                     return print_json(&json!({ "cycles": cycles, "next_cycle_id": next }));
                 }
@@ -624,11 +705,12 @@ mod cli {
         let mut client = ControlClient::connect(args.target.target)?;
         let (result, balance) = client.deposit(deposit_id, participant, currency, args.amount)?;
         if args.target.json {
-            return print_json(&json!({
+            print_json(&json!({
                 "deposit_id": format_id(deposit_id),
                 "result": result,
                 "balance": balance,
-            }));
+            }))?;
+            return refused(deposit_id, result);
         }
         println!(
             "deposit {} of {} to {participant}: {result:?}; balance now {}",
@@ -636,7 +718,23 @@ mod cli {
             money(args.amount, currency),
             money(balance, currency)
         );
-        Ok(())
+        refused(deposit_id, result)
+    }
+
+    /// A deposit the node did not book is a failure for the shell: a
+    /// script must not carry on as if the money had arrived.
+    fn refused(deposit_id: u128, result: TxResult) -> anyhow::Result<()> {
+        match result {
+            TxResult::Created | TxResult::Duplicate => Ok(()),
+            TxResult::Conflict => Err(anyhow!(
+                "deposit {} was already booked with another participant, currency or amount: nothing was deposited",
+                format_id(deposit_id)
+            )),
+            TxResult::Rejected { reason, field } => Err(anyhow!(
+                "deposit {} rejected: {field}: {reason}: nothing was deposited",
+                format_id(deposit_id)
+            )),
+        }
     }
 
     pub fn balances(args: BalancesArgs) -> anyhow::Result<()> {
@@ -704,4 +802,155 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         return Err(anyhow!("replicas differ (or a member is unreachable)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// A value for every setting of `settle start`, none of them its default.
+    fn every_setting() -> StartArgs {
+        StartArgs {
+            data_dir: Some("/var/lib/settle".into()),
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            http: Some("127.0.0.1:8081".parse().unwrap()),
+            cores: Some(3),
+            participants: Some("participants.json".into()),
+            config: None,
+            node_id: Some(2),
+            currencies: Some(vec!["EUR".into(), "CHF".into()]),
+            rtgs_cycle_ms: Some(0),
+            window_schedules: vec!["T0=off".into(), "T1=every:2s".into()],
+            rtgs_max_wait: Some("90s".into()),
+            cycle_candidates_max: Some(500),
+            solver_budget_ms: Some(20),
+            execution: Some("simulated".into()),
+            execution_seed: Some(9),
+            execution_failure_ppm: Some(1000),
+            execution_unreachable: vec!["bank_03".into()],
+            execution_retry_ms: vec![50, 100],
+            peers: Some("1=127.0.0.1:7101,2=127.0.0.1:7102".into()),
+            heartbeat_ms: Some(60),
+            election_timeout_ms: Some("300-600".into()),
+            snapshot_entries: Some(5000),
+            keep_entries: Some(100),
+            no_leader_balancing: true,
+        }
+    }
+
+    /// `settle start`'s flags: (long name, whether it takes a value).
+    fn start_flags() -> Vec<(String, bool)> {
+        let cli = Cli::command();
+        let start = cli.find_subcommand("start").expect("a start command");
+        start
+            .get_arguments()
+            .filter_map(|a| {
+                let long = a.get_long()?;
+                (long != "config" && long != "help")
+                    .then(|| (long.to_string(), a.get_action().takes_values()))
+            })
+            .collect()
+    }
+
+    /// `settings` written as command-line flags, generically: each file key
+    /// is a flag's name.
+    fn as_flags(settings: &StartArgs) -> Vec<String> {
+        let json = serde_json::to_value(settings).unwrap();
+        let mut flags = Vec::new();
+        for (long, _) in start_flags() {
+            let flag = format!("--{long}");
+            match &json[long.replace('-', "_")] {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => {}
+                serde_json::Value::Bool(true) => flags.push(flag),
+                serde_json::Value::Array(items) => {
+                    for item in items {
+                        flags.push(flag.clone());
+                        flags.push(plain(item));
+                    }
+                }
+                value => {
+                    flags.push(flag);
+                    flags.push(plain(value));
+                }
+            }
+        }
+        flags
+    }
+
+    fn plain(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn parse_start(args: &[String]) -> StartArgs {
+        let cli = Cli::try_parse_from(
+            ["settle", "start"]
+                .into_iter()
+                .map(String::from)
+                .chain(args.iter().cloned()),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Start(args) => *args,
+            _ => unreachable!("parsed a start command"),
+        }
+    }
+
+    #[test]
+    fn every_start_flag_is_a_config_key_and_round_trips_through_the_file() {
+        let every = every_setting();
+        let keys: BTreeSet<String> = serde_json::to_value(&every)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let flags: BTreeSet<String> = start_flags()
+            .into_iter()
+            .map(|(long, _)| long.replace('-', "_"))
+            .collect();
+        assert_eq!(keys, flags, "the --config keys are the flags' names");
+
+        // The flags give exactly these settings...
+        assert_eq!(parse_start(&as_flags(&every)), every);
+        // ...and so does a file holding them, alone.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settle.toml");
+        std::fs::write(&path, toml::to_string(&every).unwrap()).unwrap();
+        let config = ["--config".to_string(), path.display().to_string()];
+        let from_file = settings(parse_start(&config)).unwrap();
+        assert_eq!(
+            StartArgs {
+                config: None,
+                ..from_file
+            },
+            every
+        );
+
+        // A flag overrides its key; the file's other keys stay.
+        let mut flags = vec!["--cores".to_string(), "5".to_string()];
+        flags.extend(config.iter().cloned());
+        let merged = settings(parse_start(&flags)).unwrap();
+        assert_eq!(merged.cores, Some(5));
+        assert_eq!(merged.window_schedules, every.window_schedules);
+        assert_eq!(merged.peers, every.peers);
+    }
+
+    #[test]
+    fn config_file_refuses_unknown_keys() {
+        assert!(toml::from_str::<StartArgs>("listen = \"127.0.0.1:7\"\ncores = 2").is_ok());
+        let typo = toml::from_str::<StartArgs>("lisen = \"x\"").unwrap_err();
+        assert!(typo.to_string().contains("lisen"), "{typo}");
+        assert!(
+            toml::from_str::<StartArgs>("config = \"other.toml\"").is_err(),
+            "a config file does not name another"
+        );
+    }
 }

@@ -94,7 +94,53 @@ impl ParticipantSpec {
     }
 }
 
+/// An update that would change a booked opening balance. A participant's
+/// balances in the registry are its opening balances: each shard funds an
+/// account with its opening balance once, ever, so changing it afterwards
+/// would only make the registry disagree with the balances. Money moves
+/// with deposits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "balances.{currency}: the opening balance {booked} of {participant} is booked once and cannot become {asked}; move money with a deposit (POST /v1/deposits, settle deposit)"
+)]
+pub struct OpeningFixed {
+    pub participant: ParticipantId,
+    pub currency: Currency,
+    pub booked: u64,
+    pub asked: u64,
+}
+
 impl Participant {
+    /// This participant after `update`: the limit comes from the update, and
+    /// so does the opening balance of any currency not funded yet (absent or
+    /// 0); a funded opening balance stays, and asking to change it is
+    /// returned as refused. A currency the update leaves out keeps its
+    /// opening balance.
+    pub fn updated_by(&self, update: &Participant) -> (Participant, Vec<OpeningFixed>) {
+        debug_assert_eq!(self.id, update.id);
+        let mut next = Participant {
+            id: self.id,
+            counterparty_limit_usd: update.counterparty_limit_usd,
+            balances: self.balances.clone(),
+        };
+        let mut refused = Vec::new();
+        for (&currency, &asked) in &update.balances {
+            match self.balances.get(&currency).copied().unwrap_or(0) {
+                0 => {
+                    next.balances.insert(currency, asked);
+                }
+                booked if booked != asked => refused.push(OpeningFixed {
+                    participant: self.id,
+                    currency: Currency(currency),
+                    booked,
+                    asked,
+                }),
+                _ => {}
+            }
+        }
+        (next, refused)
+    }
+
     /// Back to the edge form (names instead of numbers).
     pub fn spec(&self) -> ParticipantSpec {
         ParticipantSpec {
@@ -200,6 +246,55 @@ mod tests {
         let b = parse_participants_file(bare).unwrap();
         assert_eq!(b[0].id, ParticipantId(1));
         assert!(b[0].balances.is_empty());
+    }
+
+    #[test]
+    fn an_update_keeps_booked_opening_balances_and_sets_unbooked_ones() {
+        let p = |limit: f64, balances: &[(Currency, u64)]| Participant {
+            id: ParticipantId(4),
+            counterparty_limit_usd: limit,
+            balances: balances.iter().map(|&(c, v)| (c.0, v)).collect(),
+        };
+        let old = p(1.0, &[(Currency::USD, 500), (Currency::EUR, 0)]);
+
+        let (next, refused) = old.updated_by(&p(2.0, &[(Currency::USD, 900)]));
+        assert_eq!(next, p(2.0, &[(Currency::USD, 500), (Currency::EUR, 0)]));
+        assert_eq!(
+            refused,
+            vec![OpeningFixed {
+                participant: ParticipantId(4),
+                currency: Currency::USD,
+                booked: 500,
+                asked: 900
+            }]
+        );
+        assert!(refused[0].to_string().contains("deposit"), "{}", refused[0]);
+
+        // Unfunded currencies take the update; the same value, or leaving a
+        // currency out, is no change.
+        let (next, refused) = old.updated_by(&p(
+            3.0,
+            &[
+                (Currency::USD, 500),
+                (Currency::EUR, 70),
+                (Currency::GBP, 9),
+            ],
+        ));
+        assert!(refused.is_empty());
+        assert_eq!(
+            next,
+            p(
+                3.0,
+                &[
+                    (Currency::USD, 500),
+                    (Currency::EUR, 70),
+                    (Currency::GBP, 9)
+                ]
+            )
+        );
+        let (next, refused) = old.updated_by(&p(1.0, &[]));
+        assert!(refused.is_empty());
+        assert_eq!(next, old);
     }
 
     #[test]

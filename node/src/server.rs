@@ -239,7 +239,15 @@ async fn open_and_serve(
     // In a cluster: this core's peer listener and links; groups are opened
     // as replicas once the formation rule has decided how.
     let cluster = match &ctx.cluster {
-        None => None,
+        None => {
+            crate::cluster::solo::register_core(
+                config.node_id,
+                ctx.core,
+                config.cores,
+                config.listen,
+            );
+            None
+        }
         Some(node) => {
             let cluster = crate::cluster::CoreCluster::start(node.clone(), ctx.core)?;
             if node.formation(&ctx.stop).await.is_none() {
@@ -262,6 +270,9 @@ async fn open_and_serve(
             }
         }
         .context("opening the control group")?;
+        if cluster.is_none() {
+            crate::cluster::solo::register_group(CONTROL_GROUP, "control", Rc::new(raft.clone()));
+        }
         state.borrow_mut().publish_to(ctx.participants.clone());
         let current = state.borrow().registry();
         let changed: Vec<Participant> = config
@@ -327,6 +338,9 @@ async fn open_and_serve(
             }
         }
         .with_context(|| format!("opening shard {group} ({currency})"))?;
+        if cluster.is_none() {
+            crate::cluster::solo::register_group(group, currency.as_str(), Rc::new(raft.clone()));
+        }
         info!(group, %currency, transactions = state.borrow().len(), "shard open");
         let mut inbox = inbox;
         if let Some(c) = &cluster {

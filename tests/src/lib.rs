@@ -69,6 +69,7 @@ pub struct Node {
     stderr: mpsc::Receiver<String>,
     participants: Option<PathBuf>,
     cores: usize,
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -79,9 +80,21 @@ impl Node {
         http: bool,
         cores: usize,
     ) -> anyhow::Result<Node> {
+        Node::start_with(data_dir, participants, http, cores, &[])
+    }
+
+    /// [`Node::start`] with more `settle start` flags.
+    pub fn start_with(
+        data_dir: &Path,
+        participants: Option<&Path>,
+        http: bool,
+        cores: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<Node> {
         let listen = free_port();
         let http = http.then(free_port);
-        Node::start_at(data_dir, participants, listen, http, cores)
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Node::start_at(data_dir, participants, listen, http, cores, extra)
     }
 
     fn start_at(
@@ -90,6 +103,7 @@ impl Node {
         listen: SocketAddr,
         http: Option<SocketAddr>,
         cores: usize,
+        extra: Vec<String>,
     ) -> anyhow::Result<Node> {
         let mut command = Command::new(bin_path("settle"));
         command
@@ -109,6 +123,7 @@ impl Node {
         if let Some(h) = http {
             command.arg("--http").arg(h.to_string());
         }
+        command.args(&extra);
         let mut child = command.spawn().context("spawning settle")?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let (lines_tx, lines) = mpsc::channel();
@@ -128,6 +143,7 @@ impl Node {
             stderr: lines,
             participants: participants.map(Path::to_path_buf),
             cores,
+            extra,
         };
         node.wait_listening()?;
         Ok(node)
@@ -191,6 +207,7 @@ impl Node {
             self.listen,
             self.http,
             self.cores,
+            self.extra.clone(),
         )?;
         *self = next;
         Ok(())

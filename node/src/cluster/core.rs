@@ -50,6 +50,25 @@ const BALANCE_INTERVAL: Duration = Duration::from_secs(2);
 /// long: a preferred member that keeps failing must not make it flap.
 const BALANCE_COOLDOWN: Duration = Duration::from_secs(20);
 
+/// A leader hands a group over only once it has led it this long without
+/// interruption. A hand-over is an election, and an election only ends when
+/// its vote round trips fit in the election timeout (150–300 ms): on a
+/// starved machine (a 2-core box running 7 members and a build) they do
+/// not, every member's timer fires, the candidates split the votes, and the
+/// group stays leaderless for as long as that lasts (`cluster_sizes` saw
+/// terms climb past 30 with no leader for over a minute, all started by
+/// the hand-overs of the first seconds). So the balancer waits for the
+/// cluster to be calm: not in the seconds after forming, and not right
+/// after another election (a failed hand-over included: the member that won
+/// instead waits this long too, which spaces the attempts out).
+const BALANCE_LEADER_FOR_MIN: Duration = Duration::from_secs(10);
+
+/// ...and only while the preferred member acknowledges heartbeats promptly
+/// (two heartbeat periods): a member that answers slower would not finish
+/// the election quickly either. Balance is an optimisation; it must never
+/// cost a group its leader.
+const BALANCE_ACK_AGE_MAX: Duration = Duration::from_millis(100);
+
 /// The member that should lead `group`: members in id order, round-robin
 /// over the groups (the control group 0 on the lowest id).
 pub fn preferred_leader(members: &[NodeId], group: GroupId) -> NodeId {
@@ -455,11 +474,89 @@ async fn watch_group<S: GroupState>(
     }
 }
 
+/// How long this replica has led its group in the current term.
+#[derive(Debug, Default)]
+struct Leading {
+    /// The term this replica leads and since when it has been seen leading.
+    since: Option<(u64, Instant)>,
+}
+
+impl Leading {
+    /// Notes whether the replica leads, in which term, at `now`; how long
+    /// it has led without interruption.
+    fn observe(&mut self, leads: bool, term: u64, now: Instant) -> Duration {
+        if !leads {
+            self.since = None;
+            return Duration::ZERO;
+        }
+        match self.since {
+            Some((led_term, since)) if led_term == term => now.saturating_duration_since(since),
+            _ => {
+                self.since = Some((term, now));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
+/// What the balancer knows of a group it leads and of the group's
+/// preferred member.
+#[derive(Debug, Clone, Copy)]
+struct HandOver {
+    /// The preferred member has every entry (the hand-over costs no
+    /// catch-up).
+    caught_up: bool,
+    /// Age of the preferred member's last heartbeat acknowledgement.
+    ack_age: Option<Duration>,
+    /// How long this replica has led the group without interruption.
+    led_for: Duration,
+}
+
+impl HandOver {
+    fn of(
+        m: &openraft::RaftMetrics<crate::raft::TypeConfig>,
+        preferred: NodeId,
+        led_for: Duration,
+    ) -> HandOver {
+        let caught_up = m.state == openraft::ServerState::Leader
+            && m.last_log_index.is_some()
+            && m.replication
+                .as_ref()
+                .and_then(|r| r.get(&preferred))
+                .and_then(|matched| matched.as_ref())
+                .map(|l| l.index)
+                == m.last_log_index;
+        let ack_age = m
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&preferred))
+            .and_then(|acked| acked.as_ref())
+            .map(|acked| acked.elapsed());
+        HandOver {
+            caught_up,
+            ack_age,
+            led_for,
+        }
+    }
+
+    /// Whether to hand over now: the preferred member is caught up and
+    /// answers promptly ([`BALANCE_ACK_AGE_MAX`]: it would win the election
+    /// quickly), and this replica has led calmly for
+    /// [`BALANCE_LEADER_FOR_MIN`].
+    fn may(&self) -> bool {
+        self.caught_up
+            && self.ack_age.is_some_and(|age| age <= BALANCE_ACK_AGE_MAX)
+            && self.led_for >= BALANCE_LEADER_FOR_MIN
+    }
+}
+
 /// Hands each group this core leads to its preferred member once that
 /// member has every entry (so the hand-over costs one quick election and no
-/// catch-up), at most once per [`BALANCE_COOLDOWN`] per group.
+/// catch-up) and the cluster is calm (see [`HandOver::may`]), at most once
+/// per [`BALANCE_COOLDOWN`] per group.
 async fn balance_leaders(cluster: std::rc::Weak<CoreCluster>) {
     let mut handed: BTreeMap<GroupId, Instant> = BTreeMap::new();
+    let mut leading: BTreeMap<GroupId, Leading> = BTreeMap::new();
     loop {
         glommio::timer::sleep(BALANCE_INTERVAL).await;
         let Some(cluster) = cluster.upgrade() else {
@@ -468,6 +565,13 @@ async fn balance_leaders(cluster: std::rc::Weak<CoreCluster>) {
         let me = cluster.node.node_id();
         let members: Vec<NodeId> = cluster.node.config.peers.keys().copied().collect();
         for (group, name, handle) in cluster.groups() {
+            let m = handle.metrics();
+            let leads = m.state == openraft::ServerState::Leader;
+            let led_for =
+                leading
+                    .entry(group)
+                    .or_default()
+                    .observe(leads, m.current_term, Instant::now());
             let preferred = preferred_leader(&members, group);
             if preferred == me
                 || handed
@@ -476,16 +580,7 @@ async fn balance_leaders(cluster: std::rc::Weak<CoreCluster>) {
             {
                 continue;
             }
-            let m = handle.metrics();
-            let caught_up = m.state == openraft::ServerState::Leader
-                && m.last_log_index.is_some()
-                && m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&preferred))
-                    .and_then(|matched| matched.as_ref())
-                    .map(|l| l.index)
-                    == m.last_log_index;
-            if !caught_up {
+            if !HandOver::of(&m, preferred, led_for).may() {
                 continue;
             }
             handed.insert(group, Instant::now());
@@ -499,5 +594,57 @@ async fn balance_leaders(cluster: std::rc::Weak<CoreCluster>) {
                 warn!(group, error = %e, "leadership hand-over failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leadership_is_timed_from_the_first_sight_of_this_term() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut leading = Leading::default();
+        assert_eq!(leading.observe(true, 3, at(0)), Duration::ZERO);
+        assert_eq!(leading.observe(true, 3, at(12)), Duration::from_secs(12));
+        // An election in between (a failed hand-over won back, a new term)
+        // starts the clock again.
+        assert_eq!(leading.observe(true, 5, at(13)), Duration::ZERO);
+        assert_eq!(leading.observe(false, 5, at(14)), Duration::ZERO);
+        assert_eq!(leading.observe(true, 5, at(15)), Duration::ZERO);
+        assert_eq!(leading.observe(true, 5, at(16)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn no_hand_over_right_after_forming_nor_to_a_slow_member() {
+        let calm = HandOver {
+            caught_up: true,
+            ack_age: Some(Duration::from_millis(20)),
+            led_for: BALANCE_LEADER_FOR_MIN,
+        };
+        assert!(calm.may());
+        // The seconds after the cluster formed (or another election): the
+        // hand-overs of the first seconds are what left groups leaderless.
+        let fresh = HandOver {
+            led_for: Duration::from_secs(2),
+            ..calm
+        };
+        assert!(!fresh.may());
+        let slow = HandOver {
+            ack_age: Some(Duration::from_millis(400)),
+            ..calm
+        };
+        assert!(!slow.may(), "a starved member would not win quickly");
+        let unheard = HandOver {
+            ack_age: None,
+            ..calm
+        };
+        assert!(!unheard.may());
+        let behind = HandOver {
+            caught_up: false,
+            ..calm
+        };
+        assert!(!behind.may());
     }
 }

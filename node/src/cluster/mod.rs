@@ -37,7 +37,8 @@
 //!   member has caught up, so the shards' leader work is spread.
 //! - **Status** ([`status`]): `settle status --target` asks every core of
 //!   every member for its groups' metrics (and optionally a digest of each
-//!   replica's state).
+//!   replica's state). A node started without `--peers` answers it on its
+//!   client port ([`solo`]).
 
 pub mod conn;
 pub mod core;
@@ -48,6 +49,7 @@ pub mod link;
 pub mod proto;
 pub mod remote;
 pub mod server;
+pub mod solo;
 pub mod status;
 
 use std::collections::BTreeMap;

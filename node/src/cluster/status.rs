@@ -164,17 +164,35 @@ pub fn node_status(
     timeout: Duration,
 ) -> Result<Vec<CoreStatus>, ToolError> {
     let request = serde_json::to_vec(&StatusRequest { digest }).expect("plain data");
-    let mut first = BlockingPeer::connect(addr, &tool_hello(0), timeout)?;
-    let cores = first.ack.cores;
-    let mut out = Vec::with_capacity(cores);
-    for core in 0..cores {
-        let mut fresh;
-        let peer = if core == 0 {
-            &mut first
-        } else {
-            fresh = BlockingPeer::connect(addr, &tool_hello(core), timeout)?;
-            &mut fresh
+    let mut next = Some(BlockingPeer::connect(addr, &tool_hello(0), timeout)?);
+    let cores = next.as_ref().map_or(0, |p| p.ack.cores);
+    let mut out: BTreeMap<usize, CoreStatus> = BTreeMap::new();
+    let mut connections = 1;
+    while out.len() < cores {
+        let wanted = (0..cores)
+            .find(|c| !out.contains_key(c))
+            .expect("a core not heard from");
+        let mut peer = match next.take() {
+            Some(peer) => peer,
+            None => {
+                // A peer port hands the connection to the core named in the
+                // hello; a one-member node's client port (see `solo`) answers
+                // on whichever core the kernel picked: connect again.
+                if connections >= STATUS_CONNECTIONS_MAX {
+                    return Err(ToolError::Protocol {
+                        addr,
+                        reason: format!(
+                            "core {wanted} did not answer in {connections} connections"
+                        ),
+                    });
+                }
+                connections += 1;
+                BlockingPeer::connect(addr, &tool_hello(wanted), timeout)?
+            }
         };
+        if out.contains_key(&peer.ack.core) {
+            continue;
+        }
         let (status, payload) = peer.call(0, OP_STATUS, &request)?;
         if status != STATUS_OK {
             return Err(ToolError::Protocol {
@@ -182,15 +200,19 @@ pub fn node_status(
                 reason: String::from_utf8_lossy(&payload).into_owned(),
             });
         }
-        out.push(
+        let core_status: CoreStatus =
             serde_json::from_slice(&payload).map_err(|e| ToolError::Protocol {
                 addr,
                 reason: format!("status: {e}"),
-            })?,
-        );
+            })?;
+        out.insert(peer.ack.core, core_status);
     }
-    Ok(out)
+    Ok(out.into_values().collect())
 }
+
+/// Connections the status tool makes to one node before giving up on
+/// hearing from each of its cores (a client port spreads them at random).
+const STATUS_CONNECTIONS_MAX: usize = 64;
 
 /// One member as the status tool reached it.
 pub struct MemberView {

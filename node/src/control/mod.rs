@@ -204,6 +204,19 @@ impl ControlState {
             if next.len() >= PARTICIPANTS_MAX && next.get(p.id).is_none() {
                 return Err(format!("registry full ({PARTICIPANTS_MAX} participants)"));
             }
+            // Opening balances are booked once (see `OpeningFixed`): an
+            // update keeps the funded ones, so the registry and the shards'
+            // balances agree.
+            let p = match next.get(p.id) {
+                None => p,
+                Some(old) => {
+                    let (updated, refused) = old.updated_by(&p);
+                    for r in refused {
+                        tracing::warn!(%r, "participant update: opening balance kept");
+                    }
+                    updated
+                }
+            };
             next = (*next.with(p)).clone();
         }
         self.registry = Arc::new(next);
@@ -579,6 +592,34 @@ mod tests {
         follower.install(restored);
         assert_eq!(follower_view.load().len(), 2);
         assert!(state.apply(3, b"{not json", &mut reply).is_err());
+    }
+
+    #[test]
+    fn an_upsert_keeps_a_booked_opening_balance() {
+        let mut state = ControlState::default();
+        let view = Arc::new(ArcSwap::from_pointee(Registry::default()));
+        state.publish_to(view.clone());
+        let funded = |usd: u64, limit: f64| Participant {
+            balances: BTreeMap::from([(settle_codec::Currency::USD.0, usd)]),
+            ..p(1, limit)
+        };
+        let mut reply = ShardReply::default();
+        for (index, update) in [(1, funded(500, 1.0)), (2, funded(900, 2.0))] {
+            state
+                .apply(
+                    index,
+                    &ControlCommand::UpsertParticipants(vec![update]).encode(),
+                    &mut reply,
+                )
+                .unwrap();
+        }
+        let registry = view.load();
+        let stored = registry.get(ParticipantId(1)).unwrap();
+        assert_eq!(
+            stored,
+            &funded(500, 2.0),
+            "the limit changes, the opening does not"
+        );
     }
 
     #[test]

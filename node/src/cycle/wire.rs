@@ -18,6 +18,10 @@ use crate::shard::Account;
 /// Answers a control-plane frame into `out`; `false` when `frame` is not
 /// one (the caller answers it).
 pub async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) -> bool {
+    if crate::cluster::solo::answer(frame, out).await {
+        // `settle status` reaching a node started without --peers.
+        return true;
+    }
     let id = frame.request_id();
     match frame.kind() {
         MessageKind::CycleRunRequest => {
