@@ -41,8 +41,14 @@ fn serve_through_every_member(nodes: usize) {
         let txs = batch(1_000 * (n as u128 + 1), 200);
         let mut client = Client::connect(cluster.listen(id)).unwrap();
         let results = client.submit(&txs).unwrap();
+        // Fresh ids: Created, or Duplicate when the forwarder resent a
+        // sub-batch whose first answer was late (a busy box) and found it
+        // committed: an acknowledgement too (see node/src/cluster/forward.rs).
+        // Exactly-once is checked below, through every member.
         assert!(
-            results.iter().all(|r| *r == TxResult::Created),
+            results
+                .iter()
+                .all(|r| matches!(r, TxResult::Created | TxResult::Duplicate)),
             "through node {id}: {results:?}"
         );
         append_acked(&acked, &txs.iter().map(|t| t.id).collect::<Vec<_>>()).unwrap();
