@@ -133,11 +133,20 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     // Starts differ in how the repair ranks what to defer; the local optima
     // they reach differ by a percent or more, so keep the best.
     let mut best: Option<(f64, Vec<bool>)> = None;
-    for &(cap_shortfall, rounds) in START_VARIANTS.iter().take(opts.starts.max(1)) {
+    // The whole-shortfall repair start is a search of its own (its
+    // construction cost says little about where its local search ends).
+    let global = opts.global_repair && inst.transactions.len() <= GLOBAL_REPAIR_TRANSACTIONS_MAX;
+    let starts = START_VARIANTS
+        .iter()
+        .take(opts.starts.max(1))
+        .map(|&(cap, rounds)| (cap, rounds, false))
+        .chain(global.then_some((false, 1, true)));
+    for (cap_shortfall, rounds, global_start) in starts {
         if best.is_some() && Instant::now() >= deadline {
             break;
         }
         let mut search = Search::new(inst, opts, cap_shortfall);
+        search.global_start = global_start;
         search.run(deadline, rounds);
         let iterations =
             (opts.ruin_work / inst.transactions.len().max(1)).min(opts.ruin_iterations_max);
@@ -421,8 +430,8 @@ struct Search<'a> {
     lns_seeds_max: usize,
     /// Subgradient iterations of the liquidity-priced start (0: none).
     guide_iterations: usize,
-    /// Whether the whole-shortfall repair start runs.
-    global_repair: bool,
+    /// This search starts from the whole-shortfall repair only.
+    global_start: bool,
 }
 
 struct Index {
@@ -443,6 +452,7 @@ impl<'a> Search<'a> {
     /// until one improves nothing or the deadline passes.
     fn run(&mut self, deadline: Instant, rounds: usize) {
         let mut best: Option<(f64, Vec<bool>)> = None;
+        let rounds = if self.global_start { 0 } else { rounds };
         for round in 0..rounds {
             if round > 0 {
                 self.update_prices();
@@ -461,7 +471,7 @@ impl<'a> Search<'a> {
                 best = Some((total, self.x.clone()));
             }
         }
-        if self.global_repair && self.n <= GLOBAL_REPAIR_TRANSACTIONS_MAX {
+        if self.global_start {
             self.reset();
             self.settle_all();
             self.drop_unprofitable();
@@ -477,7 +487,7 @@ impl<'a> Search<'a> {
                 best = Some((total, self.x.clone()));
             }
         }
-        if self.guide_iterations > 0 {
+        if self.guide_iterations > 0 && !self.global_start {
             self.reset();
             let guide = self.liquidity_guide(self.guide_iterations);
             for (t, &g) in guide.iter().enumerate() {
@@ -846,7 +856,7 @@ impl<'a> Search<'a> {
             gopen: vec![0; inst.group_count()],
             lns_seeds_max: usize::MAX,
             guide_iterations: opts.guide_iterations,
-            global_repair: opts.global_repair,
+            global_start: false,
         }
     }
 
@@ -1164,6 +1174,9 @@ impl<'a> Search<'a> {
         let groups = self.inst.group_count();
         for g in 0..groups {
             let list: Vec<u32> = idx.members.get(g).to_vec();
+            if self.gn[g] > 0 {
+                self.fill_group(&list);
+            }
             if self.gn[g] == 0 {
                 // Open: add members in urgency order while feasible.
                 if list.len() < 2 {
@@ -1236,6 +1249,35 @@ impl<'a> Search<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// Fill an open group: with a small `max_batch_size` one more payment
+    /// may open a new wire that only pays off once it carries two or more,
+    /// so no single add pays. Adds the deferred members (most urgent first,
+    /// those that fit) one by one, pricing each exactly, and keeps the best
+    /// prefix when it lowers the cost.
+    fn fill_group(&mut self, list: &[u32]) {
+        let before = self.total();
+        let mut added: Vec<usize> = Vec::new();
+        let mut best = (before - IMPROVEMENT_EPS_USD, 0usize);
+        for &t in list {
+            if added.len() >= GROUP_MOVE_MAX {
+                break;
+            }
+            let t = t as usize;
+            if self.x[t] || !self.can_add(t) || self.loss[t] <= 0.0 {
+                continue;
+            }
+            self.set(t, true);
+            added.push(t);
+            let total = self.total();
+            if total < best.0 {
+                best = (total, added.len());
+            }
+        }
+        for &t in added[best.1..].iter().rev() {
+            self.set(t, false);
         }
     }
 
