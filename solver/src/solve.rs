@@ -133,6 +133,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     // Starts differ in how the repair ranks what to defer; the local optima
     // they reach differ by a percent or more, so keep the best.
     let mut best: Option<(f64, Vec<bool>)> = None;
+    let mut lower_bound = 0.0f64;
     // The whole-shortfall repair start is a search of its own (its
     // construction cost says little about where its local search ends).
     let global = opts.global_repair && inst.transactions.len() <= GLOBAL_REPAIR_TRANSACTIONS_MAX;
@@ -151,6 +152,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         let iterations =
             (opts.ruin_work / inst.transactions.len().max(1)).min(opts.ruin_iterations_max);
         search.ruin_and_recreate(deadline, iterations);
+        lower_bound = lower_bound.max(search.lower_bound);
         let total = search.total();
         if best
             .as_ref()
@@ -160,6 +162,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         }
     }
     let (_, mut settled) = best.expect("at least one start");
+    let mut proven = false;
     assert!(
         is_feasible(inst, &settled),
         "local search keeps feasibility"
@@ -170,7 +173,9 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
             nodes_max: EXACT_NODES_MAX,
         };
         if let Some(better) = exact_with_incumbent(inst, &limits, Some(&settled)) {
+            // The search completed: this is the optimum.
             settled = better.settled;
+            proven = true;
         }
     }
     let mut sol = price(inst, &settled);
@@ -182,6 +187,11 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         sol = netted_naive;
     }
     sol.naive_cost = base.cost;
+    sol.lower_bound_usd = Some(if proven {
+        sol.cost.total
+    } else {
+        lower_bound.clamp(0.0, sol.cost.total)
+    });
     sol.solve_ms = started.elapsed().as_secs_f64() * 1e3;
     sol
 }
@@ -432,6 +442,8 @@ struct Search<'a> {
     guide_iterations: usize,
     /// This search starts from the whole-shortfall repair only.
     global_start: bool,
+    /// Best lower bound on the optimum found (USD; 0 when none).
+    lower_bound: f64,
 }
 
 struct Index {
@@ -489,7 +501,8 @@ impl<'a> Search<'a> {
         }
         if self.guide_iterations > 0 && !self.global_start {
             self.reset();
-            let guide = self.liquidity_guide(self.guide_iterations);
+            let (guide, bound) = self.liquidity_guide(self.guide_iterations);
+            self.lower_bound = self.lower_bound.max(bound);
             for (t, &g) in guide.iter().enumerate() {
                 if g >= 0.5 {
                     self.set_quietly(t, true);
@@ -623,10 +636,11 @@ impl<'a> Search<'a> {
     /// limit gets a price, a payment is in when its loss beats the price of
     /// the liquidity it takes net of the liquidity it gives its creditor, and
     /// prices rise where the chosen set overdraws (subgradient steps). Returns
-    /// per payment the share of the last half of the iterations it was in:
+    /// per payment the share of the last half of the iterations it was in,
+    /// and the best Lagrangian lower bound on the optimum seen on the way:
     /// whole circulations come out together, which a repair from "everything
     /// settled" unravels.
-    fn liquidity_guide(&self, iterations: usize) -> Vec<f64> {
+    fn liquidity_guide(&self, iterations: usize) -> (Vec<f64>, f64) {
         let inst = self.inst;
         let slots = inst.slot_count();
         let np = inst.participants.len();
@@ -658,12 +672,27 @@ impl<'a> Search<'a> {
         let mut bal = vec![0f64; slots];
         let mut used = vec![0f64; np];
         let counted = iterations / 2;
+        let defer_total: f64 = (0..self.n).map(|t| inst.defer_usd(t)).sum();
+        let mut bound = 0.0f64;
         for k in 0..iterations {
             bal.copy_from_slice(&start);
             used.iter_mut().for_each(|u| *u = 0.0);
+            // Lagrangian bound at these prices (valid for any prices >= 0):
+            // wire and FX costs relaxed to 0, balances and limits priced.
+            let mut lagrangian = defer_total
+                - price.iter().zip(&start).map(|(p, b)| p * b).sum::<f64>()
+                - limit_price
+                    .iter()
+                    .zip(&limit)
+                    .map(|(p, l)| p * l)
+                    .sum::<f64>();
             for t in 0..self.n {
                 let (ds, cs) = (self.deb_slot[t] as usize, self.cred_slot[t] as usize);
                 let c = txs[t].creditor as usize;
+                let settle_cost = -inst.defer_usd(t) + price[ds] * txs[t].amount as f64
+                    - price[cs] * txs[t].receive_amount as f64
+                    + limit_price[c] * inst.receive_usd_fixed[t] as f64;
+                lagrangian += settle_cost.min(0.0);
                 let reduced = self.loss[t] - price[ds] * txs[t].amount as f64
                     + price[cs] * txs[t].receive_amount as f64
                     - limit_price[c] * inst.receive_usd_fixed[t] as f64;
@@ -677,6 +706,7 @@ impl<'a> Search<'a> {
                     }
                 }
             }
+            bound = bound.max(lagrangian);
             let step = 2.0 / (2.0 + k as f64);
             for s in 0..slots {
                 if demand[s] > 0.0 {
@@ -694,7 +724,8 @@ impl<'a> Search<'a> {
             }
         }
         share.iter_mut().for_each(|s| *s /= counted.max(1) as f64);
-        share
+        // Float sums: a relative margin keeps the bound a bound.
+        (share, bound * (1.0 - 1e-9) - 1e-6)
     }
 
     /// Repair from "everything settled" by the whole shortfall: each step
@@ -857,6 +888,7 @@ impl<'a> Search<'a> {
             lns_seeds_max: usize::MAX,
             guide_iterations: opts.guide_iterations,
             global_start: false,
+            lower_bound: 0.0,
         }
     }
 

@@ -98,6 +98,13 @@ fn run(keep: impl Fn(usize, usize) -> bool, guards: &[(usize, f64)], opts: &Solv
                 entry.name, o.cost_usd, entry.optimum_usd
             ));
         }
+        // The solve's own lower bound must be a bound.
+        if o.lower_bound_usd > entry.optimum_usd + COST_TOLERANCE_USD {
+            failures.push(format!(
+                "{}: lower bound {} above the optimum {}",
+                entry.name, o.lower_bound_usd, entry.optimum_usd
+            ));
+        }
         if entry.transactions <= 30 && entry.is_proven() && o.gap_usd >= COST_TOLERANCE_USD {
             failures.push(format!(
                 "{}: cost {} above the proven optimum {} ({:.4} %)",
