@@ -35,7 +35,7 @@ const SWAP_CANDIDATES_MAX: usize = 48;
 const GRIDLOCK_SET_MAX: usize = 8;
 
 /// Deferrals one ejection chain may make.
-const CHAIN_STEPS_MAX: usize = 24;
+const CHAIN_STEPS_MAX: usize = 64;
 
 /// Members of a group moved together at most in one group move.
 const GROUP_MOVE_MAX: usize = 16;
