@@ -47,9 +47,15 @@ enum Command {
         /// Only instances with at most this many transactions.
         #[arg(long)]
         max_transactions: Option<usize>,
+        /// Only instances with at least this many transactions.
+        #[arg(long)]
+        min_transactions: Option<usize>,
         /// Only this family.
         #[arg(long)]
         family: Option<String>,
+        /// Only instances with this many currencies.
+        #[arg(long)]
+        currencies: Option<usize>,
         /// Also print one line per instance.
         #[arg(long)]
         verbose: bool,
@@ -146,7 +152,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             dir,
             runs,
             max_transactions,
+            min_transactions,
             family,
+            currencies,
             verbose,
             time_budget_ms,
             starts,
@@ -180,7 +188,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let keep = |e: &suite::SuiteEntry| {
                 max_transactions.is_none_or(|m| e.transactions <= m)
+                    && min_transactions.is_none_or(|m| e.transactions >= m)
                     && family.as_ref().is_none_or(|f| &e.family == f)
+                    && currencies.is_none_or(|c| e.currencies == c)
             };
             let report = suite::run_suite(&dir, &opts, runs, keep, |e, o| {
                 if verbose {

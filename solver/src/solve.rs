@@ -66,6 +66,11 @@ const EXACT_NODES_MAX: u64 = 2_000_000;
 /// at 100 transactions, not at 1,000).
 const GLOBAL_REPAIR_TRANSACTIONS_MAX: usize = 300;
 
+/// Ruin and recreate runs up to this size: at 1,000 transactions its 20
+/// perturbations doubled the solve time for 0.1 point of aggregate gap on
+/// the suite (2.58 -> 2.47 %), not worth it against a 5 ms budget.
+const RUIN_TRANSACTIONS_MAX: usize = 300;
+
 /// Participants drawn into one ruin region besides the seed's two.
 const RUIN_EXTRA_PARTICIPANTS_MAX: usize = 3;
 
@@ -149,8 +154,12 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         let mut search = Search::new(inst, opts, cap_shortfall);
         search.global_start = global_start;
         search.run(deadline, rounds);
-        let iterations =
-            (opts.ruin_work / inst.transactions.len().max(1)).min(opts.ruin_iterations_max);
+        let n = inst.transactions.len();
+        let iterations = if n <= RUIN_TRANSACTIONS_MAX {
+            (opts.ruin_work / n.max(1)).min(opts.ruin_iterations_max)
+        } else {
+            0
+        };
         search.ruin_and_recreate(deadline, iterations);
         lower_bound = lower_bound.max(search.lower_bound);
         let total = search.total();
