@@ -47,9 +47,15 @@ enum Command {
         /// Only instances with at most this many transactions.
         #[arg(long)]
         max_transactions: Option<usize>,
+        /// Only instances with at least this many transactions.
+        #[arg(long)]
+        min_transactions: Option<usize>,
         /// Only this family.
         #[arg(long)]
         family: Option<String>,
+        /// Only instances with this many currencies.
+        #[arg(long)]
+        currencies: Option<usize>,
         /// Also print one line per instance.
         #[arg(long)]
         verbose: bool,
@@ -128,13 +134,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 time_budget: Duration::from_millis(time_budget_ms),
                 ..SolveOptions::default()
             };
-            print_json(&solve(&inst, &opts).to_file(&inst))?;
+            let sol = solve(&inst, &opts);
+            // The spec's file plus optional fields (readers that do not know
+            // them ignore them): the bound and how far above it the cost is.
+            let mut file = serde_json::to_value(sol.to_file(&inst)).map_err(|e| e.to_string())?;
+            if let (Some(lb), Some(gap), Some(map)) = (
+                sol.lower_bound_usd,
+                sol.gap_to_bound_pct(),
+                file.as_object_mut(),
+            ) {
+                map.insert("lower_bound_usd".into(), serde_json::json!(lb));
+                map.insert("gap_to_bound_pct".into(), serde_json::json!(gap));
+            }
+            print_json(&file)?;
         }
         Command::Suite {
             dir,
             runs,
             max_transactions,
+            min_transactions,
             family,
+            currencies,
             verbose,
             time_budget_ms,
             starts,
@@ -168,7 +188,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let keep = |e: &suite::SuiteEntry| {
                 max_transactions.is_none_or(|m| e.transactions <= m)
+                    && min_transactions.is_none_or(|m| e.transactions >= m)
                     && family.as_ref().is_none_or(|f| &e.family == f)
+                    && currencies.is_none_or(|c| e.currencies == c)
             };
             let report = suite::run_suite(&dir, &opts, runs, keep, |e, o| {
                 if verbose {
@@ -186,18 +208,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             })?;
             println!(
-                "{:>6} {:<14} {:>4} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}",
-                "tx", "family", "n", "valid", "equal", "gap %", "max %", "med ms", "max ms"
+                "{:>6} {:<14} {:>4} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "tx",
+                "family",
+                "n",
+                "valid",
+                "equal",
+                "gap %",
+                "max %",
+                "med ms",
+                "max ms",
+                "bound %"
             );
             for ((size, family), t) in &report {
                 let (med, max) = t.ms_median_max();
                 println!(
-                    "{size:>6} {family:<14} {:>4} {:>6} {:>6} {:>9.4} {:>9.4} {med:>9.3} {max:>9.3}",
+                    "{size:>6} {family:<14} {:>4} {:>6} {:>6} {:>9.4} {:>9.4} {med:>9.3} {max:>9.3} {:>9.2}",
                     t.count,
                     t.valid,
                     t.equal,
                     t.gap_pct(),
-                    t.gap_pct_max
+                    t.gap_pct_max,
+                    t.bound_gap_pct()
                 );
             }
         }

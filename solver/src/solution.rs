@@ -45,11 +45,21 @@ pub struct Solution {
     pub cost: Cost,
     pub naive_cost: Cost,
     pub solve_ms: f64,
+    /// A proven lower bound on the optimum's total (USD), when the solve
+    /// computed one: the optimum lies in `[lower_bound_usd, cost.total]`.
+    pub lower_bound_usd: Option<f64>,
 }
 
 impl Solution {
     pub fn savings_pct(&self) -> f64 {
         savings_pct(self.naive_cost.total, self.cost.total)
+    }
+
+    /// How far above the lower bound the cost is, percent of the cost: the
+    /// solution is at most this far above optimal.
+    pub fn gap_to_bound_pct(&self) -> Option<f64> {
+        self.lower_bound_usd
+            .map(|lb| 100.0 * (self.cost.total - lb).max(0.0) / self.cost.total.max(1e-9))
     }
 
     pub fn settled_count(&self) -> usize {
@@ -225,6 +235,7 @@ pub fn price(inst: &Instance, settled: &[bool]) -> Solution {
         cost: Cost::new(fx, wire, deferral),
         naive_cost: Cost::default(),
         solve_ms: 0.0,
+        lower_bound_usd: None,
     }
 }
 
@@ -310,5 +321,6 @@ pub fn naive(inst: &Instance) -> Solution {
         cost,
         naive_cost: cost,
         solve_ms: 0.0,
+        lower_bound_usd: None,
     }
 }

@@ -61,6 +61,8 @@ pub struct Outcome {
     pub gap_pct: f64,
     /// Fastest of the timed runs, milliseconds.
     pub solve_ms: f64,
+    /// The solve's own lower bound on the optimum (0 when none).
+    pub lower_bound_usd: f64,
 }
 
 /// Solves `inst` `runs` times (at least once) and checks the last answer.
@@ -82,6 +84,7 @@ pub fn run_one(inst: &Instance, entry: &SuiteEntry, opts: &SolveOptions, runs: u
         gap_usd,
         gap_pct: 100.0 * gap_usd / entry.optimum_usd.max(1e-9),
         solve_ms: ms,
+        lower_bound_usd: sol.lower_bound_usd.unwrap_or(0.0),
     }
 }
 
@@ -97,6 +100,8 @@ pub struct Tally {
     pub optimum_sum: f64,
     pub gap_pct_max: f64,
     pub ms: Vec<f64>,
+    /// Σ of the solves' own lower bounds.
+    pub bound_sum: f64,
 }
 
 impl Tally {
@@ -108,6 +113,13 @@ impl Tally {
         self.optimum_sum += entry.optimum_usd;
         self.gap_pct_max = self.gap_pct_max.max(o.gap_pct);
         self.ms.push(o.solve_ms);
+        self.bound_sum += o.lower_bound_usd;
+    }
+
+    /// How far below the optimum the solves' own bounds are, aggregate
+    /// percent of the optimum: what "at most X % above optimal" claims cost.
+    pub fn bound_gap_pct(&self) -> f64 {
+        100.0 * (self.optimum_sum - self.bound_sum) / self.optimum_sum.max(1e-9)
     }
 
     pub fn gap_pct(&self) -> f64 {

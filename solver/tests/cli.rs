@@ -74,6 +74,20 @@ fn solve_and_naive_outputs_pass_check() {
 }
 
 #[test]
+fn solve_records_its_lower_bound_and_a_proven_optimum_closes_it() {
+    let inst = data("spec_example.json");
+    let out = run(&["solve", inst.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = v["cost"]["total"].as_f64().unwrap();
+    // One transaction: the exact finish proves the optimum.
+    assert!(
+        (v["lower_bound_usd"].as_f64().unwrap() - total).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(v["gap_to_bound_pct"].as_f64(), Some(0.0), "{v}");
+}
+
+#[test]
 fn bad_files_exit_2_with_a_clear_message() {
     let missing = run(&["solve", "/nonexistent/instance.json"]);
     assert_eq!(missing.status.code(), Some(2));
