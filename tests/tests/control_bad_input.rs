@@ -272,9 +272,10 @@ impl Conn {
     }
 }
 
-/// A request kind the client port serves (the control requests).
+/// A request kind the client port serves (the control requests, and on a
+/// node started without --peers the status tool's peer requests).
 fn served(kind: MessageKind) -> bool {
-    CONTROL_KINDS.contains(&kind) && kind.code() % 2 == 1
+    (CONTROL_KINDS.contains(&kind) && kind.code() % 2 == 1) || kind == MessageKind::PeerRequest
 }
 
 /// Garbage and truncated bodies behind intact frames: an error under the
@@ -290,7 +291,9 @@ fn bad_bodies(conn: &mut Conn) {
         let answer = conn.ask(&frame_around(kind, request_id, &[0xff; 48]));
         let what = format!("garbage {kind:?}");
         match kind {
-            MessageKind::CycleRunRequest | MessageKind::BalancesRequest => {
+            MessageKind::CycleRunRequest
+            | MessageKind::BalancesRequest
+            | MessageKind::PeerRequest => {
                 answer.assert_error(request_id, ErrorCode::BadRequest, "invalid archive", &what)
             }
             MessageKind::DepositRequest => {
@@ -323,8 +326,17 @@ fn bad_bodies(conn: &mut Conn) {
             answer.assert_error(request_id, ErrorCode::UnsupportedKind, "", &what);
         }
 
+        // A valid peer request is the status tool's hello (this node has
+        // no --peers): answered as the peer port would.
+        if kind == MessageKind::PeerRequest {
+            request_id += 1;
+            let answer = conn.ask(&frame_around(kind, request_id, &body));
+            assert_eq!(answer.request_id(), request_id);
+            assert_eq!(answer.kind(), MessageKind::PeerResponse, "valid {kind:?}");
+        }
+
         // The whole valid body of a kind the client port does not serve
-        // (responses, peer messages) is refused by kind.
+        // (responses, other peer messages) is refused by kind.
         if !served(kind) {
             request_id += 1;
             let answer = conn.ask(&frame_around(kind, request_id, &body));

@@ -13,7 +13,9 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use settle_codec::{decode_body, Frame, FrameBuf, MessageKind, PeerRequest, PeerResponse};
+use settle_codec::{
+    decode_body, ErrorCode, ErrorResponse, Frame, FrameBuf, MessageKind, PeerRequest, PeerResponse,
+};
 
 use super::handle::{group_status, GroupHandle};
 use super::proto::{
@@ -67,7 +69,15 @@ pub async fn answer(frame: &Frame<'_>, out: &mut FrameBuf) -> bool {
     }
     let (status, payload) = match decode_body::<PeerRequest>(frame) {
         Ok(request) => respond(request.op, request.payload.as_slice()).await,
-        Err(e) => (STATUS_BAD_REQUEST, e.to_string().into_bytes()),
+        Err(e) => {
+            // A bad body is answered like any bad request on this port.
+            out.push(
+                frame.request_id(),
+                &ErrorResponse::new(ErrorCode::BadRequest, &e.to_string()),
+            )
+            .expect("an error response is bounded and always fits a frame");
+            return true;
+        }
     };
     let response = PeerResponse { status, payload };
     if let Err(e) = out.push(frame.request_id(), &response) {
