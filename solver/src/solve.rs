@@ -126,7 +126,7 @@ impl Default for SolveOptions {
             neighbourhood_transactions: 16,
             neighbourhood_nodes: 4_000,
             starts: 1,
-            ruin_work: 20_000,
+            ruin_work: 10_000,
             ruin_iterations_max: 200,
             guide_iterations: 150,
             global_repair: true,
