@@ -149,14 +149,16 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     let starts = START_VARIANTS
         .iter()
         .take(opts.starts.max(1))
-        .map(|&(cap, rounds)| (cap, rounds, false))
-        .chain(global.then_some((false, 1, true)));
-    for (cap_shortfall, rounds, global_start) in starts {
+        .map(|&(cap, rounds)| (cap, rounds, false, false))
+        .chain(global.then_some((false, 1, true, false)))
+        .chain((opts.guide_iterations > 0).then_some((false, 1, false, true)));
+    for (cap_shortfall, rounds, global_start, guide_start) in starts {
         if best.is_some() && Instant::now() >= deadline {
             break;
         }
         let mut search = Search::new(inst, opts, cap_shortfall);
         search.global_start = global_start;
+        search.guide_start = guide_start;
         search.run(deadline, rounds);
         let n = inst.transactions.len();
         let iterations = if n <= RUIN_TRANSACTIONS_MAX {
@@ -455,6 +457,8 @@ struct Search<'a> {
     guide_iterations: usize,
     /// This search starts from the whole-shortfall repair only.
     global_start: bool,
+    /// This search starts from the liquidity-priced constructions only.
+    guide_start: bool,
     /// Best lower bound on the optimum found (USD; 0 when none).
     lower_bound: f64,
 }
@@ -477,7 +481,11 @@ impl<'a> Search<'a> {
     /// until one improves nothing or the deadline passes.
     fn run(&mut self, deadline: Instant, rounds: usize) {
         let mut best: Option<(f64, Vec<bool>)> = None;
-        let rounds = if self.global_start { 0 } else { rounds };
+        let rounds = if self.global_start || self.guide_start {
+            0
+        } else {
+            rounds
+        };
         for round in 0..rounds {
             if round > 0 {
                 self.update_prices();
@@ -512,7 +520,7 @@ impl<'a> Search<'a> {
                 best = Some((total, self.x.clone()));
             }
         }
-        if self.guide_iterations > 0 && !self.global_start {
+        if self.guide_start {
             let (guide, bound) = self.liquidity_guide(self.guide_iterations);
             self.lower_bound = self.lower_bound.max(bound);
             // Shares in between are the payments the prices could not
@@ -905,6 +913,7 @@ impl<'a> Search<'a> {
             lns_seeds_max: usize::MAX,
             guide_iterations: opts.guide_iterations,
             global_start: false,
+            guide_start: false,
             lower_bound: 0.0,
         }
     }
