@@ -493,32 +493,14 @@ impl<'a> Search<'a> {
             }
             self.settle_all();
             self.drop_unprofitable();
-            self.repair();
-            self.add_pass();
-            self.drop_pass();
-            let total = self.total();
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
-            {
-                best = Some((total, self.x.clone()));
-            }
+            self.polish_and_keep_best(&mut best);
         }
         if self.global_start {
             self.reset();
             self.settle_all();
             self.drop_unprofitable();
             self.repair_global();
-            self.repair();
-            self.add_pass();
-            self.drop_pass();
-            let total = self.total();
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
-            {
-                best = Some((total, self.x.clone()));
-            }
+            self.polish_and_keep_best(&mut best);
         }
         if self.guide_start {
             let (guide, bound) = self.liquidity_guide(self.guide_iterations);
@@ -534,16 +516,7 @@ impl<'a> Search<'a> {
                 }
                 self.fx.refresh();
                 self.drop_unprofitable();
-                self.repair();
-                self.add_pass();
-                self.drop_pass();
-                let total = self.total();
-                if best
-                    .as_ref()
-                    .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
-                {
-                    best = Some((total, self.x.clone()));
-                }
+                self.polish_and_keep_best(&mut best);
             }
         }
         if let Some((_, x)) = best {
@@ -915,6 +888,21 @@ impl<'a> Search<'a> {
             global_start: false,
             guide_start: false,
             lower_bound: 0.0,
+        }
+    }
+
+    /// The end of every start: repair, add and drop passes, then keep the
+    /// result in `best` if it beats it by more than the improvement epsilon.
+    fn polish_and_keep_best(&mut self, best: &mut Option<(f64, Vec<bool>)>) {
+        self.repair();
+        self.add_pass();
+        self.drop_pass();
+        let total = self.total();
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| total < b - IMPROVEMENT_EPS_USD)
+        {
+            *best = Some((total, self.x.clone()));
         }
     }
 
