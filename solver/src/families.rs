@@ -12,6 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
 use serde_json::{json, Map, Value};
 
+// (window, defer bps, share of transactions when windows are mixed): the
+// same windows, prices and shares as the plain generator's.
+use crate::gen::WINDOWS;
+
 /// (code, minor units, USD per unit).
 const CURRENCIES_10: [(&str, u32, &str); 10] = [
     ("USD", 2, "1.0"),
@@ -42,14 +46,6 @@ const PAIRS: [(&str, &str, f64); 14] = [
     ("USD", "HKD", 3.0),
     ("USD", "NOK", 5.0),
     ("EUR", "NOK", 3.0),
-];
-
-/// (window, defer bps, share of transactions when windows are mixed).
-const WINDOWS: [(&str, f64, f64); 4] = [
-    ("RTGS", 50.0, 0.15),
-    ("T0", 10.0, 0.35),
-    ("T1", 2.0, 0.30),
-    ("T2", 1.0, 0.20),
 ];
 
 /// The family names, in suite order.

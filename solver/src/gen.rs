@@ -39,7 +39,7 @@ const PAIRS: [(&str, &str, f64); 11] = [
 ];
 
 /// (window, defer bps, share of transactions).
-const WINDOWS: [(&str, f64, f64); 4] = [
+pub(crate) const WINDOWS: [(&str, f64, f64); 4] = [
     ("RTGS", 50.0, 0.15),
     ("T0", 10.0, 0.35),
     ("T1", 2.0, 0.30),
