@@ -122,20 +122,24 @@ pub fn screen(record: &CycleRecord) -> SetAside {
 pub fn admit(record: &CycleRecord) -> (SetAside, Result<Instance, RecordError>) {
     let mut set_aside = screen(record);
     for _ in 0..ADMIT_ROUNDS_MAX {
-        match build_admitted(record, &set_aside) {
-            Err(RecordError::Instance(settle_solver::InstanceError::Invalid {
-                ref field, ..
-            })) if refused_candidate(field, &set_aside).is_some() => {
-                let (t, problem) = refused_candidate(field, &set_aside).expect("checked");
+        let built = build_admitted(record, &set_aside);
+        let refused = match &built {
+            Err(RecordError::Instance(settle_solver::InstanceError::Invalid { field, .. })) => {
+                refused_candidate(field, &set_aside)
+            }
+            _ => None,
+        };
+        match refused {
+            Some((t, problem)) => {
                 tracing::warn!(
                     cycle_id = record.summary.cycle_id,
                     id = %settle_codec::format_id(record.transactions[t].id),
-                    %field,
+                    ?problem,
                     "a candidate the instance refused is set aside"
                 );
                 set_aside[t] = Some(problem);
             }
-            built => return (set_aside, built),
+            None => return (set_aside, built),
         }
     }
     let built = build_admitted(record, &set_aside);
