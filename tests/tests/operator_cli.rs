@@ -36,8 +36,8 @@ fn deposit_exits_non_zero_when_the_node_does_not_book_it() {
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path(), false);
     let target = node.listen.to_string();
-    let deposit = |amount: &str| {
-        settle(&[
+    let deposit = |amount: &str, extra: &[&str]| {
+        let mut args = vec![
             "deposit",
             "--participant",
             "bank_01",
@@ -49,37 +49,26 @@ fn deposit_exits_non_zero_when_the_node_does_not_book_it() {
             "00000000000000000000000000000007",
             "--target",
             &target,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        settle(&args)
     };
-    let first = deposit("100");
+    let first = deposit("100", &[]);
     assert!(first.status.success(), "{}", text(&first));
-    let retry = deposit("100");
+    let retry = deposit("100", &[]);
     assert!(
         retry.status.success(),
         "a duplicate is booked: {}",
         text(&retry)
     );
-    let conflict = deposit("200");
+    let conflict = deposit("200", &[]);
     assert!(!conflict.status.success(), "{}", text(&conflict));
     assert!(
         text(&conflict).contains("already booked"),
         "{}",
         text(&conflict)
     );
-    let json = settle(&[
-        "deposit",
-        "--participant",
-        "bank_01",
-        "--currency",
-        "USD",
-        "--amount",
-        "300",
-        "--id",
-        "00000000000000000000000000000007",
-        "--json",
-        "--target",
-        &target,
-    ]);
+    let json = deposit("300", &["--json"]);
     assert!(!json.status.success(), "--json too: {}", text(&json));
 }
 
