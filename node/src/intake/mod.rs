@@ -131,23 +131,33 @@ impl Intake {
         amount: u64,
     ) -> Option<Result<(TxResult, u64), ShardError>> {
         let books = self.shards.shard_of(currency)?;
-        let home = self.shards.home_of(deposit_id);
         Some(
-            async {
-                if home != books {
-                    let (claim, _) = self
-                        .router
-                        .deposit(home, deposit_id, participant, currency, amount)
-                        .await?;
-                    if claim != TxResult::Created && claim != TxResult::Duplicate {
-                        return Ok((claim, 0));
-                    }
-                }
-                self.router
-                    .deposit(books, deposit_id, participant, currency, amount)
-                    .await
-            }
-            .await,
+            self.deposit_in(books, deposit_id, participant, currency, amount)
+                .await,
         )
+    }
+
+    /// [`Intake::deposit`] once the booking shard is known.
+    async fn deposit_in(
+        &self,
+        books: GroupId,
+        deposit_id: u128,
+        participant: ParticipantId,
+        currency: Currency,
+        amount: u64,
+    ) -> Result<(TxResult, u64), ShardError> {
+        let home = self.shards.home_of(deposit_id);
+        if home != books {
+            let (claim, _) = self
+                .router
+                .deposit(home, deposit_id, participant, currency, amount)
+                .await?;
+            if claim != TxResult::Created && claim != TxResult::Duplicate {
+                return Ok((claim, 0));
+            }
+        }
+        self.router
+            .deposit(books, deposit_id, participant, currency, amount)
+            .await
     }
 }
