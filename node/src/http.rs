@@ -140,8 +140,22 @@ fn error(status: StatusCode, field: Option<&str>, message: impl Into<String>) ->
     (status, Json(body)).into_response()
 }
 
+/// Seconds a client is told to wait when a shard is full or changing leader.
+const RETRY_AFTER_SECONDS: &str = "1";
+
 fn shard_error(e: &ShardError) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string())
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string());
+    if matches!(
+        e,
+        ShardError::Full { .. } | ShardError::NotLeader { .. } | ShardError::ShuttingDown(_)
+    ) {
+        // Overloaded or between leaders: nothing was accepted, a retry is safe.
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 async fn post_transaction(State(intake): State<Intake>, body: Bytes) -> Response {

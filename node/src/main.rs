@@ -243,6 +243,11 @@ struct StartArgs {
     /// Log entries kept behind a snapshot for lagging followers [default: 1000].
     #[arg(long)]
     keep_entries: Option<u64>,
+    /// Memory the node may use, e.g. 8GiB or 512MiB: split between each shard's block cache,
+    /// memtables, key filter and unfinished transactions; beyond it intake answers "overloaded"
+    /// [default: half of the machine's memory].
+    #[arg(long)]
+    memory_budget: Option<String>,
     /// Leave each group's leadership where elections put it (by default a leader hands its group
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
@@ -457,11 +462,62 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
     if let Some(n) = args.keep_entries {
         group.logs_kept_after_snapshot = n;
     }
+    let budget = match &args.memory_budget {
+        Some(text) => parse_bytes(text).map_err(|e| anyhow!("memory_budget: {e}"))?,
+        None => default_memory_budget(),
+    };
+    if budget < MEMORY_BUDGET_MIN {
+        return Err(anyhow!(
+            "memory_budget: at least {} MiB, got {budget} bytes",
+            MEMORY_BUDGET_MIN >> 20
+        ));
+    }
+    let shards = args
+        .currencies
+        .as_ref()
+        .map_or(settle_node::shard::DEFAULT_CURRENCIES.len(), Vec::len);
+    group.store = settle_node::raft::StateStoreConfig::from_memory_budget(budget, shards);
     group.raft_config(0).map_err(|e| anyhow!("{e}"))?;
     Ok((cluster, group))
 }
 
 type PeerMap = std::collections::BTreeMap<u64, std::net::SocketAddr>;
+
+/// The least `--memory-budget`: the node's fixed overhead and a little per shard.
+const MEMORY_BUDGET_MIN: usize = 1 << 30;
+
+/// Half of the machine's memory (`MemTotal`), at least [`MEMORY_BUDGET_MIN`].
+fn default_memory_budget() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(4 << 30);
+    (total / 2).max(MEMORY_BUDGET_MIN)
+}
+
+/// `8GiB`, `512MiB`, `1048576` (bytes); K/M/G and KB/MB/GB mean powers of 1024 too.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 8GiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("{text:?}: unknown unit {other:?}")),
+    };
+    n.checked_mul(1usize << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
 
 /// The settings of `settle start`: its flags over its `--config` file.
 fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
@@ -838,8 +894,46 @@ mod tests {
             election_timeout_ms: Some("300-600".into()),
             snapshot_entries: Some(5000),
             keep_entries: Some(100),
+            memory_budget: Some("2GiB".into()),
             no_leader_balancing: true,
         }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units_and_errors_say_why() {
+        assert_eq!(parse_bytes("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert!(parse_bytes("8 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_bytes("GiB").is_err());
+        assert!(parse_bytes("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        let small = StartArgs {
+            memory_budget: Some("100MiB".into()),
+            ..StartArgs::default()
+        };
+        assert!(cluster_config(&small)
+            .unwrap_err()
+            .to_string()
+            .contains("at least"));
+        let four = StartArgs {
+            memory_budget: Some("4GiB".into()),
+            ..StartArgs::default()
+        };
+        let (_, group) = cluster_config(&four).unwrap();
+        // 4 GiB less the node's overhead, over four shards.
+        let per_shard = ((4 << 30) - settle_node::raft::state_machine::NODE_OVERHEAD_BYTES) / 4;
+        assert_eq!(group.store.rocks.cache_bytes, per_shard / 8);
+        assert_eq!(group.store.key_filter_bytes, per_shard / 4);
+        assert!(group.store.rocks.memory_bound() <= per_shard / 4);
+        assert_eq!(
+            group.store.hot_records_max,
+            per_shard / 2 / settle_node::raft::state_machine::HOT_RECORD_BYTES
+        );
     }
 
     /// `settle start`'s flags: (long name, whether it takes a value).

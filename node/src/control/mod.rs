@@ -7,6 +7,7 @@
 //! decision carries its inputs (up to 10,000 candidates) and must be cheap
 //! to write and apply.
 
+pub mod archive;
 pub mod proposer;
 
 use std::collections::VecDeque;
@@ -28,7 +29,7 @@ pub const UPSERT_PARTICIPANTS_MAX: usize = 4_096;
 
 /// Full cycle records kept in memory (inputs and decision, for `settle
 /// audit --cycle`): at most ~1 MiB each, so tens of MiB at worst. Older
-/// cycles keep their summary only.
+/// records are in the control group's store ([`archive`]).
 pub const CYCLE_RECORDS_KEPT: usize = 64;
 
 /// Cycle summaries kept (about an hour of 200 ms RTGS cycles); older ones
@@ -116,6 +117,8 @@ pub struct ControlState {
     /// Where every core reads the current registry from. Not part of the
     /// replicated state: a local view refreshed after each apply.
     published: Option<Arc<ArcSwap<Registry>>>,
+    /// Records pushed out of `records` (a local handle on the store).
+    archive: archive::Archive,
 }
 
 /// The JSON part of a snapshot.
@@ -164,6 +167,17 @@ impl ControlState {
             .iter()
             .rev()
             .find(|r| r.summary.cycle_id == cycle_id)
+    }
+
+    /// The store holding cycle records older than those kept in memory
+    /// (read it off the core: [`archive::read_record`]).
+    pub fn archive_store(&self) -> Arc<dyn settle_store::Store> {
+        self.archive.store().clone()
+    }
+
+    /// The oldest cycle whose summary is in memory (`None`: none is).
+    pub fn first_kept_summary(&self) -> Option<u64> {
+        self.summaries.front().map(|s| s.cycle_id)
     }
 
     /// A kept cycle summary.
@@ -303,7 +317,8 @@ impl ControlState {
                     *s = record.summary;
                 }
                 if self.records.len() >= CYCLE_RECORDS_KEPT {
-                    self.records.pop_front();
+                    let old = self.records.pop_front().expect("not empty");
+                    self.archive.put(&old);
                 }
                 self.records.push_back(record);
                 Ok(())
@@ -361,7 +376,7 @@ impl GroupState for ControlState {
                     reply.results.push(TxResult::Conflict);
                 }
             }
-            return Ok(());
+            return self.archive.commit(log_index);
         }
         let command: ControlCommand = serde_json::from_slice(command)
             .map_err(|e| format!("control command at index {log_index}: {e}"))?;
@@ -418,11 +433,42 @@ impl GroupState for ControlState {
         out
     }
 
+    fn attach_store(
+        &mut self,
+        dir: &std::path::Path,
+        config: &crate::raft::StateStoreConfig,
+        snapshot_index: u64,
+    ) -> Result<(), String> {
+        // Cycle records are few and read rarely: a small cache will do.
+        let sizes = settle_store::RocksOptions {
+            cache_bytes: 8 << 20,
+            write_buffer_bytes: 8 << 20,
+            background_jobs: config.rocks.background_jobs,
+        };
+        let store = settle_store::RocksStore::open(dir, sizes).map_err(|e| e.to_string())?;
+        let flushed = crate::raft::snapshot_data::flushed_for(&store)?;
+        if flushed < snapshot_index {
+            return Err(format!(
+                "the control group's store in {} holds the state up to snapshot {flushed}, \
+                 older than the snapshot {snapshot_index} it restarts from: the store lost data",
+                dir.display()
+            ));
+        }
+        self.archive = archive::Archive::new(Arc::new(store));
+        Ok(())
+    }
+
+    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+        Some(self.archive.store().clone())
+    }
+
     /// A snapshot from the leader replaces the replicated state; the local
-    /// view intake reads keeps being refreshed.
+    /// view intake reads keeps being refreshed, the store stays.
     fn install(&mut self, restored: Self) {
         let published = self.published.take();
+        let archive = std::mem::take(&mut self.archive);
         *self = restored;
+        self.archive = archive;
         if let Some(view) = published {
             self.publish_to(view);
         }
@@ -472,6 +518,7 @@ impl GroupState for ControlState {
             summaries: history.summaries.into(),
             records: history.records.into(),
             published: None,
+            archive: archive::Archive::default(),
         })
     }
 }
@@ -487,6 +534,7 @@ impl Default for ControlState {
             summaries: VecDeque::new(),
             records: VecDeque::new(),
             published: None,
+            archive: archive::Archive::default(),
         }
     }
 }
@@ -710,10 +758,11 @@ mod tests {
     }
 
     #[test]
-    fn history_is_bounded() {
+    fn memory_is_bounded_and_every_cycle_stays_auditable() {
         let mut s = ControlState::default();
         let mut index = 0;
-        for id in 1..=(CYCLE_RECORDS_KEPT as u64 + 3) {
+        let cycles = 200u64;
+        for id in 1..=cycles {
             for command in [
                 CycleCommand::Start {
                     leader_ts_us: 1,
@@ -735,8 +784,25 @@ mod tests {
             }
         }
         assert_eq!(s.records.len(), CYCLE_RECORDS_KEPT);
-        assert!(s.record(1).is_none(), "the oldest record went");
+        assert!(s.record(1).is_none(), "the oldest record left memory");
         assert!(s.summary(1).is_some(), "its summary stays");
-        assert!(s.record(CYCLE_RECORDS_KEPT as u64 + 3).is_some());
+        assert!(s.record(cycles).is_some());
+        // Cycle 1, 200 cycles later: its full record is in the store, final.
+        let store = s.archive_store();
+        let first = archive::read_record(&*store, 1).unwrap().expect("archived");
+        assert_eq!(first.summary.cycle_id, 1);
+        assert_eq!(first.summary.status, CycleStatus::Applied);
+        assert_eq!(first.transactions, record(1).transactions);
+        let archived = cycles - CYCLE_RECORDS_KEPT as u64;
+        assert!(archive::read_record(&*store, archived).unwrap().is_some());
+        assert!(
+            archive::read_record(&*store, archived + 1)
+                .unwrap()
+                .is_none(),
+            "in memory"
+        );
+        let listed = archive::read_summaries(&*store, 10, 5).unwrap();
+        let ids: Vec<_> = listed.iter().map(|s| s.cycle_id).collect();
+        assert_eq!(ids, vec![11, 12, 13, 14, 15]);
     }
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use tokio::sync::mpsc;
 
-use super::{ControlCommand, ControlState};
+use super::{archive, ControlCommand, ControlState};
 use crate::cycle::CoordinatorMsg;
 use crate::intake::router::{ControlMsg, ShardError};
 use crate::raft::{ControlRaft, ShardRequest};
@@ -59,18 +59,62 @@ pub async fn run(
                 let _ = reply.send(outcome);
             }
             ControlMsg::CycleRecord { cycle_id, reply } => {
-                let _ = reply.send(state.borrow().record(cycle_id).cloned());
+                let (kept, store) = {
+                    let state = state.borrow();
+                    (state.record(cycle_id).cloned(), state.archive_store())
+                };
+                if kept.is_some() || cycle_id == 0 {
+                    let _ = reply.send(kept);
+                } else {
+                    // An older cycle: its record is in the store, read off the core.
+                    glommio::spawn_local(async move {
+                        let found = glommio::executor()
+                            .spawn_blocking(move || archive::read_record(&*store, cycle_id))
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(cycle_id, error = %e, "cycle archive read failed");
+                                None
+                            });
+                        let _ = reply.send(found);
+                    })
+                    .detach();
+                }
             }
             ControlMsg::CycleList {
                 after_cycle,
                 max,
                 reply,
             } => {
-                let state = state.borrow();
-                let _ = reply.send((
-                    state.summaries_after(after_cycle, max),
-                    state.next_cycle_id(),
-                ));
+                let (kept, first_kept, next, store) = {
+                    let state = state.borrow();
+                    (
+                        state.summaries_after(after_cycle, max),
+                        state.first_kept_summary(),
+                        state.next_cycle_id(),
+                        state.archive_store(),
+                    )
+                };
+                if first_kept.is_none_or(|first| after_cycle + 1 >= first) {
+                    let _ = reply.send((kept, next));
+                } else {
+                    // Starts before the summaries in memory: the archive has the rest.
+                    glommio::spawn_local(async move {
+                        let mut list = glommio::executor()
+                            .spawn_blocking(move || {
+                                archive::read_summaries(&*store, after_cycle, max)
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "cycle archive read failed");
+                                Vec::new()
+                            });
+                        let last = list.last().map_or(after_cycle, |s| s.cycle_id);
+                        list.extend(kept.into_iter().filter(|s| s.cycle_id > last));
+                        list.truncate(max);
+                        let _ = reply.send((list, next));
+                    })
+                    .detach();
+                }
             }
         }
     }

@@ -42,10 +42,7 @@ pub async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) -> b
                         out,
                         id,
                         ErrorCode::BadRequest,
-                        &format!(
-                            "cycle {cycle_id} is not decided, or older than the {} cycles whose records are kept",
-                            crate::control::CYCLE_RECORDS_KEPT
-                        ),
+                        &format!("cycle {cycle_id} has no decision (not run yet, or not decided)"),
                     ),
                     Err(e) => shard_error(out, id, &e),
                 }

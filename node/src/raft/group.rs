@@ -14,10 +14,12 @@ use openraft::SnapshotPolicy;
 
 use super::log_store::{LogStore, LogStoreError};
 use super::network::SoloNetwork;
-use super::state_machine::{GroupState, GroupStateMachine, StateMachineError};
+use super::state_machine::{GroupState, GroupStateMachine, StateMachineError, StateStoreConfig};
 use super::type_config::{NodeAddr, NodeId, Raft, TypeConfig};
 
 const SNAPSHOT_DIR: &str = "snapshots";
+/// Where a group's state store lives, in its directory.
+const STORE_DIR: &str = "store";
 
 /// Raft tuning of every group of a node.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct GroupConfig {
     /// directory and rejoins (that node refuses votes until it caught up,
     /// see `cluster::core`); single-node groups never see it.
     pub allow_log_reversion: bool,
+    /// Sizes of each group's state store.
+    pub store: StateStoreConfig,
 }
 
 impl Default for GroupConfig {
@@ -66,6 +70,7 @@ impl Default for GroupConfig {
             advertise_addr: String::new(),
             pre_vote: false,
             allow_log_reversion: false,
+            store: StateStoreConfig::default(),
         }
     }
 }
@@ -176,9 +181,10 @@ where
     let log_store = LogStore::open(dir)
         .await
         .map_err(|source| GroupError::Log { group, source })?;
-    let (state_machine, state) = GroupStateMachine::<S>::open(dir.join(SNAPSHOT_DIR))
-        .await
-        .map_err(|source| GroupError::StateMachine { group, source })?;
+    let (state_machine, state) =
+        GroupStateMachine::<S>::open(dir.join(SNAPSHOT_DIR), &dir.join(STORE_DIR), &config.store)
+            .await
+            .map_err(|source| GroupError::StateMachine { group, source })?;
     let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
         .await
         .map_err(|e| GroupError::Raft {

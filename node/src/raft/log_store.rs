@@ -634,9 +634,13 @@ mod tests {
         {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = LogStore::open(dir.path()).await.expect("open log store");
-            let (machine, _state) = GroupStateMachine::open(dir.path().join("snapshots"))
-                .await
-                .expect("open state machine");
+            let (machine, _state) = GroupStateMachine::open(
+                dir.path().join("snapshots"),
+                &dir.path().join("store"),
+                &Default::default(),
+            )
+            .await
+            .expect("open state machine");
             Ok((dir, store, machine))
         }
     }

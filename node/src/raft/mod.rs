@@ -12,6 +12,7 @@ pub mod log_store;
 pub mod network;
 pub mod runtime;
 mod shard_state_impl;
+pub mod snapshot_data;
 pub mod state_machine;
 pub mod type_config;
 pub mod wire;
@@ -21,7 +22,8 @@ pub use log_store::{LogReader, LogStore, LogStoreError};
 pub use network::SoloNetwork;
 pub use runtime::GlommioRuntime;
 pub use state_machine::{
-    GroupSnapshotBuilder, GroupState, GroupStateMachine, StateMachineError, COMMAND_ALIGN,
+    GroupSnapshotBuilder, GroupState, GroupStateMachine, StateMachineError, StateStoreConfig,
+    COMMAND_ALIGN,
 };
 pub use type_config::{
     NodeAddr, NodeId, Raft, Request, Response, ShardReply, ShardRequest, TypeConfig,

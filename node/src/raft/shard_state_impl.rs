@@ -2,10 +2,15 @@
 //! arrive 16-byte aligned) and hands it to `ShardState`. Submits answer one
 //! result per transaction; the other commands one result for the entry.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use rkyv::rancor;
 
-use super::state_machine::GroupState;
+use super::snapshot_data;
+use super::state_machine::{GroupState, StateStoreConfig};
 use super::type_config::ShardReply;
+use crate::shard::cold::Cold;
 use crate::shard::command::{access, ArchivedShardCommand};
 use crate::shard::{BatchOutcome, CycleApply, ShardState};
 
@@ -103,7 +108,9 @@ impl GroupState for ShardState {
                 );
             }
         }
-        Ok(())
+        // The entry's finished records and keys go to the store with its
+        // index; a store that failed stops the group (never a guess).
+        self.end_entry().map_err(|e| e.to_string())
     }
 
     fn apply_noop(&mut self, log_index: u64) {
@@ -112,6 +119,42 @@ impl GroupState for ShardState {
 
     fn prepare_memory(&mut self) -> bool {
         ShardState::prepare_memory(self)
+    }
+
+    fn attach_store(
+        &mut self,
+        dir: &Path,
+        config: &StateStoreConfig,
+        snapshot_index: u64,
+    ) -> Result<(), String> {
+        let store = settle_store::RocksStore::open(dir, config.rocks).map_err(|e| e.to_string())?;
+        let flushed = snapshot_data::flushed_for(&store)?;
+        if flushed < snapshot_index {
+            return Err(format!(
+                "the state store in {} holds the state up to snapshot {flushed}, older than the \
+                 snapshot {snapshot_index} this shard restarts from: the store lost data. \
+                 Restore the directory from a backup, or wipe this node's data directory so \
+                 it rebuilds from a peer",
+                dir.display()
+            ));
+        }
+        let mut cold =
+            Cold::open(Arc::new(store), config.key_filter_bytes).map_err(|e| e.to_string())?;
+        cold.records_max = config.hot_records_max;
+        ShardState::attach_store(self, cold);
+        Ok(())
+    }
+
+    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+        Some(self.cold_reader().store().clone())
+    }
+
+    fn install(&mut self, restored: Self) {
+        // The store (already loaded with the leader's cold part) stays; its
+        // key filter is rebuilt from what it now holds.
+        let cold = self.take_cold().reopened();
+        *self = restored;
+        ShardState::attach_store(self, cold);
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -9,8 +9,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_util::{Stream, TryStreamExt};
 use glommio::sync::Semaphore;
@@ -20,7 +21,55 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rkyv::util::AlignedVec;
 
+use super::snapshot_data::{self, frame, split};
 use super::type_config::{LogId, ShardReply, TypeConfig};
+
+/// Sizes of a group's state store (groups whose state has one).
+#[derive(Debug, Clone, Copy)]
+pub struct StateStoreConfig {
+    pub rocks: settle_store::RocksOptions,
+    /// Bytes of the in-memory filter of keys that live in the store.
+    pub key_filter_bytes: usize,
+    /// Most unfinished records held in memory.
+    pub hot_records_max: usize,
+}
+
+/// Bytes of memory per unfinished record (slab cell, index, queue place,
+/// allocator slack): what `--memory-budget` divides the hot share by.
+pub const HOT_RECORD_BYTES: usize = 256;
+
+/// What a node uses outside its shards' budgets (executors' I/O memory,
+/// log buffers, the control group, connections).
+pub const NODE_OVERHEAD_BYTES: usize = 512 << 20;
+
+impl StateStoreConfig {
+    /// Splits a node's memory budget between its `shards` state stores:
+    /// per shard, 1/8 block cache, 1/8 memtables, 1/4 key filter and 1/2
+    /// unfinished records in memory.
+    pub fn from_memory_budget(budget: usize, shards: usize) -> StateStoreConfig {
+        let per_shard = budget.saturating_sub(NODE_OVERHEAD_BYTES) / shards.max(1);
+        let memtables = settle_store::rocks_memtables(per_shard / 8);
+        StateStoreConfig {
+            rocks: settle_store::RocksOptions {
+                cache_bytes: (per_shard / 8).max(8 << 20),
+                write_buffer_bytes: memtables.max(1 << 20),
+                background_jobs: 2,
+            },
+            key_filter_bytes: (per_shard / 4).max(16 << 20),
+            hot_records_max: (per_shard / 2 / HOT_RECORD_BYTES).max(100_000),
+        }
+    }
+}
+
+impl Default for StateStoreConfig {
+    fn default() -> Self {
+        StateStoreConfig {
+            rocks: settle_store::RocksOptions::default(),
+            key_filter_bytes: 128 << 20,
+            hot_records_max: 20_000_000,
+        }
+    }
+}
 
 /// Alignment of the bytes [`GroupState::apply`] receives: rkyv's validated
 /// access needs the archive's alignment (16 for the u128 transaction id).
@@ -62,7 +111,26 @@ pub trait GroupState: Default + 'static {
         false
     }
 
-    /// Deterministic bytes of the whole state (same state → same bytes on every replica).
+    /// Opens the state's store in `dir` (a state without one ignores it).
+    /// `snapshot_index` is the snapshot the state was restored from: a store
+    /// not flushed up to it lost data, and is refused.
+    fn attach_store(
+        &mut self,
+        _dir: &Path,
+        _config: &StateStoreConfig,
+        _snapshot_index: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The state's store, if it has one: flushed before each snapshot is
+    /// persisted, and sent with snapshots to other replicas.
+    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+        None
+    }
+
+    /// Deterministic bytes of the state held in memory (same state → same
+    /// bytes on every replica); the store's part travels separately.
     fn snapshot(&self) -> Vec<u8>;
 
     /// The state a snapshot describes.
@@ -91,6 +159,8 @@ pub enum StateMachineError {
     BadMeta(String),
     #[error("snapshot data does not restore: {0}")]
     BadData(String),
+    #[error("state store: {0}")]
+    Store(String),
 }
 
 /// Snapshot files of a group, shared by the state machine and its builders
@@ -170,17 +240,27 @@ impl<S: GroupState> GroupStateMachine<S> {
     /// the proposer shares.
     pub async fn open(
         dir: impl Into<PathBuf>,
+        store_dir: &Path,
+        store_config: &StateStoreConfig,
     ) -> Result<(Self, Rc<RefCell<S>>), StateMachineError> {
         let store = settle_storage::SnapshotStore::open(dir).await?;
-        let (state, meta) = match store.read_latest().await? {
+        let (mut state, meta) = match store.read_latest().await? {
             None => (S::default(), None),
             Some(snapshot) => {
                 let meta: SnapshotMetaOf<TypeConfig> = serde_json::from_slice(&snapshot.meta)
                     .map_err(|e| StateMachineError::BadMeta(e.to_string()))?;
-                let state = S::restore(&snapshot.data).map_err(StateMachineError::BadData)?;
+                let (hot, _) = split(&snapshot.data).map_err(StateMachineError::BadData)?;
+                let state = S::restore(hot).map_err(StateMachineError::BadData)?;
                 (state, Some(meta))
             }
         };
+        let snapshot_index = meta
+            .as_ref()
+            .and_then(|m| m.last_log_id)
+            .map_or(0, |id| id.index);
+        state
+            .attach_store(store_dir, store_config, snapshot_index)
+            .map_err(StateMachineError::Store)?;
         let state = Rc::new(RefCell::new(state));
         glommio::spawn_local(prepare_memory(Rc::downgrade(&state))).detach();
         let machine = GroupStateMachine {
@@ -239,6 +319,18 @@ pub struct GroupSnapshotBuilder {
     snapshots: Rc<Snapshots>,
     meta: SnapshotMetaOf<TypeConfig>,
     data: Option<Vec<u8>>,
+    store: Option<Arc<dyn settle_store::Store>>,
+}
+
+/// Flushes `store` (off the core) and marks it as holding everything up to
+/// snapshot `index`, so that the log before it may be purged.
+async fn flush_store_for(store: Arc<dyn settle_store::Store>, index: u64) -> io::Result<()> {
+    glommio::executor()
+        .spawn_blocking(move || {
+            snapshot_data::mark_flushed(&*store, &mut settle_store::Batch::new(), index)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("state store flush: {e}")))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
@@ -251,6 +343,10 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             .data
             .take()
             .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
+        if let Some(store) = self.store.take() {
+            let index = self.meta.last_log_id.map_or(0, |id| id.index);
+            flush_store_for(store, index).await?;
+        }
         self.snapshots.persist(&self.meta, &data).await?;
         Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
             meta: self.meta.clone(),
@@ -311,7 +407,8 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
             },
-            data: Some(self.state.borrow().snapshot()),
+            data: Some(frame(&self.state.borrow().snapshot())),
+            store: self.state.borrow().store(),
         }
     }
 
@@ -320,13 +417,30 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let restored = S::restore(&snapshot).map_err(|e| {
+        let bad = |e: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("snapshot does not restore: {e}"),
             )
-        })?;
-        self.snapshots.persist(meta, &snapshot).await?;
+        };
+        let (hot, cold) = split(&snapshot).map_err(bad)?;
+        let restored = S::restore(hot).map_err(bad)?;
+        let local = frame(hot);
+        let store = self.state.borrow().store();
+        if let Some(store) = store {
+            // The store's contents become the leader's, durably, before the
+            // snapshot that relies on them is persisted.
+            let index = meta.last_log_id.map_or(0, |id| id.index);
+            let cold = cold.to_vec();
+            glommio::executor()
+                .spawn_blocking(move || snapshot_data::load_cold(&*store, &cold, index))
+                .await
+                .map_err(bad)?;
+        } else if !cold.is_empty() {
+            return Err(bad("a cold part for a state without a store".into()));
+        }
+        drop(snapshot);
+        self.snapshots.persist(meta, &local).await?;
         self.state.borrow_mut().install(restored);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -356,9 +470,18 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
             serde_json::from_slice(&snapshot.meta).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("snapshot meta: {e}"))
             })?;
+        let mut data = snapshot.data;
+        let store = self.state.borrow().store();
+        if let Some(store) = store {
+            // Sent to a replica: it needs the store's part too.
+            data = glommio::executor()
+                .spawn_blocking(move || snapshot_data::dump_cold(&*store, &mut data).map(|()| data))
+                .await
+                .map_err(|e| io::Error::other(format!("state store dump: {e}")))?;
+        }
         Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> {
             meta,
-            snapshot: snapshot.data,
+            snapshot: data,
         }))
     }
 }
@@ -422,9 +545,13 @@ mod tests {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut rt = GlommioRuntime::new(1);
         rt.block_on(async {
-            let (mut a, state_a) = GroupStateMachine::<Tally>::open(dir_a.path())
-                .await
-                .unwrap();
+            let (mut a, state_a) = GroupStateMachine::<Tally>::open(
+                dir_a.path(),
+                &dir_a.path().join("store"),
+                &StateStoreConfig::default(),
+            )
+            .await
+            .unwrap();
             assert!(a.get_current_snapshot().await.unwrap().is_none());
             apply(
                 &mut a,
@@ -446,16 +573,25 @@ mod tests {
             apply(&mut a, entries(&[(2, 4, Some(100))])).await.unwrap();
             let snapshot = builder.build_snapshot().await.unwrap();
             assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 3)));
-            assert_eq!(Tally::restore(&snapshot.snapshot).unwrap().sum, 12);
+            assert_eq!(
+                Tally::restore(split(&snapshot.snapshot).unwrap().0)
+                    .unwrap()
+                    .sum,
+                12
+            );
             let current = a.get_current_snapshot().await.unwrap().expect("persisted");
             assert_eq!(current.meta, snapshot.meta);
             assert_eq!(current.snapshot, snapshot.snapshot);
             drop(a);
 
             // Reopen: the snapshot's state, not the later apply.
-            let (mut a, state_a) = GroupStateMachine::<Tally>::open(dir_a.path())
-                .await
-                .unwrap();
+            let (mut a, state_a) = GroupStateMachine::<Tally>::open(
+                dir_a.path(),
+                &dir_a.path().join("store"),
+                &StateStoreConfig::default(),
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 *state_a.borrow(),
                 Tally {
@@ -469,9 +605,13 @@ mod tests {
             assert_eq!(membership.log_id(), &Some(log_id(1, 0)));
 
             // Install on another machine whose state handle is shared.
-            let (mut b, state_b) = GroupStateMachine::<Tally>::open(dir_b.path())
-                .await
-                .unwrap();
+            let (mut b, state_b) = GroupStateMachine::<Tally>::open(
+                dir_b.path(),
+                &dir_b.path().join("store"),
+                &StateStoreConfig::default(),
+            )
+            .await
+            .unwrap();
             apply(&mut b, entries(&[(1, 0, None), (1, 1, Some(1))]))
                 .await
                 .unwrap();
@@ -491,9 +631,13 @@ mod tests {
             apply(&mut b, entries(&[(2, 4, Some(1))])).await.unwrap();
             assert_eq!(state_b.borrow().sum, 13);
             drop(b);
-            let (_b, state_b) = GroupStateMachine::<Tally>::open(dir_b.path())
-                .await
-                .unwrap();
+            let (_b, state_b) = GroupStateMachine::<Tally>::open(
+                dir_b.path(),
+                &dir_b.path().join("store"),
+                &StateStoreConfig::default(),
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 state_b.borrow().sum,
                 12,
@@ -524,7 +668,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rt = GlommioRuntime::new(1);
         rt.block_on(async {
-            let (mut machine, state) = GroupStateMachine::<Tally>::open(dir.path()).await.unwrap();
+            let (mut machine, state) = GroupStateMachine::<Tally>::open(
+                dir.path(),
+                &dir.path().join("store"),
+                &StateStoreConfig::default(),
+            )
+            .await
+            .unwrap();
             apply(&mut machine, entries(&[(1, 0, None), (1, 1, Some(3))]))
                 .await
                 .unwrap();

@@ -307,6 +307,18 @@ impl ShardState {
             self.in_flight
                 .insert((apply.cycle_id, batch), (creditor, amount));
         }
+        // The cycle's facts first: records finishing below take them to the
+        // store with them.
+        let note = self
+            .cycle_notes
+            .get_mut(&apply.cycle_id)
+            .expect("closed cycles have a note");
+        note.decision = Some(apply.decision);
+        note.apply_index = log_index;
+        note.apply_at_us = at_us;
+        note.confirmed = apply.confirm;
+        let note = *note;
+        self.cold.put_note(apply.cycle_id, &note);
         for (id, leg) in open.candidates.iter().zip(&apply.legs) {
             let record = self.records.get_mut(id).expect("candidates are records");
             assert_eq!(record.candidate_of, apply.cycle_id);
@@ -323,7 +335,7 @@ impl ShardState {
                     self.pending_count -= 1;
                     self.settled_total += 1;
                     if apply.confirm {
-                        self.expiry.push_back((at_us, *id));
+                        self.finish(*id, at_us);
                     } else {
                         // Expirable once its wire is final.
                         record.execution = Execution::InFlight;
@@ -358,15 +370,12 @@ impl ShardState {
                 }
             }
         }
-        let note = self
+        // Kept while a record in memory refers to it (`release_note`).
+        if self
             .cycle_notes
-            .get_mut(&apply.cycle_id)
-            .expect("closed cycles have a note");
-        note.decision = Some(apply.decision);
-        note.apply_index = log_index;
-        note.apply_at_us = at_us;
-        note.confirmed = apply.confirm;
-        if note.refs == 0 {
+            .get(&apply.cycle_id)
+            .is_some_and(|n| n.refs == 0)
+        {
             self.cycle_notes.remove(&apply.cycle_id);
         }
         self.last_applied_cycle = self.last_applied_cycle.max(apply.cycle_id);
@@ -416,7 +425,7 @@ impl ShardState {
                         account.balance += amount;
                         debug_assert!(account.is_consistent());
                     }
-                    self.expiry.push_back((at_us, id));
+                    self.finish(id, at_us);
                 }
             }
             if let Some((creditor, amount)) = self.in_flight.remove(&key) {
@@ -574,7 +583,7 @@ pub(crate) mod tests {
             30,
             "re-applied idempotently"
         );
-        assert_eq!(s.record(11).unwrap().status, TxStatus::Settled);
+        assert_eq!(s.lookup_record(11).unwrap().status, TxStatus::Settled);
         assert_eq!(s.record(12).unwrap().status, TxStatus::Deferred);
         assert_eq!(s.pending_count(), 2);
         assert_eq!(s.settled_total(), 2);
@@ -669,12 +678,14 @@ pub(crate) mod tests {
         };
         assert_eq!(s.apply_cycle(5, 40, &apply), TxResult::Created);
         assert_eq!(s.account(ParticipantId(1)).balance, 80);
-        assert!(s.cycle_notes.contains_key(&1));
-        // Past the dedup window the settled records go, and the note with them.
-        let later = 40 + super::super::state::DEDUP_WINDOW_US;
-        s.apply_submit(6, later, Currency::USD, [], &mut Vec::new());
+        // Settled and final: the records left memory for the store, and the
+        // note with the last of them (the store keeps the cycle's facts).
+        s.end_entry().unwrap();
         assert!(s.record(11).is_none());
+        assert_eq!(s.lookup_record(11).unwrap().status, TxStatus::Settled);
         assert!(!s.cycle_notes.contains_key(&1));
+        assert_eq!(s.events(11, 1).len(), 7, "the trail is told from the store");
+        let later = 40 + super::super::state::DEDUP_WINDOW_US;
         // An empty cycle leaves no note behind.
         s.apply_close(7, later, 2, Window::T2, 10);
         s.apply_cycle(
@@ -743,6 +754,7 @@ pub(crate) mod tests {
         ];
         let mut results = Vec::new();
         s.apply_execution(5, 50, &outcomes, &mut results);
+        s.end_entry().unwrap();
         assert_eq!(results, vec![TxResult::Created, TxResult::Created]);
         let (a1, a2) = (s.account(ParticipantId(1)), s.account(ParticipantId(2)));
         assert_eq!(
@@ -753,7 +765,7 @@ pub(crate) mod tests {
         assert_eq!((a2.balance, a2.credited, a2.incoming), (60, 60, 0));
         assert!(a1.is_consistent() && a2.is_consistent());
         assert_eq!(s.balance_total() + u128::from(a2.incoming), 100);
-        assert_eq!(s.record(13).unwrap().status, TxStatus::Failed);
+        assert_eq!(s.lookup_record(13).unwrap().status, TxStatus::Failed);
         assert_eq!(
             kinds(&s, 13)[5..],
             [

@@ -5,8 +5,10 @@
 //! Group 0 is the control group (participants, cycles); shard groups are
 //! numbered from 1 in currency order.
 
+pub mod cold;
 pub mod command;
 pub mod cycles;
+mod filter;
 pub mod ledger;
 pub mod proposer;
 pub mod reservations;

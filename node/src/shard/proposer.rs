@@ -16,6 +16,7 @@ use settle_codec::{Currency, LookupItem, Transaction, TxResult, TxStatus, Window
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use super::cold::ColdReader;
 use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
 use super::{GroupId, ShardState, TxRecord};
 use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
@@ -26,11 +27,12 @@ use crate::raft::{ShardRaft, ShardReply, ShardRequest};
 /// slow disk queue unbounded work; everything else waits in the inbox.
 pub const ENTRIES_IN_FLIGHT_MAX: u64 = 2;
 
-/// Most transactions a shard holds in memory (pending and within the dedup
-/// window): ~200 bytes each (a 176-byte slab cell, its index entry, its
-/// place in a wait queue; ~250 bytes of resident memory per transaction
-/// measured under load), so ~4-5 GiB per shard at the bound. Beyond it
-/// intake answers "overloaded" rather than exhausting memory.
+/// Most unfinished transactions a shard holds in memory (waiting, in a
+/// cycle, or with a wire in flight; finished ones live in the state store):
+/// ~200 bytes each (a 176-byte slab cell, its index entry, its place in a
+/// wait queue), so ~4 GiB per shard at the bound. Beyond it intake answers
+/// "overloaded" rather than exhausting memory: more pending work than
+/// cycles can settle.
 pub const SHARD_RECORDS_MAX: usize = 20_000_000;
 
 /// A proposal slower than this is logged: it is the tail latency clients see.
@@ -124,8 +126,12 @@ pub async fn run(
                     transactions: txs,
                     reply,
                 } => {
-                    let held_records = state.borrow().held() + transactions.len();
-                    if held_records + txs.len() > SHARD_RECORDS_MAX {
+                    let (held_now, records_max) = {
+                        let state = state.borrow();
+                        (state.held(), state.records_max())
+                    };
+                    let held_records = held_now + transactions.len();
+                    if held_records + txs.len() > records_max {
                         let _ = reply.send(Err(ShardError::Full {
                             group,
                             records: held_records,
@@ -176,7 +182,20 @@ fn serve_priority(
 ) {
     match msg {
         ShardMsg::Lookup { ids, reply } => {
-            let _ = reply.send(lookup(&state.borrow(), group, &ids));
+            let (items, cold) = lookup(&state.borrow(), group, &ids);
+            if cold.is_empty() {
+                let _ = reply.send(items);
+            } else {
+                // Finished transactions are in the store: read off the core.
+                let reader = state.borrow().cold_reader();
+                glommio::spawn_local(async move {
+                    let items = glommio::executor()
+                        .spawn_blocking(move || read_cold(&reader, group, items, &cold))
+                        .await;
+                    let _ = reply.send(items);
+                })
+                .detach();
+            }
         }
         ShardMsg::Balances { participant, reply } => {
             let state = state.borrow();
@@ -460,20 +479,47 @@ fn answer(outcome: Result<Vec<TxResult>, ShardError>, waiters: Vec<Waiter>) {
     }
 }
 
-/// Reads the shard's state on its leader (reads are served locally).
-fn lookup(state: &ShardState, group: GroupId, ids: &[u128]) -> Vec<LookupItem> {
-    ids.iter()
-        .map(|&id| match state.record(id) {
-            Some(record) => LookupItem {
-                id,
-                status: record.status,
-                events: state.events(id, group),
-            },
-            None => LookupItem {
-                id,
-                status: TxStatus::NotFound,
-                events: Vec::new(),
-            },
+/// Reads the shard's state on its leader (reads are served locally): the
+/// transactions in memory, and the places of those that may be finished
+/// (in the store).
+fn lookup(state: &ShardState, group: GroupId, ids: &[u128]) -> (Vec<LookupItem>, Vec<usize>) {
+    let mut cold = Vec::new();
+    let items = ids
+        .iter()
+        .enumerate()
+        .map(|(at, &id)| match state.hot_events(id, group) {
+            Some((status, events)) => LookupItem { id, status, events },
+            None => {
+                cold.push(at);
+                LookupItem {
+                    id,
+                    status: TxStatus::NotFound,
+                    events: Vec::new(),
+                }
+            }
         })
-        .collect()
+        .collect();
+    (items, cold)
+}
+
+/// Fills in the items at `cold` from the store (blocking: a thread of the
+/// executor's blocking pool runs it).
+fn read_cold(
+    reader: &ColdReader,
+    group: GroupId,
+    mut items: Vec<LookupItem>,
+    cold: &[usize],
+) -> Vec<LookupItem> {
+    for &at in cold {
+        let item = &mut items[at];
+        match reader.lookup(item.id, group) {
+            Ok(Some((status, events))) => {
+                item.status = status;
+                item.events = events;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(id = item.id, error = %e, "state store read failed"),
+        }
+    }
+    items
 }

@@ -16,10 +16,10 @@ use super::reservations::{Reservations, Reserved};
 use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, WaitQueue, DEDUP_EVENTS_KEPT};
 
 /// Version byte of the format (2: balances, deposits and cycles added; 3:
-/// ids reserved for other shards, and the reservation counter).
-const SNAPSHOT_VERSION: u8 = 3;
-/// Bytes of one reserved transaction id: transaction 45, index 8, at 8.
-const RESERVED_TX_BYTES: usize = 61;
+/// ids reserved for other shards, and the reservation counter; 4: only the
+/// hot state: finished records, their keys and reserved transaction ids
+/// live in the state store, see [`super::cold`]).
+const SNAPSHOT_VERSION: u8 = 4;
 /// Bytes of one reserved deposit id: id 16, participant 4, currency 2,
 /// amount 8, index 8, at 8.
 const RESERVED_DEPOSIT_BYTES: usize = 46;
@@ -27,11 +27,11 @@ const RESERVED_DEPOSIT_BYTES: usize = 46;
 /// status 1, seq 8, candidate_of 8, deferred_in 8, defer reason 9,
 /// deferrals 4, settled_in 8, batch 4, receive amount 8, execution 21,
 /// window 1, since 8, rolled from 1, rolls 4.
-const RECORD_BYTES: usize = 154;
+pub(super) const RECORD_BYTES: usize = 154;
 /// Bytes of one expiry queue item: time 8, id 16.
 const EXPIRY_BYTES: usize = 24;
 /// Bytes of one extra event: kind 1, log index 8, at 8.
-const EVENT_BYTES: usize = 17;
+pub(super) const EVENT_BYTES: usize = 17;
 /// Bytes of one account: participant 4, seven amounts, opened 1.
 const ACCOUNT_BYTES: usize = 61;
 /// Bytes of one incoming batch: cycle 8, batch 4, creditor 4, amount 8.
@@ -64,6 +64,7 @@ impl ShardState {
             self.queue_seq,
             self.reserved_total,
             self.rolled_total,
+            u64::from(self.cold_crc),
         ] {
             w.u64(v);
         }
@@ -71,34 +72,7 @@ impl ShardState {
         records.sort_unstable_by_key(|r| r.tx.id);
         w.u64(records.len() as u64);
         for r in records {
-            w.transaction(&r.tx);
-            w.u64(r.accepted_index);
-            w.u64(r.accepted_at_us);
-            w.u8(codes::status_tag(r.status));
-            w.u64(r.seq);
-            w.u64(r.candidate_of);
-            w.u64(r.deferred_in);
-            let (tag, value) = codes::reason_tag(r.defer_reason);
-            w.u8(tag);
-            w.u64(value);
-            w.u32(r.deferrals);
-            w.u64(r.settled_in);
-            w.u32(r.batch);
-            w.u64(r.receive_amount);
-            let (tag, index, at, attempts) = codes::execution_tag(r.execution);
-            w.u8(tag);
-            w.u64(index);
-            w.u64(at);
-            w.u32(attempts);
-            w.u8(codes::window_tag(r.window));
-            w.u64(r.since_us);
-            w.u8(r.rolled_from.map_or(0, |w| 1 + codes::window_tag(w)));
-            w.u32(r.rolls);
-        }
-        w.u64(self.expiry.len() as u64);
-        for &(at, id) in &self.expiry {
-            w.u64(at);
-            w.u128(id);
+            w.record(r);
         }
         let mut extra: Vec<(&u128, &Vec<ExtraEvent>)> = self.extra_events.iter().collect();
         extra.sort_unstable_by_key(|(id, _)| **id);
@@ -107,9 +81,7 @@ impl ShardState {
             w.u128(*id);
             w.u32(events.len() as u32);
             for e in events {
-                w.u8(codes::event_tag(e.kind));
-                w.u64(e.log_index);
-                w.u64(e.at_us);
+                w.event(e);
             }
         }
         w.u64(self.accounts.len() as u64);
@@ -143,12 +115,6 @@ impl ShardState {
             w.u64(at);
             w.u128(id);
         }
-        w.u64(self.reserved.len() as u64);
-        for (_, r) in self.reserved.iter() {
-            w.transaction(&r.body);
-            w.u64(r.log_index);
-            w.u64(r.at_us);
-        }
         w.u64(self.reserved_deposits.len() as u64);
         for (id, r) in self.reserved_deposits.iter() {
             w.u128(id);
@@ -177,25 +143,7 @@ impl ShardState {
         w.u64(self.cycle_notes.len() as u64);
         for (&id, n) in &self.cycle_notes {
             w.u64(id);
-            w.u8(codes::window_tag(n.window));
-            w.u64(n.close_index);
-            w.u64(n.close_at_us);
-            let d = n.decision.unwrap_or(DecisionFacts {
-                decision_index: 0,
-                optimized_at_us: 0,
-                decided_at_us: 0,
-                achieved_at_us: 0,
-                fallback: false,
-            });
-            w.u8(u8::from(n.decision.is_some()));
-            w.u64(d.decision_index);
-            w.u64(d.optimized_at_us);
-            w.u64(d.decided_at_us);
-            w.u64(d.achieved_at_us);
-            w.u8(u8::from(d.fallback));
-            w.u64(n.apply_index);
-            w.u64(n.apply_at_us);
-            w.u8(u8::from(n.confirmed));
+            w.note(n);
             w.u64(n.refs);
         }
         w.u64(self.in_flight.len() as u64);
@@ -238,41 +186,18 @@ impl ShardState {
             queue_seq: r.u64()?,
             reserved_total: r.u64()?,
             rolled_total: r.u64()?,
+            cold_crc: u32::try_from(r.u64()?)
+                .map_err(|_| "shard snapshot: store checksum beyond 32 bits".to_string())?,
             ..ShardState::default()
         };
         let count = r.count(RECORD_BYTES)?;
         s.records.reserve(count);
         for _ in 0..count {
-            let tx = r.transaction()?;
-            let record = TxRecord {
-                tx,
-                accepted_index: r.u64()?,
-                accepted_at_us: r.u64()?,
-                status: codes::status_from(r.u8()?)?,
-                seq: r.u64()?,
-                candidate_of: r.u64()?,
-                deferred_in: r.u64()?,
-                defer_reason: codes::reason_from(r.u8()?, r.u64()?)?,
-                deferrals: r.u32()?,
-                settled_in: r.u64()?,
-                batch: r.u32()?,
-                receive_amount: r.u64()?,
-                execution: codes::execution_from(r.u8()?, r.u64()?, r.u64()?, r.u32()?)?,
-                window: codes::window_from(r.u8()?)?,
-                since_us: r.u64()?,
-                rolled_from: match r.u8()? {
-                    0 => None,
-                    tag => Some(codes::window_from(tag - 1)?),
-                },
-                rolls: r.u32()?,
-            };
+            let record = r.record()?;
+            let tx = record.tx;
             if s.records.insert(tx.id, record).is_some() {
                 return Err(format!("shard snapshot lists transaction {} twice", tx.id));
             }
-        }
-        let count = r.count(EXPIRY_BYTES)?;
-        for _ in 0..count {
-            s.expiry.push_back((r.u64()?, r.u128()?));
         }
         let count = r.count(16 + 4)?;
         for _ in 0..count {
@@ -285,11 +210,7 @@ impl ShardState {
             }
             let mut events = Vec::with_capacity(n);
             for _ in 0..n {
-                events.push(ExtraEvent {
-                    kind: codes::event_from(r.u8()?)?,
-                    log_index: r.u64()?,
-                    at_us: r.u64()?,
-                });
+                events.push(r.event()?);
             }
             if s.extra_events.insert(id, events).is_some() {
                 return Err(format!(
@@ -336,21 +257,6 @@ impl ShardState {
         for _ in 0..count {
             s.deposit_expiry.push_back((r.u64()?, r.u128()?));
         }
-        let count = r.count(RESERVED_TX_BYTES)?;
-        let mut reserved = Vec::with_capacity(count);
-        for _ in 0..count {
-            let body = r.transaction()?;
-            let (log_index, at_us) = (r.u64()?, r.u64()?);
-            reserved.push((
-                body.id,
-                Reserved {
-                    body,
-                    log_index,
-                    at_us,
-                },
-            ));
-        }
-        s.reserved = Reservations::restore(reserved).map_err(|e| format!("shard snapshot: {e}"))?;
         let count = r.count(RESERVED_DEPOSIT_BYTES)?;
         let mut reserved = Vec::with_capacity(count);
         for _ in 0..count {
@@ -402,27 +308,8 @@ impl ShardState {
         let count = r.count(NOTE_BYTES)?;
         for _ in 0..count {
             let id = r.u64()?;
-            let window = codes::window_from(r.u8()?)?;
-            let close_index = r.u64()?;
-            let close_at_us = r.u64()?;
-            let decided = r.bool()?;
-            let facts = DecisionFacts {
-                decision_index: r.u64()?,
-                optimized_at_us: r.u64()?,
-                decided_at_us: r.u64()?,
-                achieved_at_us: r.u64()?,
-                fallback: r.bool()?,
-            };
-            let note = CycleNote {
-                window,
-                close_index,
-                close_at_us,
-                decision: decided.then_some(facts),
-                apply_index: r.u64()?,
-                apply_at_us: r.u64()?,
-                confirmed: r.bool()?,
-                refs: r.u64()?,
-            };
+            let mut note = r.note()?;
+            note.refs = r.u64()?;
             if s.cycle_notes.insert(id, note).is_some() {
                 return Err(format!("shard snapshot lists cycle note {id} twice"));
             }
@@ -513,10 +400,67 @@ impl ShardState {
     }
 }
 
-struct Writer(Vec<u8>);
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
-    fn transaction(&mut self, tx: &Transaction) {
+    /// One record: [`RECORD_BYTES`].
+    pub(super) fn record(&mut self, r: &TxRecord) {
+        self.transaction(&r.tx);
+        self.u64(r.accepted_index);
+        self.u64(r.accepted_at_us);
+        self.u8(codes::status_tag(r.status));
+        self.u64(r.seq);
+        self.u64(r.candidate_of);
+        self.u64(r.deferred_in);
+        let (tag, value) = codes::reason_tag(r.defer_reason);
+        self.u8(tag);
+        self.u64(value);
+        self.u32(r.deferrals);
+        self.u64(r.settled_in);
+        self.u32(r.batch);
+        self.u64(r.receive_amount);
+        let (tag, index, at, attempts) = codes::execution_tag(r.execution);
+        self.u8(tag);
+        self.u64(index);
+        self.u64(at);
+        self.u32(attempts);
+        self.u8(codes::window_tag(r.window));
+        self.u64(r.since_us);
+        self.u8(r.rolled_from.map_or(0, |w| 1 + codes::window_tag(w)));
+        self.u32(r.rolls);
+    }
+
+    /// One cycle note without its reference count.
+    pub(super) fn note(&mut self, n: &CycleNote) {
+        self.u8(codes::window_tag(n.window));
+        self.u64(n.close_index);
+        self.u64(n.close_at_us);
+        let d = n.decision.unwrap_or(DecisionFacts {
+            decision_index: 0,
+            optimized_at_us: 0,
+            decided_at_us: 0,
+            achieved_at_us: 0,
+            fallback: false,
+        });
+        self.u8(u8::from(n.decision.is_some()));
+        self.u64(d.decision_index);
+        self.u64(d.optimized_at_us);
+        self.u64(d.decided_at_us);
+        self.u64(d.achieved_at_us);
+        self.u8(u8::from(d.fallback));
+        self.u64(n.apply_index);
+        self.u64(n.apply_at_us);
+        self.u8(u8::from(n.confirmed));
+    }
+
+    /// One extra event: [`EVENT_BYTES`].
+    pub(super) fn event(&mut self, e: &ExtraEvent) {
+        self.u8(codes::event_tag(e.kind));
+        self.u64(e.log_index);
+        self.u64(e.at_us);
+    }
+
+    pub(super) fn transaction(&mut self, tx: &Transaction) {
         self.u128(tx.id);
         self.u32(tx.debtor.0);
         self.u32(tx.creditor.0);
@@ -527,31 +471,98 @@ impl Writer {
         self.u64(tx.client_timestamp_us);
     }
 
-    fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(super) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u128(&mut self, v: u128) {
+    pub(super) fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 }
 
 /// Little-endian reads that fail instead of panicking on short input.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
-    fn transaction(&mut self) -> Result<Transaction, String> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, pos: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub(super) fn done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    pub(super) fn record(&mut self) -> Result<TxRecord, String> {
+        Ok(TxRecord {
+            tx: self.transaction()?,
+            accepted_index: self.u64()?,
+            accepted_at_us: self.u64()?,
+            status: codes::status_from(self.u8()?)?,
+            seq: self.u64()?,
+            candidate_of: self.u64()?,
+            deferred_in: self.u64()?,
+            defer_reason: codes::reason_from(self.u8()?, self.u64()?)?,
+            deferrals: self.u32()?,
+            settled_in: self.u64()?,
+            batch: self.u32()?,
+            receive_amount: self.u64()?,
+            execution: codes::execution_from(self.u8()?, self.u64()?, self.u64()?, self.u32()?)?,
+            window: codes::window_from(self.u8()?)?,
+            since_us: self.u64()?,
+            rolled_from: match self.u8()? {
+                0 => None,
+                tag => Some(codes::window_from(tag - 1)?),
+            },
+            rolls: self.u32()?,
+        })
+    }
+
+    /// A note [`Writer::note`] wrote (its reference count 0).
+    pub(super) fn note(&mut self) -> Result<CycleNote, String> {
+        let window = codes::window_from(self.u8()?)?;
+        let close_index = self.u64()?;
+        let close_at_us = self.u64()?;
+        let decided = self.bool()?;
+        let facts = DecisionFacts {
+            decision_index: self.u64()?,
+            optimized_at_us: self.u64()?,
+            decided_at_us: self.u64()?,
+            achieved_at_us: self.u64()?,
+            fallback: self.bool()?,
+        };
+        Ok(CycleNote {
+            window,
+            close_index,
+            close_at_us,
+            decision: decided.then_some(facts),
+            apply_index: self.u64()?,
+            apply_at_us: self.u64()?,
+            confirmed: self.bool()?,
+            refs: 0,
+        })
+    }
+
+    pub(super) fn event(&mut self) -> Result<ExtraEvent, String> {
+        Ok(ExtraEvent {
+            kind: codes::event_from(self.u8()?)?,
+            log_index: self.u64()?,
+            at_us: self.u64()?,
+        })
+    }
+
+    pub(super) fn transaction(&mut self) -> Result<Transaction, String> {
         Ok(Transaction {
             id: self.u128()?,
             debtor: ParticipantId(self.u32()?),
@@ -573,29 +584,29 @@ impl Reader<'_> {
         self.pos = end;
         Ok(slice.try_into().expect("N bytes"))
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(super) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take::<1>()?[0])
     }
-    fn bool(&mut self) -> Result<bool, String> {
+    pub(super) fn bool(&mut self) -> Result<bool, String> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             other => Err(format!("shard snapshot: {other} is not a flag")),
         }
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(super) fn u16(&mut self) -> Result<u16, String> {
         Ok(u16::from_le_bytes(self.take()?))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(super) fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.take()?))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(super) fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.take()?))
     }
-    fn u128(&mut self) -> Result<u128, String> {
+    pub(super) fn u128(&mut self) -> Result<u128, String> {
         Ok(u128::from_le_bytes(self.take()?))
     }
-    fn remaining(&self) -> usize {
+    pub(super) fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
     }
     /// An item count, refused if the remaining bytes cannot hold that many
@@ -913,13 +924,13 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(ShardState::decode_snapshot(&trailing).is_err());
-        // The record count follows the version byte and eleven u64 counters.
+        // The record count follows the version byte and twelve u64 counters.
         let mut huge_count = bytes.clone();
-        huge_count[89..97].copy_from_slice(&u64::MAX.to_le_bytes());
+        huge_count[97..105].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(ShardState::decode_snapshot(&huge_count).is_err());
         // The first record's window code (after id 16, parties 8, amount 8, currencies 4).
         let mut bad_window = bytes.clone();
-        bad_window[97 + 36] = 200;
+        bad_window[105 + 36] = 200;
         assert!(ShardState::decode_snapshot(&bad_window).is_err());
         // Every single-byte flip decodes to an error or to a consistent
         // state (one whose own snapshot decodes again): never a panic.

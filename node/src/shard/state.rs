@@ -19,6 +19,7 @@ use settle_codec::{
     MAX_TX_EVENTS,
 };
 
+use super::cold::{Cold, ColdError, ColdReader, KeyKind};
 use super::cycles::{CycleNote, Execution, OpenCycle};
 use super::ledger::{Account, Deposit, DepositKey};
 use super::reservations::Reservations;
@@ -203,11 +204,14 @@ pub struct ShardState {
     /// if a new leader's clock is behind the old one's.
     pub(super) clock_us: u64,
     pub(super) last_applied_index: u64,
+    /// Transactions not finished (waiting, in a cycle, or with a wire in
+    /// flight): finished ones live in the store ([`super::cold`]).
     /// Partitioned so that growth never stalls the core (see `table`).
     pub(super) records: Table<u128, TxRecord>,
-    /// Ids in the order they became expirable, with that time.
-    pub(super) expiry: VecDeque<(u64, u128)>,
-    /// Retries, bounded per transaction by [`DEDUP_EVENTS_KEPT`].
+    /// The store's part: finished records, their keys, reserved ids.
+    pub(super) cold: Cold,
+    /// Retries of unfinished transactions, bounded per transaction by
+    /// [`DEDUP_EVENTS_KEPT`].
     pub(super) extra_events: FxHashMap<u128, Vec<ExtraEvent>>,
     /// Waiting transactions per window, by queue place (`seq`, id).
     /// Derived from the records (rebuilt on snapshot restore).
@@ -235,12 +239,14 @@ pub struct ShardState {
     /// This shard's transactions in batches in flight: (cycle, batch) → ids.
     pub(super) out_flight: BTreeMap<(u64, u32), Vec<u128>>,
     pub(super) settled_total: u64,
-    /// Ids this shard (their home) reserved for the shards that book them.
-    pub(super) reserved: Reservations<Transaction>,
+    /// Deposit ids this shard (their home) reserved for the shards that
+    /// book them (ids of transactions are reserved in the store).
     pub(super) reserved_deposits: Reservations<DepositKey>,
     pub(super) reserved_total: u64,
     /// Transactions rolled to a later window (deadline passed unfunded).
     pub(super) rolled_total: u64,
+    /// Running checksum of every write to the store (see `Cold::commit`).
+    pub(super) cold_crc: u32,
 }
 
 /// The slot of a window in per-window tables.
@@ -349,15 +355,20 @@ impl ShardState {
 
     /// Books one transaction of this shard's currency.
     fn book(&mut self, tx: Transaction, index: u64, at_us: u64) -> TxResult {
-        if self.reserved.contains(tx.id) {
-            // Reserved here by a body that sends another currency: this one
-            // differs from it, so the id is taken.
-            self.conflict_total += 1;
-            return TxResult::Conflict;
-        }
         let h = Table::<u128, TxRecord>::hash(&tx.id);
         match self.records.entry_hashed(tx.id, h) {
             Entry::Vacant(slot) => {
+                if let Some(key) = self.cold.key(tx.id, index, at_us) {
+                    // Finished (its record in the store), or reserved here by
+                    // a body that sends another currency.
+                    return if key.kind == KeyKind::Booked && same_content(&key.body, &tx) {
+                        self.deduped_total += 1;
+                        TxResult::Duplicate
+                    } else {
+                        self.conflict_total += 1;
+                        TxResult::Conflict
+                    };
+                }
                 self.submitted_total += 1;
                 self.queue_seq += 1;
                 let seq = self.queue_seq;
@@ -393,23 +404,77 @@ impl ShardState {
             self.conflict_total += 1;
             return TxResult::Conflict;
         }
-        let result = self.reserved.claim(tx.id, tx, index, at_us, same_content);
-        match result {
-            TxResult::Created => self.reserved_total += 1,
-            TxResult::Conflict => self.conflict_total += 1,
-            _ => {}
+        match self.cold.key(tx.id, index, at_us) {
+            None => {
+                self.cold.put_reservation(tx, index, at_us);
+                self.reserved_total += 1;
+                TxResult::Created
+            }
+            Some(key) if key.kind == KeyKind::Reserved && same_content(&key.body, &tx) => {
+                TxResult::Duplicate
+            }
+            Some(_) => {
+                self.conflict_total += 1;
+                TxResult::Conflict
+            }
         }
-        result
     }
 
     /// The body that reserved `id` here for another shard, if any.
-    pub fn reservation(&self, id: u128) -> Option<&Transaction> {
-        self.reserved.get(id).map(|r| &r.body)
+    pub fn reservation(&mut self, id: u128) -> Option<Transaction> {
+        self.cold
+            .key(id, self.last_applied_index + 1, self.clock_us)
+            .filter(|k| k.kind == KeyKind::Reserved)
+            .map(|k| k.body)
     }
 
-    /// Records and reservations held: what the proposer bounds.
+    /// Records held in memory: what the proposer bounds.
     pub fn held(&self) -> usize {
-        self.records.len() + self.reserved.len()
+        self.records.len()
+    }
+
+    /// The bound on [`Self::held`] (from the node's memory budget).
+    pub fn records_max(&self) -> usize {
+        self.cold.records_max
+    }
+
+    /// A finished transaction leaves memory for the store.
+    pub(super) fn finish(&mut self, id: u128, at_us: u64) {
+        let record = self.records.remove(&id).expect("finished ids are records");
+        assert!(!record.is_waiting() && record.candidate_of == 0);
+        let extra = self.extra_events.remove(&id).unwrap_or_default();
+        self.cold.put_finished(&record, &extra, at_us);
+        self.release_note(record.deferred_in);
+        self.release_note(record.settled_in);
+    }
+
+    /// Writes the entry's cold changes to the store; `Err` if the store
+    /// failed since the last call (the group must stop: see
+    /// `GroupState::apply`).
+    pub fn end_entry(&mut self) -> Result<(), ColdError> {
+        self.cold_crc = self
+            .cold
+            .commit(self.last_applied_index, self.clock_us, self.cold_crc);
+        match self.cold.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the store (the node's RocksDB store, on open), rebuilding
+    /// the key filter from it.
+    pub fn attach_store(&mut self, cold: Cold) {
+        self.cold = cold;
+    }
+
+    /// The cold part, leaving a store in memory in its place.
+    pub fn take_cold(&mut self) -> Cold {
+        std::mem::take(&mut self.cold)
+    }
+
+    /// Reads of finished transactions, for use off the core.
+    pub fn cold_reader(&self) -> ColdReader {
+        ColdReader::new(self.cold.store().clone())
     }
 
     /// Moves the clock and the applied index forward and forgets idempotency
@@ -420,20 +485,13 @@ impl ShardState {
             "entries apply in log order: {log_index} after {}",
             self.last_applied_index
         );
+        // The previous entry's cold changes, if `end_entry` was not called
+        // (unit tests drive the state directly).
+        self.cold_crc = self
+            .cold
+            .commit(self.last_applied_index, self.clock_us, self.cold_crc);
         self.last_applied_index = log_index;
         self.clock_us = self.clock_us.max(leader_ts_us);
-        while let Some(&(expirable_at, id)) = self.expiry.front() {
-            if expirable_at.saturating_add(DEDUP_WINDOW_US) > self.clock_us {
-                break;
-            }
-            self.expiry.pop_front();
-            if let Some(record) = self.records.remove(&id) {
-                assert!(!record.is_waiting() && record.candidate_of == 0);
-                self.release_note(record.deferred_in);
-                self.release_note(record.settled_in);
-            }
-            self.extra_events.remove(&id);
-        }
         while let Some(&(at, id)) = self.deposit_expiry.front() {
             if at.saturating_add(DEDUP_WINDOW_US) > self.clock_us {
                 break;
@@ -441,7 +499,6 @@ impl ShardState {
             self.deposit_expiry.pop_front();
             self.deposits.remove(&id);
         }
-        self.reserved.expire(self.clock_us);
         self.reserved_deposits.expire(self.clock_us);
     }
 
@@ -458,207 +515,37 @@ impl ShardState {
         self.last_applied_index = log_index;
     }
 
-    /// The audit trail of a transaction, oldest first (empty if unknown).
-    /// `group` is this shard's group id (the log the entry ids refer to).
-    pub fn events(&self, id: u128, group: GroupId) -> Vec<TxEvent> {
-        let Some(r) = self.records.get(&id) else {
-            return Vec::new();
-        };
-        let tx = &r.tx;
-        let event = |kind, entry_index, at_us, cycle_id, actor, detail| TxEvent {
-            group,
-            entry_index,
-            at_us,
-            kind,
-            cycle_id,
-            batch: 0,
-            amount: tx.amount,
-            currency: tx.send,
-            actor,
-            detail,
-        };
-        let mut events = Vec::with_capacity(8);
-        events.push(event(
-            TxEventKind::TransactionSubmitted,
-            r.accepted_index,
-            r.accepted_at_us,
-            0,
-            Actor::Client,
-            EventDetail::None,
-        ));
-        // The latest deferral (earlier ones are counted in its detail).
-        if r.deferred_in != 0 {
-            if let Some(note) = self.cycle_notes.get(&r.deferred_in) {
-                let reason = r.defer_reason.unwrap_or(DeferReason::Unsolvable);
-                let detail = EventDetail::Defer {
-                    reason,
-                    deferrals: r.deferrals,
-                };
-                self.cycle_events(&mut events, note, r.deferred_in, group, tx, 0, detail);
-                if let Some(from) = r.rolled_from {
-                    events.push(TxEvent {
-                        group,
-                        entry_index: note.apply_index,
-                        at_us: note.apply_at_us,
-                        kind: TxEventKind::TransactionRolled,
-                        cycle_id: r.deferred_in,
-                        batch: 0,
-                        amount: tx.amount,
-                        currency: tx.send,
-                        actor: Actor::Shard,
-                        detail: EventDetail::Rolled {
-                            from,
-                            to: r.window,
-                            reason,
-                        },
-                    });
-                }
-            }
-        }
-        if r.candidate_of != 0 {
-            if let Some(note) = self.cycle_notes.get(&r.candidate_of) {
-                events.push(event(
-                    TxEventKind::BatchCreated,
-                    note.close_index,
-                    note.close_at_us,
-                    r.candidate_of,
-                    Actor::Coordinator,
-                    EventDetail::Candidate { window: r.window },
-                ));
-            }
-        }
-        if r.settled_in != 0 {
-            if let Some(note) = self.cycle_notes.get(&r.settled_in) {
-                let detail = EventDetail::Settle {
-                    receive_amount: r.receive_amount,
-                    receive: tx.receive,
-                    fallback: note.decision.is_some_and(|d| d.fallback),
-                };
-                self.cycle_events(&mut events, note, r.settled_in, group, tx, r.batch, detail);
-                let base = TxEvent {
-                    batch: r.batch,
-                    ..event(
-                        TxEventKind::SettlementInitiated,
-                        note.apply_index,
-                        note.apply_at_us,
-                        r.settled_in,
-                        Actor::Shard,
-                        detail,
-                    )
-                };
-                events.push(base);
-                match r.execution {
-                    Execution::Final if note.confirmed => events.push(TxEvent {
-                        kind: TxEventKind::SettlementConfirmed,
-                        ..base
-                    }),
-                    Execution::Final | Execution::InFlight => {}
-                    Execution::Confirmed { log_index, at_us } => events.push(TxEvent {
-                        kind: TxEventKind::SettlementConfirmed,
-                        entry_index: log_index,
-                        at_us,
-                        actor: Actor::Rail,
-                        ..base
-                    }),
-                    Execution::Reversed {
-                        log_index,
-                        at_us,
-                        attempts,
-                    } => {
-                        let failed = TxEvent {
-                            kind: TxEventKind::SettlementFailed,
-                            entry_index: log_index,
-                            at_us,
-                            actor: Actor::Rail,
-                            detail: EventDetail::Execution { attempts },
-                            ..base
-                        };
-                        events.push(failed);
-                        events.push(TxEvent {
-                            kind: TxEventKind::SettlementReversed,
-                            actor: Actor::Shard,
-                            ..failed
-                        });
-                    }
-                }
-            }
-        }
-        // Retries go where they happened in time.
-        if let Some(extra) = self.extra_events.get(&id) {
-            for e in extra {
-                let at = events
-                    .iter()
-                    .position(|x| x.at_us > e.at_us)
-                    .unwrap_or(events.len());
-                events.insert(
-                    at,
-                    event(
-                        e.kind,
-                        e.log_index,
-                        e.at_us,
-                        0,
-                        Actor::Client,
-                        EventDetail::None,
-                    ),
-                );
-            }
-        }
-        assert!(events.len() <= MAX_TX_EVENTS);
-        events
+    /// The status and audit trail of an unfinished transaction (in memory).
+    pub fn hot_events(&self, id: u128, group: GroupId) -> Option<(TxStatus, Vec<TxEvent>)> {
+        let r = self.records.get(&id)?;
+        let extra = self.extra_events.get(&id).map_or(&[][..], Vec::as_slice);
+        let events = trail(r, extra, &mut |c| self.cycle_notes.get(&c).copied(), group);
+        Some((r.status, events))
     }
 
-    /// The four events of a cycle's decision about one transaction: frozen
-    /// at close, optimised, proposed to and made durable by the control group.
-    #[allow(clippy::too_many_arguments)]
-    fn cycle_events(
-        &self,
-        events: &mut Vec<TxEvent>,
-        note: &CycleNote,
-        cycle_id: u64,
-        group: GroupId,
-        tx: &Transaction,
-        batch: u32,
-        detail: EventDetail,
-    ) {
-        let base = TxEvent {
-            group,
-            entry_index: note.close_index,
-            at_us: note.close_at_us,
-            kind: TxEventKind::BatchCreated,
-            cycle_id,
-            batch: 0,
-            amount: tx.amount,
-            currency: tx.send,
-            actor: Actor::Coordinator,
-            detail: EventDetail::Candidate { window: tx.window },
-        };
-        events.push(base);
-        let Some(d) = note.decision else {
-            return;
-        };
-        let decided = TxEvent {
-            group: super::CONTROL_GROUP,
-            entry_index: d.decision_index,
-            batch,
-            detail,
-            ..base
-        };
-        events.push(TxEvent {
-            kind: TxEventKind::BatchOptimized,
-            at_us: d.optimized_at_us,
-            actor: Actor::Solver,
-            ..decided
-        });
-        events.push(TxEvent {
-            kind: TxEventKind::ConsensusSubmitted,
-            at_us: d.decided_at_us,
-            ..decided
-        });
-        events.push(TxEvent {
-            kind: TxEventKind::ConsensusAchieved,
-            at_us: d.achieved_at_us,
-            ..decided
-        });
+    /// The audit trail of a transaction, oldest first (empty if unknown),
+    /// finished or not. `group` is this shard's group id (the log the entry
+    /// ids refer to). A finished transaction is read from the store: this
+    /// may touch the disk, so the shard's core uses [`Self::hot_events`] and
+    /// a [`ColdReader`] off the core instead.
+    pub fn events(&self, id: u128, group: GroupId) -> Vec<TxEvent> {
+        if let Some((_, events)) = self.hot_events(id, group) {
+            return events;
+        }
+        self.cold_reader()
+            .lookup(id, group)
+            .ok()
+            .flatten()
+            .map_or_else(Vec::new, |(_, events)| events)
+    }
+
+    /// A transaction's record, in memory or (finished) in the store; see
+    /// [`Self::events`] on reading the store.
+    pub fn lookup_record(&self, id: u128) -> Option<TxRecord> {
+        if let Some(r) = self.records.get(&id) {
+            return Some(*r);
+        }
+        self.cold_reader().record(id).ok().flatten().map(|(r, _)| r)
     }
 
     /// Every record, for snapshots and digests.
@@ -681,6 +568,210 @@ impl ShardState {
             self.cycle_notes.remove(&cycle);
         }
     }
+}
+
+/// The audit trail of a record, oldest first: what its fields imply, its
+/// retries, and the cycles it took part in (`note_of` finds their facts).
+pub(super) fn trail(
+    r: &TxRecord,
+    extra: &[ExtraEvent],
+    note_of: &mut dyn FnMut(u64) -> Option<CycleNote>,
+    group: GroupId,
+) -> Vec<TxEvent> {
+    let tx = &r.tx;
+    let event = |kind, entry_index, at_us, cycle_id, actor, detail| TxEvent {
+        group,
+        entry_index,
+        at_us,
+        kind,
+        cycle_id,
+        batch: 0,
+        amount: tx.amount,
+        currency: tx.send,
+        actor,
+        detail,
+    };
+    let mut events = Vec::with_capacity(8);
+    events.push(event(
+        TxEventKind::TransactionSubmitted,
+        r.accepted_index,
+        r.accepted_at_us,
+        0,
+        Actor::Client,
+        EventDetail::None,
+    ));
+    // The latest deferral (earlier ones are counted in its detail).
+    if r.deferred_in != 0 {
+        if let Some(note) = note_of(r.deferred_in) {
+            let reason = r.defer_reason.unwrap_or(DeferReason::Unsolvable);
+            let detail = EventDetail::Defer {
+                reason,
+                deferrals: r.deferrals,
+            };
+            cycle_events(&mut events, &note, r.deferred_in, group, tx, 0, detail);
+            if let Some(from) = r.rolled_from {
+                events.push(TxEvent {
+                    group,
+                    entry_index: note.apply_index,
+                    at_us: note.apply_at_us,
+                    kind: TxEventKind::TransactionRolled,
+                    cycle_id: r.deferred_in,
+                    batch: 0,
+                    amount: tx.amount,
+                    currency: tx.send,
+                    actor: Actor::Shard,
+                    detail: EventDetail::Rolled {
+                        from,
+                        to: r.window,
+                        reason,
+                    },
+                });
+            }
+        }
+    }
+    if r.candidate_of != 0 {
+        if let Some(note) = note_of(r.candidate_of) {
+            events.push(event(
+                TxEventKind::BatchCreated,
+                note.close_index,
+                note.close_at_us,
+                r.candidate_of,
+                Actor::Coordinator,
+                EventDetail::Candidate { window: r.window },
+            ));
+        }
+    }
+    if r.settled_in != 0 {
+        if let Some(note) = note_of(r.settled_in) {
+            let detail = EventDetail::Settle {
+                receive_amount: r.receive_amount,
+                receive: tx.receive,
+                fallback: note.decision.is_some_and(|d| d.fallback),
+            };
+            cycle_events(&mut events, &note, r.settled_in, group, tx, r.batch, detail);
+            let base = TxEvent {
+                batch: r.batch,
+                ..event(
+                    TxEventKind::SettlementInitiated,
+                    note.apply_index,
+                    note.apply_at_us,
+                    r.settled_in,
+                    Actor::Shard,
+                    detail,
+                )
+            };
+            events.push(base);
+            match r.execution {
+                Execution::Final if note.confirmed => events.push(TxEvent {
+                    kind: TxEventKind::SettlementConfirmed,
+                    ..base
+                }),
+                Execution::Final | Execution::InFlight => {}
+                Execution::Confirmed { log_index, at_us } => events.push(TxEvent {
+                    kind: TxEventKind::SettlementConfirmed,
+                    entry_index: log_index,
+                    at_us,
+                    actor: Actor::Rail,
+                    ..base
+                }),
+                Execution::Reversed {
+                    log_index,
+                    at_us,
+                    attempts,
+                } => {
+                    let failed = TxEvent {
+                        kind: TxEventKind::SettlementFailed,
+                        entry_index: log_index,
+                        at_us,
+                        actor: Actor::Rail,
+                        detail: EventDetail::Execution { attempts },
+                        ..base
+                    };
+                    events.push(failed);
+                    events.push(TxEvent {
+                        kind: TxEventKind::SettlementReversed,
+                        actor: Actor::Shard,
+                        ..failed
+                    });
+                }
+            }
+        }
+    }
+    // Retries go where they happened in time.
+    {
+        for e in extra {
+            let at = events
+                .iter()
+                .position(|x| x.at_us > e.at_us)
+                .unwrap_or(events.len());
+            events.insert(
+                at,
+                event(
+                    e.kind,
+                    e.log_index,
+                    e.at_us,
+                    0,
+                    Actor::Client,
+                    EventDetail::None,
+                ),
+            );
+        }
+    }
+    assert!(events.len() <= MAX_TX_EVENTS);
+    events
+}
+
+/// The four events of a cycle's decision about one transaction: frozen
+/// at close, optimised, proposed to and made durable by the control group.
+#[allow(clippy::too_many_arguments)]
+fn cycle_events(
+    events: &mut Vec<TxEvent>,
+    note: &CycleNote,
+    cycle_id: u64,
+    group: GroupId,
+    tx: &Transaction,
+    batch: u32,
+    detail: EventDetail,
+) {
+    let base = TxEvent {
+        group,
+        entry_index: note.close_index,
+        at_us: note.close_at_us,
+        kind: TxEventKind::BatchCreated,
+        cycle_id,
+        batch: 0,
+        amount: tx.amount,
+        currency: tx.send,
+        actor: Actor::Coordinator,
+        detail: EventDetail::Candidate { window: tx.window },
+    };
+    events.push(base);
+    let Some(d) = note.decision else {
+        return;
+    };
+    let decided = TxEvent {
+        group: super::CONTROL_GROUP,
+        entry_index: d.decision_index,
+        batch,
+        detail,
+        ..base
+    };
+    events.push(TxEvent {
+        kind: TxEventKind::BatchOptimized,
+        at_us: d.optimized_at_us,
+        actor: Actor::Solver,
+        ..decided
+    });
+    events.push(TxEvent {
+        kind: TxEventKind::ConsensusSubmitted,
+        at_us: d.decided_at_us,
+        ..decided
+    });
+    events.push(TxEvent {
+        kind: TxEventKind::ConsensusAchieved,
+        at_us: d.achieved_at_us,
+        ..decided
+    });
 }
 
 /// Two submissions are "the same" when everything but the client's clock
@@ -779,7 +870,7 @@ mod tests {
             ]
         );
         assert!(s.record(1).is_none(), "a reservation books nothing");
-        assert_eq!(s.reservation(1), Some(&usd));
+        assert_eq!(s.reservation(1), Some(usd));
         assert_eq!(s.pending_count(), 0);
         // Booked here first: a reservation of the id for another shard is refused.
         r.clear();
@@ -792,10 +883,13 @@ mod tests {
             r,
             vec![TxResult::Created, TxResult::Conflict, TxResult::Duplicate]
         );
-        assert_eq!(s.held(), 2);
-        // The reservation lives for the dedup window, and snapshots keep it.
-        let back = ShardState::decode_snapshot(&s.encode_snapshot()).unwrap();
-        assert_eq!(back.reservation(1), Some(&usd));
+        assert_eq!(s.held(), 1, "reservations are in the store, not memory");
+        // The reservation lives in the store for the dedup window: a state
+        // restored from a snapshot over that store still has it.
+        s.end_entry().unwrap();
+        let mut back = ShardState::decode_snapshot(&s.encode_snapshot()).unwrap();
+        back.attach_store(super::Cold::open(s.cold_reader().store().clone(), 1 << 20).unwrap());
+        assert_eq!(back.reservation(1), Some(usd));
         assert_eq!(back.encode_snapshot(), s.encode_snapshot());
         s.apply_submit(4, 10 + DEDUP_WINDOW_US, Currency::EUR, [], &mut r);
         assert_eq!(s.reservation(1), None);

@@ -47,9 +47,13 @@ async fn start(
     config: Arc<openraft::Config>,
 ) -> (Raft<Machine>, Rc<RefCell<Tally>>) {
     let store = LogStore::open(dir).await.expect("open log store");
-    let (machine, state) = GroupStateMachine::open(dir.join("snapshots"))
-        .await
-        .expect("open state machine");
+    let (machine, state) = GroupStateMachine::open(
+        dir.join("snapshots"),
+        &dir.join("store"),
+        &Default::default(),
+    )
+    .await
+    .expect("open state machine");
     let raft = Raft::new(id, config, router.factory(id), store, machine)
         .await
         .expect("raft starts");

@@ -1,0 +1,737 @@
+//! The cold part of a shard's state: what the next cycles do not need, kept
+//! in the state store ([`settle_store`]) instead of memory.
+//!
+//! - A transaction leaves memory when it is finished (settled and final or
+//!   confirmed, or failed and reversed): its record and retry events go to
+//!   [`Column::Ledger`] (kept for the retention), its idempotency key to
+//!   [`Column::Keys`] (kept for the dedup window, by leader time).
+//! - An id this shard reserves for another shard (it is the id's home) goes
+//!   to [`Column::Keys`] at once: it never changes.
+//! - Facts of every cycle applied here go to [`Column::Cycles`], so a cold
+//!   record's trail can be told in full.
+//!
+//! Writes of one log entry are staged and written as one batch at the end of
+//! the entry, with the entry's index ([`settle_store::META_APPLIED`]).
+//!
+//! Why lookups compare log indexes: the store may be ahead of the snapshot
+//! the shard restarted from (writes after it, flushed before the crash).
+//! Replaying the log from the snapshot then meets keys written by entries
+//! it has not replayed yet. A key written by the entry being applied or a
+//! later one is not there yet, as far as this entry is concerned: the
+//! replay writes it again, identically. So the answer to every lookup is
+//! the same as when the entry was first applied.
+//!
+//! Lookups of new ids stay in memory ([`KeyFilter`]); the store is read only
+//! when the filter may hold the id (a retry, or ~1 % false positives).
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use settle_codec::{Transaction, TxEvent, TxStatus};
+use settle_store::{Batch, Column, MemStore, Op, Store, StoreError, META_APPLIED};
+
+use super::cycles::CycleNote;
+use super::filter::KeyFilter;
+use super::snapshot::{Reader, Writer, EVENT_BYTES, RECORD_BYTES};
+use super::state::{trail, ExtraEvent, TxRecord, DEDUP_EVENTS_KEPT, DEDUP_WINDOW_US};
+use super::GroupId;
+
+/// Bytes of key filter a shard keeps by default (a few generations).
+pub const KEY_FILTER_BYTES_DEFAULT: usize = 128 << 20;
+
+/// Bytes of a [`Column::Keys`] value: expiry 8, kind 1, index 8, body 45.
+const KEY_VALUE_BYTES: usize = 62;
+
+/// What a cold idempotency key says the id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Booked here; its record is in the ledger.
+    Booked,
+    /// Reserved here for the shard that books it.
+    Reserved,
+}
+
+/// An idempotency key in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdKey {
+    pub kind: KeyKind,
+    /// Log index of the entry that accepted (or reserved) it.
+    pub index: u64,
+    /// Leader time at which it leaves the dedup window.
+    pub expires_at: u64,
+    /// The transaction as first accepted.
+    pub body: Transaction,
+}
+
+fn key_bytes(id: u128) -> [u8; 16] {
+    id.to_be_bytes()
+}
+
+/// Keys and ledger records are versioned by the log index that wrote them:
+/// an id reused after its dedup window gets a new version, and a replay
+/// from an older snapshot reads the version it saw the first time.
+fn versioned(id: u128, accepted_index: u64) -> [u8; 24] {
+    let mut k = [0; 24];
+    k[..16].copy_from_slice(&id.to_be_bytes());
+    k[16..].copy_from_slice(&accepted_index.to_be_bytes());
+    k
+}
+
+fn ledger_key(id: u128, accepted_index: u64) -> [u8; 24] {
+    versioned(id, accepted_index)
+}
+
+fn encode_key(k: &ColdKey) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(KEY_VALUE_BYTES));
+    w.u64(k.expires_at);
+    w.u8(match k.kind {
+        KeyKind::Booked => 1,
+        KeyKind::Reserved => 2,
+    });
+    w.u64(k.index);
+    w.transaction(&k.body);
+    debug_assert_eq!(w.0.len(), KEY_VALUE_BYTES);
+    w.0
+}
+
+fn decode_key(bytes: &[u8]) -> Result<ColdKey, String> {
+    let mut r = Reader::new(bytes);
+    let expires_at = r.u64()?;
+    let kind = match r.u8()? {
+        1 => KeyKind::Booked,
+        2 => KeyKind::Reserved,
+        other => return Err(format!("key kind {other}")),
+    };
+    let key = ColdKey {
+        kind,
+        index: r.u64()?,
+        expires_at,
+        body: r.transaction()?,
+    };
+    if !r.done() {
+        return Err("trailing bytes after a key".into());
+    }
+    Ok(key)
+}
+
+/// A finished record as the ledger holds it.
+pub fn encode_ledger(record: &TxRecord, extra: &[ExtraEvent]) -> Vec<u8> {
+    assert!(extra.len() <= DEDUP_EVENTS_KEPT);
+    let mut w = Writer(Vec::with_capacity(
+        RECORD_BYTES + 1 + extra.len() * EVENT_BYTES,
+    ));
+    w.record(record);
+    w.u8(extra.len() as u8);
+    for e in extra {
+        w.event(e);
+    }
+    w.0
+}
+
+pub fn decode_ledger(bytes: &[u8]) -> Result<(TxRecord, Vec<ExtraEvent>), String> {
+    let mut r = Reader::new(bytes);
+    let record = r.record()?;
+    let n = r.u8()? as usize;
+    if n > DEDUP_EVENTS_KEPT {
+        return Err(format!("{n} retry events in a ledger record"));
+    }
+    let extra = (0..n).map(|_| r.event()).collect::<Result<Vec<_>, _>>()?;
+    if !r.done() {
+        return Err("trailing bytes after a ledger record".into());
+    }
+    Ok((record, extra))
+}
+
+fn encode_note(note: &CycleNote) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(96));
+    w.note(note);
+    w.0
+}
+
+fn decode_note(bytes: &[u8]) -> Result<CycleNote, String> {
+    let mut r = Reader::new(bytes);
+    let note = r.note()?;
+    if !r.done() {
+        return Err("trailing bytes after a cycle note".into());
+    }
+    Ok(note)
+}
+
+/// Why the cold part could not answer: the shard's group stops rather than
+/// guess (see `GroupState::apply`).
+#[derive(Debug, thiserror::Error)]
+pub enum ColdError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state store: {what} does not decode: {reason}")]
+    Decode { what: &'static str, reason: String },
+}
+
+/// The shard's handle on its store (see the module docs).
+pub struct Cold {
+    store: Arc<dyn Store>,
+    filter: KeyFilter,
+    filter_bytes: usize,
+    /// Keys written by the entry being applied (not in the store yet).
+    staged: FxHashMap<u128, ColdKey>,
+    batch: Batch,
+    /// The first error met since the last [`Cold::take_error`].
+    error: Option<ColdError>,
+    /// Store reads made for lookups the filter could not answer.
+    pub(super) store_reads: u64,
+    /// Most unfinished transactions the shard holds in memory (the
+    /// proposer refuses more: "overloaded"); from the memory budget.
+    pub records_max: usize,
+}
+
+impl std::fmt::Debug for Cold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cold")
+            .field("filter_keys", &self.filter.keys())
+            .field("staged", &self.staged.len())
+            .finish()
+    }
+}
+
+impl Default for Cold {
+    /// A store in memory (unit tests, and a state not attached to disk yet).
+    fn default() -> Self {
+        Cold::empty(Arc::new(MemStore::new()))
+    }
+}
+
+impl Cold {
+    fn empty(store: Arc<dyn Store>) -> Cold {
+        Cold {
+            store,
+            filter: KeyFilter::new(KEY_FILTER_BYTES_DEFAULT),
+            filter_bytes: KEY_FILTER_BYTES_DEFAULT,
+            staged: FxHashMap::default(),
+            batch: Batch::new(),
+            error: None,
+            store_reads: 0,
+            records_max: super::proposer::SHARD_RECORDS_MAX,
+        }
+    }
+
+    /// The cold part over `store`, its key filter rebuilt from the keys the
+    /// store holds.
+    pub fn open(store: Arc<dyn Store>, filter_bytes: usize) -> Result<Cold, ColdError> {
+        let mut cold = Cold::empty(store);
+        cold.filter = KeyFilter::new(filter_bytes);
+        cold.filter_bytes = filter_bytes;
+        let mut bad = None;
+        let filter = &mut cold.filter;
+        cold.store.scan(
+            Column::Keys,
+            &mut |k, v| match (<[u8; 24]>::try_from(k), decode_key(v)) {
+                (Ok(versioned), Ok(key)) => {
+                    let id = u128::from_be_bytes(versioned[..16].try_into().expect("16 bytes"));
+                    filter.insert(id, key.expires_at);
+                    true
+                }
+                (_, Err(e)) => {
+                    bad = Some(e);
+                    false
+                }
+                (Err(_), _) => {
+                    bad = Some(format!("a key of {} bytes", k.len()));
+                    false
+                }
+            },
+        )?;
+        if let Some(reason) = bad {
+            return Err(ColdError::Decode {
+                what: "an idempotency key",
+                reason,
+            });
+        }
+        Ok(cold)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The same store with its filter rebuilt (its contents were replaced).
+    /// A filter that cannot be rebuilt trusts nothing: every lookup then
+    /// reads the store.
+    pub fn reopened(self) -> Cold {
+        let records_max = self.records_max;
+        match Cold::open(self.store.clone(), self.filter_bytes) {
+            Ok(cold) => Cold {
+                records_max,
+                ..cold
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "key filter not rebuilt: every lookup reads the store");
+                let mut cold = Cold::empty(self.store);
+                cold.filter.distrust();
+                cold.records_max = records_max;
+                cold
+            }
+        }
+    }
+
+    fn fail(&mut self, e: ColdError) {
+        if self.error.is_none() {
+            tracing::error!(error = %e, "state store failed: the shard stops applying");
+            self.error = Some(e);
+        }
+    }
+
+    /// The first failure since the last call: the entry that met it must
+    /// not count as applied.
+    pub fn take_error(&mut self) -> Option<ColdError> {
+        self.error.take()
+    }
+
+    /// The live key of `id` as of the entry at `log_index` (see the module
+    /// docs), or `None`: never seen, expired at `now_us`, or only written
+    /// by this entry's future.
+    pub fn key(&mut self, id: u128, log_index: u64, now_us: u64) -> Option<ColdKey> {
+        let live = |k: &ColdKey| k.expires_at > now_us;
+        if let Some(k) = self.staged.get(&id) {
+            return Some(*k).filter(live);
+        }
+        if !self.filter.may_contain(id, now_us) {
+            return None;
+        }
+        self.store_reads += 1;
+        // The newest version written before this entry.
+        let at_most = versioned(id, log_index.saturating_sub(1));
+        match self
+            .store
+            .last_at_or_below(Column::Keys, &key_bytes(id), &at_most)
+        {
+            Ok(None) => None,
+            Ok(Some((_, bytes))) => match decode_key(&bytes) {
+                Ok(k) => Some(k).filter(|k| live(k) && k.index < log_index),
+                Err(reason) => {
+                    self.fail(ColdError::Decode {
+                        what: "an idempotency key",
+                        reason,
+                    });
+                    None
+                }
+            },
+            Err(e) => {
+                self.fail(e.into());
+                None
+            }
+        }
+    }
+
+    fn put_key(&mut self, id: u128, key: ColdKey) {
+        let value = encode_key(&key);
+        if let Err(e) = self
+            .batch
+            .put(Column::Keys, &versioned(id, key.index), &value)
+        {
+            self.fail(e.into());
+        }
+        self.filter.insert(id, key.expires_at);
+        self.staged.insert(id, key);
+    }
+
+    /// A finished record leaves memory: its key for the rest of the dedup
+    /// window, its record and retries for the retention.
+    pub fn put_finished(&mut self, record: &TxRecord, extra: &[ExtraEvent], finished_at: u64) {
+        let id = record.tx.id;
+        let value = encode_ledger(record, extra);
+        if let Err(e) = self.batch.put(
+            Column::Ledger,
+            &ledger_key(id, record.accepted_index),
+            &value,
+        ) {
+            self.fail(e.into());
+        }
+        self.put_key(
+            id,
+            ColdKey {
+                kind: KeyKind::Booked,
+                index: record.accepted_index,
+                expires_at: finished_at.saturating_add(DEDUP_WINDOW_US),
+                body: record.tx,
+            },
+        );
+    }
+
+    /// `body`'s id is reserved here, at `index`, for the shard that books it.
+    pub fn put_reservation(&mut self, body: Transaction, index: u64, at_us: u64) {
+        self.put_key(
+            body.id,
+            ColdKey {
+                kind: KeyKind::Reserved,
+                index,
+                expires_at: at_us.saturating_add(DEDUP_WINDOW_US),
+                body,
+            },
+        );
+    }
+
+    /// The facts of an applied cycle, for the trails of its records.
+    pub fn put_note(&mut self, cycle_id: u64, note: &CycleNote) {
+        let value = encode_note(note);
+        if let Err(e) = self
+            .batch
+            .put(Column::Cycles, &cycle_id.to_be_bytes(), &value)
+        {
+            self.fail(e.into());
+        }
+    }
+
+    /// Writes the entry's staged changes with its index (failures are kept
+    /// for [`Cold::take_error`]).
+    ///
+    /// Returns `crc` extended with what the entry wrote: replicas that
+    /// applied the same log wrote the same, so equal running checksums say
+    /// their stores received the same writes (the replica digest).
+    pub fn commit(&mut self, log_index: u64, now_us: u64, crc: u32) -> u32 {
+        self.staged.clear();
+        if self.batch.is_empty() {
+            return crc;
+        }
+        let mut crc = crc;
+        for op in self.batch.ops() {
+            if let Op::Put { column, key, value } = op {
+                crc = crc32c::crc32c_append(crc, column.name().as_bytes());
+                crc = crc32c::crc32c_append(crc, key);
+                crc = crc32c::crc32c_append(crc, value);
+            }
+        }
+        if let Err(e) = self
+            .batch
+            .put(Column::Meta, META_APPLIED, &log_index.to_le_bytes())
+        {
+            self.fail(e.into());
+        }
+        self.store.set_clock(now_us);
+        let written = self.store.write(&self.batch);
+        self.batch.clear();
+        if let Err(e) = written {
+            self.fail(e.into());
+        }
+        self.filter.expire(now_us);
+        crc
+    }
+
+    pub fn filter_bytes(&self) -> usize {
+        self.filter.bytes()
+    }
+}
+
+/// Reads of the ledger, made off the shard's core (they may touch the disk).
+#[derive(Clone)]
+pub struct ColdReader {
+    store: Arc<dyn Store>,
+}
+
+impl ColdReader {
+    pub fn new(store: Arc<dyn Store>) -> ColdReader {
+        ColdReader { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The newest finished record of `id`, with its retries.
+    pub fn record(&self, id: u128) -> Result<Option<(TxRecord, Vec<ExtraEvent>)>, ColdError> {
+        match self
+            .store
+            .last_with_prefix(Column::Ledger, &key_bytes(id))?
+        {
+            None => Ok(None),
+            Some((_, bytes)) => {
+                decode_ledger(&bytes)
+                    .map(Some)
+                    .map_err(|reason| ColdError::Decode {
+                        what: "a ledger record",
+                        reason,
+                    })
+            }
+        }
+    }
+
+    /// The status and audit trail of a finished transaction (`None` if the
+    /// store has no record of it). `group` is the shard's group id.
+    pub fn lookup(
+        &self,
+        id: u128,
+        group: GroupId,
+    ) -> Result<Option<(TxStatus, Vec<TxEvent>)>, ColdError> {
+        let Some((record, extra)) = self.record(id)? else {
+            return Ok(None);
+        };
+        let mut failed = None;
+        let events = trail(
+            &record,
+            &extra,
+            &mut |cycle| match self.note(cycle) {
+                Ok(note) => note,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    None
+                }
+            },
+            group,
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Some((record.status, events))),
+        }
+    }
+
+    /// The facts of cycle `cycle_id` as this shard applied it.
+    pub fn note(&self, cycle_id: u64) -> Result<Option<CycleNote>, ColdError> {
+        match self.store.get(Column::Cycles, &cycle_id.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => decode_note(&bytes)
+                .map(Some)
+                .map_err(|reason| ColdError::Decode {
+                    what: "a cycle note",
+                    reason,
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use settle_codec::{Currency, ParticipantId, Transaction, TxResult, TxStatus, Window};
+
+    use super::*;
+    use crate::shard::cycles::tests::{facts, tx};
+    use crate::shard::{BatchOutcome, CycleApply, Leg, ShardState};
+
+    /// One log entry of the script below.
+    #[derive(Clone)]
+    enum Step {
+        Open,
+        Submit(Vec<Transaction>),
+        Close(u64),
+        Apply(CycleApply),
+        Execution(Vec<BatchOutcome>),
+    }
+
+    fn eur(t: Transaction) -> Transaction {
+        Transaction {
+            send: Currency::EUR,
+            ..t
+        }
+    }
+
+    /// Every way a key reaches the store and is looked up again: finished
+    /// records (final, confirmed), a reservation, retries and conflicts of
+    /// both, a reuse after the dedup window.
+    fn script() -> Vec<(u64, Step)> {
+        let rtgs = |id, amount| tx(id, 1, 2, amount, Window::Rtgs);
+        let settle = |batch| Leg::Settled {
+            batch,
+            receive_amount: 1,
+        };
+        let apply = |cycle_id, confirm, legs: Vec<Leg>| CycleApply {
+            cycle_id,
+            decision: facts(cycle_id),
+            confirm,
+            legs,
+            credits: vec![],
+            incoming: vec![],
+        };
+        let later = DEDUP_WINDOW_US * 3;
+        vec![
+            (10, Step::Open),
+            (
+                20,
+                Step::Submit(vec![rtgs(1, 10), rtgs(2, 20), eur(rtgs(100, 5))]),
+            ),
+            (30, Step::Close(1)),
+            (
+                40,
+                Step::Apply(apply(
+                    1,
+                    true,
+                    vec![
+                        settle(1),
+                        Leg::Deferred {
+                            reason: settle_codec::tx::DeferReason::Unsolvable,
+                        },
+                    ],
+                )),
+            ),
+            (
+                50,
+                Step::Submit(vec![
+                    rtgs(1, 10),
+                    rtgs(1, 11),
+                    eur(rtgs(100, 5)),
+                    rtgs(100, 5),
+                    rtgs(3, 30),
+                    rtgs(3, 30),
+                ]),
+            ),
+            (60, Step::Close(2)),
+            (70, Step::Apply(apply(2, false, vec![settle(1), settle(2)]))),
+            (80, Step::Submit(vec![rtgs(2, 20), rtgs(3, 30)])),
+            (
+                90,
+                Step::Execution(vec![
+                    BatchOutcome {
+                        cycle_id: 2,
+                        batch: 1,
+                        confirmed: true,
+                        attempts: 1,
+                    },
+                    BatchOutcome {
+                        cycle_id: 2,
+                        batch: 2,
+                        confirmed: false,
+                        attempts: 3,
+                    },
+                ]),
+            ),
+            (
+                100,
+                Step::Submit(vec![rtgs(2, 20), rtgs(3, 31), eur(rtgs(100, 5))]),
+            ),
+            // Past the dedup window: the ids are free again.
+            (
+                later,
+                Step::Submit(vec![rtgs(1, 99), eur(rtgs(100, 6)), rtgs(2, 20)]),
+            ),
+        ]
+    }
+
+    fn run(s: &mut ShardState, index: u64, ts: u64, step: &Step) -> Vec<TxResult> {
+        let mut r = Vec::new();
+        match step {
+            Step::Open => {
+                s.apply_open(index, ts, [(ParticipantId(1), 1_000)], &mut r);
+            }
+            Step::Submit(txs) => s.apply_submit(index, ts, Currency::USD, txs.clone(), &mut r),
+            Step::Close(cycle) => r.push(s.apply_close(index, ts, *cycle, Window::Rtgs, 10)),
+            Step::Apply(apply) => r.push(s.apply_cycle(index, ts, apply)),
+            Step::Execution(outcomes) => s.apply_execution(index, ts, outcomes, &mut r),
+        }
+        s.end_entry().unwrap();
+        r
+    }
+
+    fn attached(s: &mut ShardState, store: &Arc<MemStore>) {
+        let store: Arc<dyn Store> = store.clone();
+        s.attach_store(Cold::open(store, 1 << 20).unwrap());
+    }
+
+    #[test]
+    fn finished_records_leave_memory_and_still_answer_for_their_ids() {
+        let store = Arc::new(MemStore::new());
+        let mut s = ShardState::new();
+        attached(&mut s, &store);
+        let results: Vec<_> = script()
+            .iter()
+            .enumerate()
+            .map(|(i, (ts, step))| run(&mut s, i as u64 + 1, *ts, step))
+            .collect();
+        use TxResult::{Conflict as X, Created as C, Duplicate as D};
+        assert_eq!(results[1], vec![C, C, C]);
+        // 1 settled and left memory; 100 is reserved in the store.
+        assert_eq!(results[4], vec![D, X, D, X, C, D]);
+        assert_eq!(results[7], vec![D, D], "in flight: still in memory");
+        assert_eq!(results[9], vec![D, X, D], "finished: answered by the store");
+        assert_eq!(results[10], vec![C, C, C], "past the window, booked anew");
+        assert_eq!(s.held(), 2, "only the two new bookings in memory");
+        assert!(store.len(Column::Ledger) >= 3);
+        // The old trails are still there; the newest booking answers.
+        assert_eq!(s.lookup_record(1).unwrap().tx.amount, 99);
+        let failed = ColdReader::new(store.clone()).record(3).unwrap().unwrap().0;
+        assert_eq!(failed.status, TxStatus::Failed);
+        let (status, events) = ColdReader::new(store.clone())
+            .lookup(3, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, TxStatus::Failed);
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        use settle_codec::TxEventKind::*;
+        assert_eq!(
+            kinds,
+            vec![
+                TransactionSubmitted,
+                TransactionDeduped,
+                BatchCreated,
+                BatchOptimized,
+                ConsensusSubmitted,
+                ConsensusAchieved,
+                SettlementInitiated,
+                TransactionDeduped,
+                SettlementFailed,
+                SettlementReversed,
+            ]
+        );
+    }
+
+    /// The store may be ahead of the snapshot a shard restarts from (it was
+    /// flushed after the snapshot, before a crash). Replaying the log from
+    /// any snapshot over such a store gives every entry the answers it had
+    /// the first time, and the same state.
+    #[test]
+    fn replay_from_any_snapshot_over_a_store_ahead_of_it_answers_the_same() {
+        let steps = script();
+        let reference = {
+            let mut s = ShardState::new();
+            let results: Vec<_> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, (ts, step))| run(&mut s, i as u64 + 1, *ts, step))
+                .collect();
+            (results, s.encode_snapshot())
+        };
+        for cut in 0..=steps.len() {
+            let store = Arc::new(MemStore::new());
+            let mut a = ShardState::new();
+            attached(&mut a, &store);
+            let mut snapshot = ShardState::new().encode_snapshot();
+            for (i, (ts, step)) in steps.iter().enumerate() {
+                if i == cut {
+                    snapshot = a.encode_snapshot();
+                }
+                run(&mut a, i as u64 + 1, *ts, step);
+            }
+            if cut == steps.len() {
+                snapshot = a.encode_snapshot();
+            }
+            // Crash: the memory is gone, the store (with every write) stays.
+            let mut b = ShardState::decode_snapshot(&snapshot).unwrap();
+            attached(&mut b, &store);
+            for (i, (ts, step)) in steps.iter().enumerate().skip(cut) {
+                assert_eq!(
+                    run(&mut b, i as u64 + 1, *ts, step),
+                    reference.0[i],
+                    "entry {} replayed from a snapshot at {cut}",
+                    i + 1
+                );
+            }
+            assert_eq!(b.encode_snapshot(), reference.1, "snapshot at {cut}");
+        }
+    }
+
+    #[test]
+    fn keys_and_ledger_records_round_trip_and_damage_is_an_error() {
+        let key = ColdKey {
+            kind: KeyKind::Reserved,
+            index: 7,
+            expires_at: 99,
+            body: tx(5, 1, 2, 3, Window::T0),
+        };
+        let bytes = encode_key(&key);
+        assert_eq!(bytes.len(), KEY_VALUE_BYTES);
+        assert_eq!(settle_store::key_expiry(&bytes), Some(99));
+        assert_eq!(decode_key(&bytes).unwrap(), key);
+        for cut in 0..bytes.len() {
+            assert!(decode_key(&bytes[..cut]).is_err());
+        }
+        let mut bad = bytes.clone();
+        bad[8] = 9;
+        assert!(decode_key(&bad).is_err());
+    }
+}
