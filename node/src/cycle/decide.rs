@@ -645,6 +645,16 @@ pub fn legs(record: &CycleRecord, inst: Option<&Instance>) -> BTreeMap<Currency,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node's budget for `candidates`, but waiting as long as it takes
+    /// for the answer: on a loaded 2-core box a debug build may answer late,
+    /// and what these tests check must not depend on the scheduler.
+    fn patient(candidates: usize) -> SolveBudget {
+        SolveBudget {
+            grace: Duration::from_secs(60),
+            ..SolveBudget::for_candidates(candidates)
+        }
+    }
     use crate::cycle::instance::{build_instance, solution_file};
     use crate::participants::Participant;
     use settle_solver::check;
@@ -737,7 +747,7 @@ mod tests {
             ..twin
         });
         closed[1].since_us.push(0);
-        let (record, inst) = decided_at(&closed, NOW_US, SolveBudget::for_candidates(5));
+        let (record, inst) = decided_at(&closed, NOW_US, patient(5));
         let inst = inst.expect("an instance of the others");
         assert_eq!(record.summary.method, DecisionMethod::Optimiser);
         assert_eq!(inst.transactions.len(), 4);
@@ -850,7 +860,7 @@ mod tests {
 
     #[test]
     fn decisions_explain_every_deferral_and_pass_the_checker() {
-        let (record, inst) = decided(SolveBudget::for_candidates(4));
+        let (record, inst) = decided(patient(4));
         let inst = inst.unwrap();
         assert_eq!(
             record.summary.method,
@@ -933,7 +943,7 @@ mod tests {
         );
         let mut rt = crate::raft::GlommioRuntime::new(1);
         use openraft::AsyncRuntime;
-        let (record, inst) = rt.block_on(decide(record, due, SolveBudget::for_candidates(4)));
+        let (record, inst) = rt.block_on(decide(record, due, patient(4)));
         assert!(inst.is_none());
         assert_eq!(record.summary.deferred, 4);
         assert!(
