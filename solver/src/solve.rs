@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::bound::lagrangian_bound;
 use crate::exact::{exact_with_incumbent, Base, Bb, ExactLimits};
 use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
@@ -116,6 +117,10 @@ pub struct SolveOptions {
     /// Whether the whole-shortfall repair start (see `repair_global`)
     /// competes with the balance-by-balance one.
     pub global_repair: bool,
+    /// Subgradient iterations of the lower bound computed after the search
+    /// (see `bound::lagrangian_bound`); 0 keeps only the bound the
+    /// liquidity-priced start found on the way.
+    pub bound_iterations: usize,
 }
 
 impl Default for SolveOptions {
@@ -130,6 +135,7 @@ impl Default for SolveOptions {
             ruin_iterations_max: 200,
             guide_iterations: 150,
             global_repair: true,
+            bound_iterations: 200,
         }
     }
 }
@@ -202,6 +208,11 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         sol = netted_naive;
     }
     sol.naive_cost = base.cost;
+    if !proven && opts.bound_iterations > 0 {
+        // Aimed at the answer's cost: the closer the aim, the better the step.
+        let bound = lagrangian_bound(inst, opts.bound_iterations, sol.cost.total);
+        lower_bound = lower_bound.max(bound);
+    }
     sol.lower_bound_usd = Some(if proven {
         sol.cost.total
     } else {
