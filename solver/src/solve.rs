@@ -38,6 +38,13 @@ const GRIDLOCK_SET_MAX: usize = 8;
 /// Deferrals one ejection chain may make.
 const CHAIN_STEPS_MAX: usize = 64;
 
+/// Flips one funding chain may make (the seed included).
+const FUND_CHAIN_STEPS_MAX: usize = 48;
+
+/// Candidates of each kind (credits to settle, debits to defer) a funding
+/// chain weighs at one balance.
+const FUND_CANDIDATES_MAX: usize = 32;
+
 /// Members of a group moved together at most in one group move.
 const GROUP_MOVE_MAX: usize = 16;
 
@@ -439,6 +446,10 @@ struct Search<'a> {
     /// a blocked payment whose surroundings did not change since is not
     /// retried (its move failed then and would fail again).
     chain_epoch: Option<u64>,
+    fund_epoch: Option<u64>,
+    /// Scratch of the funding chains: the payments one chain has flipped
+    /// (never flipped back within it). All false between moves.
+    pinned: Vec<bool>,
     gridlock_epoch: Option<u64>,
     /// Static orders, shared so that a move can walk one while changing state.
     idx: Rc<Index>,
@@ -557,7 +568,15 @@ impl<'a> Search<'a> {
             self.lns_pass(deadline);
             self.refresh_fx();
             if self.total() > before - 1e-7 {
-                break;
+                // A local optimum of the moves above: only then the funding
+                // chains, whose wide moves would otherwise pull the search
+                // elsewhere before the cheap moves are done.
+                let converged = self.total();
+                self.fund_chain_pass();
+                self.refresh_fx();
+                if self.total() > converged - 1e-7 {
+                    break;
+                }
             }
         }
         // Intensify: the payments with the largest gains still deferred get
@@ -875,6 +894,8 @@ impl<'a> Search<'a> {
             epoch: 0,
             lns_epoch: None,
             chain_epoch: None,
+            fund_epoch: None,
+            pinned: vec![false; n],
             gridlock_epoch: None,
             deb_slot,
             cred_slot,
@@ -1573,6 +1594,152 @@ impl<'a> Search<'a> {
             }
             self.set_quietly(t, false);
         }
+    }
+
+    /// Funding chains: settle a blocked payment that pays off, then cover
+    /// every balance it overdraws by whichever is cheaper per USD covered:
+    /// settling a deferred credit into that balance (a gain when the credit
+    /// pays off itself; if it overdraws its own debtor, that shortfall is
+    /// charged at this balance's cheapest deferral and covered next), or
+    /// deferring a settled debit from it (an ejection, cascading to its
+    /// creditor). Kept when the whole chain lowers the cost, else undone.
+    /// This settles the circulations of large payments among banks with
+    /// little liquidity that neither pure ejection chains nor pure
+    /// gridlock sets reach.
+    fn fund_chain_pass(&mut self) {
+        let since = self.fund_epoch.replace(self.epoch);
+        for i in 0..self.n {
+            let t = self.urgency[i] as usize;
+            if self.x[t] || self.can_add(t) || !self.changed_since(t, since) {
+                continue;
+            }
+            let c = self.inst.transactions[t].creditor as usize;
+            if self.used[c] + self.inst.receive_usd_fixed[t] > self.inst.limit_fixed[c] {
+                continue;
+            }
+            if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            let before = self.total();
+            let mut flips: Vec<usize> = Vec::with_capacity(FUND_CHAIN_STEPS_MAX);
+            self.set_quietly(t, true);
+            self.pinned[t] = true;
+            flips.push(t);
+            let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips)
+                && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
+            if ok {
+                debug_assert!(self.is_feasible());
+                self.fx.refresh();
+            } else {
+                for &u in flips.iter().rev() {
+                    let on = self.x[u];
+                    self.set_quietly(u, !on);
+                }
+            }
+            for &u in &flips {
+                self.pinned[u] = false;
+            }
+        }
+    }
+
+    /// The chain of [`Search::fund_chain_pass`] from short balance `first`:
+    /// appends every flip to `flips` and pins it. False when some balance or
+    /// limit could not be restored within [`FUND_CHAIN_STEPS_MAX`] flips.
+    fn cover_shortfalls(&mut self, first: usize, flips: &mut Vec<usize>) -> bool {
+        let idx = Rc::clone(&self.idx);
+        let nc = self.inst.currencies.len();
+        let txs = &self.inst.transactions;
+        let mut queue: VecDeque<usize> = VecDeque::with_capacity(FUND_CHAIN_STEPS_MAX + 1);
+        queue.push_back(first);
+        while let Some(s) = queue.pop_front() {
+            let unit = self.inst.currencies[s % nc].usd_per_unit.to_f64()
+                / 10f64.powi(self.inst.currencies[s % nc].minor_units as i32);
+            while self.bal[s] < 0 {
+                if flips.len() >= FUND_CHAIN_STEPS_MAX {
+                    return false;
+                }
+                let short = -self.bal[s];
+                // Cheapest deferral of a settled debit, loss per USD covered.
+                let mut eject: Option<(f64, usize)> = None;
+                let mut seen = 0;
+                for &u in idx.out.get(s) {
+                    let u = u as usize;
+                    if !self.x[u] || self.pinned[u] {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen > FUND_CANDIDATES_MAX {
+                        break;
+                    }
+                    let covered = (txs[u].amount as i128).min(short) as f64 * unit;
+                    let mut score = self.rank_loss[u].max(0.0) / covered.max(1e-9);
+                    if !self.can_remove(u) {
+                        // It overdraws its creditor: charge that as well.
+                        score *= 2.0;
+                    }
+                    if eject.is_none_or(|(b, _)| score < b) {
+                        eject = Some((score, u));
+                    }
+                }
+                // The price of covering a new shortfall elsewhere: this
+                // balance's cheapest deferral, or a prohibitive one.
+                let cascade_price = eject.map_or(1.0, |(b, _)| b.max(1e-6));
+                let mut fund: Option<(f64, usize)> = None;
+                let mut seen = 0;
+                for &v in idx.incoming.get(s) {
+                    let v = v as usize;
+                    if self.x[v] || self.pinned[v] {
+                        continue;
+                    }
+                    let cv = txs[v].creditor as usize;
+                    if self.used[cv] + self.inst.receive_usd_fixed[v] > self.inst.limit_fixed[cv] {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen > FUND_CANDIDATES_MAX {
+                        break;
+                    }
+                    let ds = self.deb_slot[v] as usize;
+                    let debtor_unit = self.inst.currencies[ds % nc].usd_per_unit.to_f64()
+                        / 10f64.powi(self.inst.currencies[ds % nc].minor_units as i32);
+                    let mut after = self.bal[ds] - txs[v].amount as i128;
+                    if ds == s {
+                        after += txs[v].receive_amount as i128;
+                    }
+                    let new_short = (-after).max(0) as f64 * debtor_unit;
+                    let covered = (txs[v].receive_amount as i128).min(short) as f64 * unit;
+                    let score = (-self.loss[v] + cascade_price * new_short) / covered.max(1e-9);
+                    if fund.is_none_or(|(b, _)| score < b) {
+                        fund = Some((score, v));
+                    }
+                }
+                let pick = match (eject, fund) {
+                    (Some((e, u)), Some((f, v))) => {
+                        if f < e {
+                            (v, true)
+                        } else {
+                            (u, false)
+                        }
+                    }
+                    (Some((_, u)), None) => (u, false),
+                    (None, Some((_, v))) => (v, true),
+                    (None, None) => return false,
+                };
+                let (u, settle) = pick;
+                self.set_quietly(u, settle);
+                self.pinned[u] = true;
+                flips.push(u);
+                let next = if settle {
+                    self.deb_slot[u] as usize
+                } else {
+                    self.cred_slot[u] as usize
+                };
+                if self.bal[next] < 0 && !queue.contains(&next) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        true
     }
 
     /// Netting pairs: a deferred transaction that does not pay off alone
