@@ -68,7 +68,8 @@ enum Command {
         /// Override SolveOptions::exact_transactions_max.
         #[arg(long)]
         exact_max: Option<usize>,
-        /// Override SolveOptions::neighbourhood_transactions.
+        /// Override SolveOptions::neighbourhood_transactions (and its
+        /// small-instance counterpart).
         #[arg(long)]
         neighbourhood: Option<usize>,
         /// Override SolveOptions::ruin_work.
@@ -176,6 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = neighbourhood {
                 opts.neighbourhood_transactions = v;
+                opts.neighbourhood_transactions_small = v;
             }
             if let Some(v) = ruin_work {
                 opts.ruin_work = v;
