@@ -63,11 +63,26 @@ pub(crate) fn lagrangian_bound(inst: &Instance, iterations: usize, upper_bound: 
         .iter()
         .map(|&l| l as f64 * fixed_unit)
         .collect();
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); inst.group_count()];
-    for t in 0..n {
-        members[inst.group_of(t)].push(t);
+    // Transactions in group order (flat, with each group's end): one pass
+    // over them per iteration visits every group's members together.
+    let groups = inst.group_count();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&t| (inst.group_of(t), t));
+    let mut group_end = vec![0usize; groups];
+    for &t in &order {
+        group_end[inst.group_of(t)] += 1;
     }
-    let defer_total: f64 = (0..n).map(|t| inst.defer_usd(t)).sum();
+    for g in 1..groups {
+        group_end[g] += group_end[g - 1];
+    }
+    let defer: Vec<f64> = order.iter().map(|&t| inst.defer_usd(t)).collect();
+    let deb: Vec<usize> = order.iter().map(|&t| deb[t]).collect();
+    let cred: Vec<usize> = order.iter().map(|&t| cred[t]).collect();
+    let creditor: Vec<usize> = order.iter().map(|&t| txs[t].creditor as usize).collect();
+    let take: Vec<f64> = order.iter().map(|&t| take[t]).collect();
+    let give: Vec<f64> = order.iter().map(|&t| give[t]).collect();
+    let uses: Vec<f64> = order.iter().map(|&t| uses[t]).collect();
+    let defer_total: f64 = defer.iter().sum();
     let mut price = vec![0f64; slots];
     let mut limit_price = vec![0f64; np];
     let mut bal = vec![0f64; slots];
@@ -91,17 +106,18 @@ pub(crate) fn lagrangian_bound(inst: &Instance, iterations: usize, upper_bound: 
                 .zip(&limit)
                 .map(|(p, l)| p * l)
                 .sum::<f64>();
-        for list in &members {
+        let mut first = 0;
+        for &end in &group_end {
             gainers.clear();
-            for &t in list {
-                let c = txs[t].creditor as usize;
+            for t in first..end {
                 let reduced = price[deb[t]] * take[t] - price[cred[t]] * give[t]
-                    + limit_price[c] * uses[t]
-                    - inst.defer_usd(t);
+                    + limit_price[creditor[t]] * uses[t]
+                    - defer[t];
                 if reduced < 0.0 {
                     gainers.push((reduced, t));
                 }
             }
+            first = end;
             if gainers.is_empty() {
                 continue;
             }
@@ -119,7 +135,7 @@ pub(crate) fn lagrangian_bound(inst: &Instance, iterations: usize, upper_bound: 
             for &(_, t) in &gainers[..best_k] {
                 bal[deb[t]] -= take[t];
                 bal[cred[t]] += give[t];
-                used[txs[t].creditor as usize] += uses[t];
+                used[creditor[t]] += uses[t];
             }
         }
         if lagrangian > bound {

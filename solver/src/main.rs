@@ -78,6 +78,9 @@ enum Command {
         /// Override SolveOptions::guide_iterations.
         #[arg(long)]
         guide: Option<usize>,
+        /// Override SolveOptions::bound_iterations.
+        #[arg(long)]
+        bound_iterations: Option<usize>,
         /// Override SolveOptions::global_repair.
         #[arg(long)]
         global_repair: Option<bool>,
@@ -163,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             neighbourhood,
             ruin_work,
             guide,
+            bound_iterations,
             global_repair,
         } => {
             let mut opts = SolveOptions {
@@ -184,6 +188,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = guide {
                 opts.guide_iterations = v;
+            }
+            if let Some(v) = bound_iterations {
+                opts.bound_iterations = v;
             }
             if let Some(v) = global_repair {
                 opts.global_repair = v;

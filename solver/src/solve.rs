@@ -78,6 +78,16 @@ const GLOBAL_REPAIR_TRANSACTIONS_MAX: usize = 300;
 /// to start settled; each threshold is one candidate construction.
 const GUIDE_THRESHOLDS: [f64; 3] = [0.25, 0.5, 0.75];
 
+/// Transaction visits the lower bound after the search may spend (each
+/// iteration visits every transaction once). On the suite at 1,000
+/// transactions 50 iterations leave the bound 57.9 % below the optimum,
+/// 200 iterations 55.4 %, at four times the time (about 3.5 ms on the
+/// loaded box): not worth a quarter of the solve.
+const BOUND_WORK: usize = 50_000;
+
+/// Iterations of the lower bound at least, however large the instance.
+const BOUND_ITERATIONS_MIN: usize = 20;
+
 /// Instances up to this size get the wider neighbourhoods of
 /// [`SolveOptions::neighbourhood_transactions_small`]: at 1,000
 /// transactions 32 instead of 16 free doubled the solve time for 0.15
@@ -136,8 +146,9 @@ pub struct SolveOptions {
     /// competes with the balance-by-balance one.
     pub global_repair: bool,
     /// Subgradient iterations of the lower bound computed after the search
-    /// (see `bound::lagrangian_bound`); 0 keeps only the bound the
-    /// liquidity-priced start found on the way.
+    /// (see `bound::lagrangian_bound`), at most: large instances get
+    /// [`BOUND_WORK`] / transactions (at least [`BOUND_ITERATIONS_MIN`]).
+    /// 0 keeps only the bound the liquidity-priced start found on the way.
     pub bound_iterations: usize,
 }
 
@@ -229,7 +240,10 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     sol.naive_cost = base.cost;
     if !proven && opts.bound_iterations > 0 {
         // Aimed at the answer's cost: the closer the aim, the better the step.
-        let bound = lagrangian_bound(inst, opts.bound_iterations, sol.cost.total);
+        let iterations = (BOUND_WORK / inst.transactions.len().max(1))
+            .max(BOUND_ITERATIONS_MIN)
+            .min(opts.bound_iterations);
+        let bound = lagrangian_bound(inst, iterations, sol.cost.total);
         lower_bound = lower_bound.max(bound);
     }
     sol.lower_bound_usd = Some(if proven {
@@ -1637,25 +1651,34 @@ impl<'a> Search<'a> {
             if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
                 continue;
             }
-            let before = self.total();
-            let mut flips: Vec<usize> = Vec::with_capacity(FUND_CHAIN_STEPS_MAX);
-            self.set_quietly(t, true);
-            self.pinned[t] = true;
-            flips.push(t);
-            let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips)
-                && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
-            if ok {
-                debug_assert!(self.is_feasible());
-                self.fx.refresh();
-            } else {
-                for &u in flips.iter().rev() {
-                    let on = self.x[u];
-                    self.set_quietly(u, !on);
-                }
+            self.try_funding_chain(t);
+        }
+    }
+
+    /// Settles blocked `t`, covers what it overdraws (see
+    /// [`Search::cover_shortfalls`]) and keeps the chain when the whole
+    /// lowers the cost; otherwise undoes it. (The mirror, deferring a
+    /// payment whose creditor spent its credit and covering the creditor,
+    /// changed nothing on the suite but noise: 100 tx 0.89 -> 0.92 %.)
+    fn try_funding_chain(&mut self, t: usize) {
+        let before = self.total();
+        let mut flips: Vec<usize> = Vec::with_capacity(FUND_CHAIN_STEPS_MAX);
+        self.set_quietly(t, true);
+        self.pinned[t] = true;
+        flips.push(t);
+        let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips)
+            && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
+        if ok {
+            debug_assert!(self.is_feasible());
+            self.fx.refresh();
+        } else {
+            for &u in flips.iter().rev() {
+                let on = self.x[u];
+                self.set_quietly(u, !on);
             }
-            for &u in &flips {
-                self.pinned[u] = false;
-            }
+        }
+        for &u in &flips {
+            self.pinned[u] = false;
         }
     }
 
