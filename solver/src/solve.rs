@@ -41,6 +41,10 @@ const CHAIN_STEPS_MAX: usize = 64;
 /// Flips one funding chain may make (the seed included).
 const FUND_CHAIN_STEPS_MAX: usize = 48;
 
+/// How far the running losses of a funding chain may exceed its seed's
+/// gain before it is given up (a share of that gain).
+const FUND_CHAIN_SLACK: f64 = 0.25;
+
 /// Candidates of each kind (credits to settle, debits to defer) a funding
 /// chain weighs at one balance.
 const FUND_CANDIDATES_MAX: usize = 32;
@@ -473,6 +477,8 @@ struct Search<'a> {
     /// retried (its move failed then and would fail again).
     chain_epoch: Option<u64>,
     fund_epoch: Option<u64>,
+    /// USD per minor unit of each currency.
+    unit_usd: Vec<f64>,
     /// Scratch of the funding chains: the payments one chain has flipped
     /// (never flipped back within it). All false between moves.
     pinned: Vec<bool>,
@@ -556,6 +562,9 @@ impl<'a> Search<'a> {
             // Shares in between are the payments the prices could not
             // decide: try them in, half in, out.
             for threshold in GUIDE_THRESHOLDS {
+                if best.is_some() && Instant::now() >= deadline {
+                    break;
+                }
                 self.reset();
                 for (t, &g) in guide.iter().enumerate() {
                     if g >= threshold {
@@ -584,21 +593,34 @@ impl<'a> Search<'a> {
                 break;
             }
             let before = self.total();
-            self.add_pass();
-            self.drop_pass();
-            self.group_pass();
-            self.swap_pass();
-            self.gridlock_pass();
-            self.netting_pass();
-            self.chain_pass();
+            // The deadline between passes too: one round of them can take
+            // several milliseconds at 1,000 transactions.
+            let passes: [fn(&mut Self); 7] = [
+                Self::add_pass,
+                Self::drop_pass,
+                Self::group_pass,
+                Self::swap_pass,
+                Self::gridlock_pass,
+                Self::netting_pass,
+                Self::chain_pass,
+            ];
+            for pass in passes {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                pass(self);
+            }
             self.lns_pass(deadline);
             self.refresh_fx();
+            if Instant::now() >= deadline {
+                break;
+            }
             if self.total() > before - 1e-7 {
                 // A local optimum of the moves above: only then the funding
                 // chains, whose wide moves would otherwise pull the search
                 // elsewhere before the cheap moves are done.
                 let converged = self.total();
-                self.fund_chain_pass();
+                self.fund_chain_pass(deadline);
                 self.refresh_fx();
                 if self.total() > converged - 1e-7 {
                     break;
@@ -921,6 +943,11 @@ impl<'a> Search<'a> {
             lns_epoch: None,
             chain_epoch: None,
             fund_epoch: None,
+            unit_usd: inst
+                .currencies
+                .iter()
+                .map(|c| c.usd_per_unit.to_f64() / 10f64.powi(c.minor_units as i32))
+                .collect(),
             pinned: vec![false; n],
             gridlock_epoch: None,
             deb_slot,
@@ -1637,9 +1664,12 @@ impl<'a> Search<'a> {
     /// This settles the circulations of large payments among banks with
     /// little liquidity that neither pure ejection chains nor pure
     /// gridlock sets reach.
-    fn fund_chain_pass(&mut self) {
+    fn fund_chain_pass(&mut self, deadline: Instant) {
         let since = self.fund_epoch.replace(self.epoch);
         for i in 0..self.n {
+            if Instant::now() >= deadline {
+                return;
+            }
             let t = self.urgency[i] as usize;
             if self.x[t] || self.can_add(t) || !self.changed_since(t, since) {
                 continue;
@@ -1662,11 +1692,12 @@ impl<'a> Search<'a> {
     /// changed nothing on the suite but noise: 100 tx 0.89 -> 0.92 %.)
     fn try_funding_chain(&mut self, t: usize) {
         let before = self.total();
+        let gain = -self.delta_add(t);
         let mut flips: Vec<usize> = Vec::with_capacity(FUND_CHAIN_STEPS_MAX);
         self.set_quietly(t, true);
         self.pinned[t] = true;
         flips.push(t);
-        let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips)
+        let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips, gain)
             && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
         if ok {
             debug_assert!(self.is_feasible());
@@ -1685,15 +1716,19 @@ impl<'a> Search<'a> {
     /// The chain of [`Search::fund_chain_pass`] from short balance `first`:
     /// appends every flip to `flips` and pins it. False when some balance or
     /// limit could not be restored within [`FUND_CHAIN_STEPS_MAX`] flips.
-    fn cover_shortfalls(&mut self, first: usize, flips: &mut Vec<usize>) -> bool {
+    /// Gives up as soon as the losses of the flips, net of the gains of the
+    /// credits settled, exceed `gain_usd` (the seed's) by more than
+    /// [`FUND_CHAIN_SLACK`]: such a chain can only pay through netting,
+    /// rarely by that much, and pricing it would cost more than it finds.
+    fn cover_shortfalls(&mut self, first: usize, flips: &mut Vec<usize>, gain_usd: f64) -> bool {
         let idx = Rc::clone(&self.idx);
         let nc = self.inst.currencies.len();
         let txs = &self.inst.transactions;
+        let mut spent_usd = 0.0;
         let mut queue: VecDeque<usize> = VecDeque::with_capacity(FUND_CHAIN_STEPS_MAX + 1);
         queue.push_back(first);
         while let Some(s) = queue.pop_front() {
-            let unit = self.inst.currencies[s % nc].usd_per_unit.to_f64()
-                / 10f64.powi(self.inst.currencies[s % nc].minor_units as i32);
+            let unit = self.unit_usd[s % nc];
             while self.bal[s] < 0 {
                 if flips.len() >= FUND_CHAIN_STEPS_MAX {
                     return false;
@@ -1740,8 +1775,7 @@ impl<'a> Search<'a> {
                         break;
                     }
                     let ds = self.deb_slot[v] as usize;
-                    let debtor_unit = self.inst.currencies[ds % nc].usd_per_unit.to_f64()
-                        / 10f64.powi(self.inst.currencies[ds % nc].minor_units as i32);
+                    let debtor_unit = self.unit_usd[ds % nc];
                     let mut after = self.bal[ds] - txs[v].amount as i128;
                     if ds == s {
                         after += txs[v].receive_amount as i128;
@@ -1769,6 +1803,10 @@ impl<'a> Search<'a> {
                 self.set_quietly(u, settle);
                 self.pinned[u] = true;
                 flips.push(u);
+                spent_usd += if settle { -self.loss[u] } else { self.loss[u] };
+                if spent_usd > gain_usd * (1.0 + FUND_CHAIN_SLACK) {
+                    return false;
+                }
                 let next = if settle {
                     self.deb_slot[u] as usize
                 } else {
