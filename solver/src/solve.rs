@@ -696,6 +696,7 @@ impl<'a> Search<'a> {
             self.swap_pass();
             self.gridlock_pass();
             self.chain_pass();
+            self.fund_chain_pass(deadline);
             self.refresh_fx();
             debug_assert!(self.is_feasible(), "a recreated assignment is feasible");
             let total = self.total();
