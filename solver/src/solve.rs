@@ -1684,6 +1684,75 @@ impl<'a> Search<'a> {
             }
             self.try_funding_chain(t);
         }
+        self.close_group_chains(deadline);
+    }
+
+    /// Closing chains: defer every settled member of a small group whose
+    /// wire costs more than their deferrals, when the creditor has already
+    /// spent their credits, and cover that creditor the funding chains'
+    /// way. Light deferral prices leave many such groups open, each kept
+    /// only because closing it alone would overdraw its creditor.
+    fn close_group_chains(&mut self, deadline: Instant) {
+        let idx = Rc::clone(&self.idx);
+        for g in 0..self.inst.group_count() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            let count = self.gn[g] as usize;
+            if count == 0 || count > GROUP_MOVE_MAX {
+                continue;
+            }
+            let members: Vec<usize> = idx
+                .members
+                .get(g)
+                .iter()
+                .map(|&t| t as usize)
+                .filter(|&t| self.x[t])
+                .collect();
+            let losses: f64 = members.iter().map(|&t| self.loss[t]).sum();
+            let gain = self.inst.group_wire_usd(count) - losses;
+            if gain <= IMPROVEMENT_EPS_USD {
+                continue;
+            }
+            let (creditor, currency) = self.inst.group(g);
+            let cs = self.inst.slot(creditor, currency);
+            let before = self.total();
+            let mut flips: Vec<usize> = Vec::with_capacity(FUND_CHAIN_STEPS_MAX + members.len());
+            for &t in &members {
+                self.set_quietly(t, false);
+                self.pinned[t] = true;
+                flips.push(t);
+            }
+            if self.bal[cs] >= 0 {
+                // The group pass closes such groups itself (or found it
+                // does not pay): leave it to that.
+                for &t in flips.iter().rev() {
+                    self.set_quietly(t, true);
+                    self.pinned[t] = false;
+                }
+                continue;
+            }
+            let ok = self.cover_shortfalls(cs, &mut flips, gain)
+                && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
+            self.keep_or_undo(ok, &flips);
+        }
+    }
+
+    /// Ends a chain: keeps `flips` (and resynchronises FX) when `ok`, else
+    /// flips them back; unpins them either way.
+    fn keep_or_undo(&mut self, ok: bool, flips: &[usize]) {
+        if ok {
+            debug_assert!(self.is_feasible());
+            self.fx.refresh();
+        } else {
+            for &u in flips.iter().rev() {
+                let on = self.x[u];
+                self.set_quietly(u, !on);
+            }
+        }
+        for &u in flips {
+            self.pinned[u] = false;
+        }
     }
 
     /// Settles blocked `t`, covers what it overdraws (see
@@ -1700,18 +1769,7 @@ impl<'a> Search<'a> {
         flips.push(t);
         let ok = self.cover_shortfalls(self.deb_slot[t] as usize, &mut flips, gain)
             && self.quiet_total() < before - IMPROVEMENT_EPS_USD;
-        if ok {
-            debug_assert!(self.is_feasible());
-            self.fx.refresh();
-        } else {
-            for &u in flips.iter().rev() {
-                let on = self.x[u];
-                self.set_quietly(u, !on);
-            }
-        }
-        for &u in &flips {
-            self.pinned[u] = false;
-        }
+        self.keep_or_undo(ok, &flips);
     }
 
     /// The chain of [`Search::fund_chain_pass`] from short balance `first`:
