@@ -81,6 +81,9 @@ enum Command {
         /// Override SolveOptions::bound_iterations.
         #[arg(long)]
         bound_iterations: Option<usize>,
+        /// Override SolveOptions::neighbourhood_nodes.
+        #[arg(long)]
+        neighbourhood_nodes: Option<u64>,
         /// Override SolveOptions::global_repair.
         #[arg(long)]
         global_repair: Option<bool>,
@@ -167,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ruin_work,
             guide,
             bound_iterations,
+            neighbourhood_nodes,
             global_repair,
         } => {
             let mut opts = SolveOptions {
@@ -191,6 +195,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = bound_iterations {
                 opts.bound_iterations = v;
+            }
+            if let Some(v) = neighbourhood_nodes {
+                opts.neighbourhood_nodes = v;
             }
             if let Some(v) = global_repair {
                 opts.global_repair = v;
