@@ -32,6 +32,9 @@ const PASSES_MAX: usize = 12;
 /// Candidates scanned per blocked transaction in a swap move.
 const SWAP_CANDIDATES_MAX: usize = 48;
 
+/// Opposite flows settled together at most to net one conversion.
+const NETTING_SET_MAX: usize = 3;
+
 /// Transactions added together at most in one gridlock-resolution move.
 const GRIDLOCK_SET_MAX: usize = 8;
 
@@ -1911,27 +1914,40 @@ impl<'a> Search<'a> {
             let opposite = idx
                 .by_direction
                 .get(tx.receive as usize * nc + tx.send as usize);
-            let mut best: Option<(f64, usize)> = None;
-            let mut scanned = 0;
-            for &u in opposite {
-                let u = u as usize;
-                if self.x[u] || !self.can_add(u) {
-                    continue;
+            // Opposite flows, best first, while each still gains on its
+            // own: one large conversion may take several smaller ones to
+            // cancel.
+            let mut added: Vec<usize> = Vec::with_capacity(NETTING_SET_MAX);
+            while added.len() < NETTING_SET_MAX && self.total() >= before - IMPROVEMENT_EPS_USD {
+                let mut best: Option<(f64, usize)> = None;
+                let mut scanned = 0;
+                for &u in opposite {
+                    let u = u as usize;
+                    if self.x[u] || !self.can_add(u) {
+                        continue;
+                    }
+                    scanned += 1;
+                    if scanned > SWAP_CANDIDATES_MAX {
+                        break;
+                    }
+                    let d = self.delta_add(u);
+                    if best.is_none_or(|(b, _)| d < b) {
+                        best = Some((d, u));
+                    }
                 }
-                scanned += 1;
-                if scanned > SWAP_CANDIDATES_MAX {
-                    break;
-                }
-                let d = self.delta_add(u);
-                if best.is_none_or(|(b, _)| d < b) {
-                    best = Some((d, u));
+                match best {
+                    Some((d, u)) if d < -IMPROVEMENT_EPS_USD => {
+                        self.set(u, true);
+                        added.push(u);
+                    }
+                    _ => break,
                 }
             }
-            match best {
-                Some((d, u)) if self.total() + d < before - IMPROVEMENT_EPS_USD => {
-                    self.set(u, true)
+            if self.total() >= before - IMPROVEMENT_EPS_USD {
+                for &u in added.iter().rev() {
+                    self.set(u, false);
                 }
-                _ => self.set(t, false),
+                self.set(t, false);
             }
         }
     }
