@@ -486,6 +486,12 @@ struct Search<'a> {
     fund_epoch: Option<u64>,
     /// USD per minor unit of each currency.
     unit_usd: Vec<f64>,
+    /// Per payment, its amount (minor units) and what it uses of its
+    /// creditor's limit (fixed-point USD), as floats for the repair's ranks.
+    amount_f: Vec<f64>,
+    limit_use_f: Vec<f64>,
+    /// `group_wire_usd(k)` for every k a group can reach (0..=n).
+    wire_by_count: Vec<f64>,
     /// Scratch of the funding chains: the payments one chain has flipped
     /// (never flipped back within it). All false between moves.
     pinned: Vec<bool>,
@@ -951,6 +957,9 @@ impl<'a> Search<'a> {
             lns_epoch: None,
             chain_epoch: None,
             fund_epoch: None,
+            wire_by_count: (0..=n).map(|k| inst.group_wire_usd(k)).collect(),
+            amount_f: txs.iter().map(|t| t.amount as f64).collect(),
+            limit_use_f: inst.receive_usd_fixed.iter().map(|&r| r as f64).collect(),
             unit_usd: inst
                 .currencies
                 .iter()
@@ -1021,7 +1030,7 @@ impl<'a> Search<'a> {
         let g = self.inst.group_of(t);
         let n = self.gn[g] as usize;
         let after = if add { n + 1 } else { n - 1 };
-        self.inst.group_wire_usd(after) - self.inst.group_wire_usd(n)
+        self.wire_by_count[after] - self.wire_by_count[n]
     }
 
     fn fx_delta(&self, t: usize, add: bool) -> f64 {
@@ -1205,7 +1214,7 @@ impl<'a> Search<'a> {
                 let list = idx.out.get(e);
                 while self.bal[e] < 0 {
                     let deficit = -self.bal[e];
-                    let amount = |t: usize| self.inst.transactions[t].amount as i128;
+                    let amount = &self.amount_f;
                     let Some(t) = self
                         .pick(list, deficit, amount, true)
                         .or_else(|| self.pick(list, deficit, amount, false))
@@ -1221,7 +1230,7 @@ impl<'a> Search<'a> {
                 let list = idx.to_creditor.get(p);
                 while self.used[p] > self.inst.limit_fixed[p] {
                     let excess = self.used[p] - self.inst.limit_fixed[p];
-                    let usd = |t: usize| self.inst.receive_usd_fixed[t];
+                    let usd = &self.limit_use_f;
                     let Some(t) = self
                         .pick(list, excess, usd, true)
                         .or_else(|| self.pick(list, excess, usd, false))
@@ -1252,14 +1261,8 @@ impl<'a> Search<'a> {
     /// least loss per unit of shortfall it covers (a huge payment covering a
     /// small shortfall is charged its whole loss for that small part). With
     /// `safe`, only those whose creditor can spare the credit (no cascade).
-    fn pick(
-        &self,
-        list: &[u32],
-        shortfall: i128,
-        weight: impl Fn(usize) -> i128,
-        safe: bool,
-    ) -> Option<usize> {
-        self.pick_except(list, shortfall, weight, safe, usize::MAX)
+    fn pick(&self, list: &[u32], shortfall: i128, weights: &[f64], safe: bool) -> Option<usize> {
+        self.pick_except(list, shortfall, weights, safe, usize::MAX)
     }
 
     /// [`Search::pick`] never choosing `pinned`.
@@ -1267,10 +1270,13 @@ impl<'a> Search<'a> {
         &self,
         list: &[u32],
         shortfall: i128,
-        weight: impl Fn(usize) -> i128,
+        weights: &[f64],
         safe: bool,
         pinned: usize,
     ) -> Option<usize> {
+        // In floating point: the conversions from i128 were a tenth of the
+        // solve's time, and one unit either way does not change a ranking.
+        let shortfall = shortfall as f64;
         let mut best: Option<(f64, usize)> = None;
         for &t in list {
             let t = t as usize;
@@ -1278,11 +1284,11 @@ impl<'a> Search<'a> {
                 continue;
             }
             let covered = if self.cap_shortfall {
-                weight(t).min(shortfall)
+                weights[t].min(shortfall)
             } else {
-                weight(t)
+                weights[t]
             }
-            .max(1) as f64;
+            .max(1.0);
             let score = self.rank_loss[t] / covered;
             if best.is_none_or(|(s, _)| score < s) {
                 best = Some((score, t));
@@ -1601,7 +1607,7 @@ impl<'a> Search<'a> {
             // Over the creditor's limit: defer other credits to it first.
             while self.used[c] > self.inst.limit_fixed[c] && flipped.len() < CHAIN_STEPS_MAX {
                 let excess = self.used[c] - self.inst.limit_fixed[c];
-                let usd = |u: usize| self.inst.receive_usd_fixed[u];
+                let usd = &self.limit_use_f;
                 let list = idx.to_creditor.get(c);
                 let Some(u) = self
                     .pick_except(list, excess, usd, true, t)
@@ -1630,7 +1636,7 @@ impl<'a> Search<'a> {
                         break;
                     }
                     let shortfall = -self.bal[s];
-                    let amount = |u: usize| self.inst.transactions[u].amount as i128;
+                    let amount = &self.amount_f;
                     let list = idx.out.get(s);
                     let pick = self
                         .pick_except(list, shortfall, amount, true, t)
