@@ -2152,3 +2152,73 @@ impl<'a> Search<'a> {
         free
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three banks with no liquidity and one circulation a -> b -> c -> a:
+    /// no payment settles alone, all three together do.
+    fn circulation() -> Instance {
+        let text = r#"{
+          "version": 1, "max_batch_size": 100, "wire_usd": 5.0,
+          "consolidation_discount": 0.15,
+          "spread_bps": [],
+          "defer_bps": {"RTGS": 50.0, "T0": 10.0, "T1": 2.0, "T2": 1.0},
+          "currencies": {"USD": {"minor_units": 2, "usd_per_unit": 1.0}},
+          "participants": [
+            {"id": "a", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}},
+            {"id": "b", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}},
+            {"id": "c", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}}
+          ],
+          "transactions": [
+            {"id": "t1", "debtor": "a", "creditor": "b", "amount": 100000000,
+             "send": "USD", "receive": "USD", "window": "RTGS"},
+            {"id": "t2", "debtor": "c", "creditor": "a", "amount": 100000000,
+             "send": "USD", "receive": "USD", "window": "T2"},
+            {"id": "t3", "debtor": "b", "creditor": "c", "amount": 100000000,
+             "send": "USD", "receive": "USD", "window": "T2"}
+          ]
+        }"#;
+        Instance::from_json(text).expect("a valid instance")
+    }
+
+    #[test]
+    fn a_funding_chain_settles_a_circulation_no_payment_can_start() {
+        let inst = circulation();
+        let opts = SolveOptions::default();
+        let mut search = Search::new(&inst, &opts, false);
+        search.fx.refresh();
+        assert!(
+            (0..3).all(|t| !search.can_add(t)),
+            "each payment is blocked alone"
+        );
+        let before = search.total();
+        search.fund_chain_pass(Instant::now() + Duration::from_secs(10));
+        assert!(search.is_feasible());
+        assert!(
+            search.x.iter().all(|&on| on),
+            "the chain settles the whole circulation"
+        );
+        assert!(search.total() < before);
+        assert!(search.pinned.iter().all(|&p| !p), "no payment left pinned");
+    }
+
+    #[test]
+    fn a_funding_chain_that_cannot_pay_is_undone() {
+        let inst = circulation();
+        let opts = SolveOptions::default();
+        let mut search = Search::new(&inst, &opts, false);
+        // With the only credit into a pinned, nothing can cover t1.
+        search.fx.refresh();
+        search.pinned[1] = true;
+        let before = search.total();
+        search.try_funding_chain(0);
+        search.pinned[1] = false;
+        assert!(
+            search.x.iter().all(|&on| !on),
+            "everything back to deferred"
+        );
+        assert!((search.total() - before).abs() < 1e-9);
+    }
+}
