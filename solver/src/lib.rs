@@ -11,6 +11,7 @@ pub mod decimal;
 pub mod fx;
 pub mod suite;
 
+mod bound;
 mod check;
 mod exact;
 mod families;

@@ -68,7 +68,8 @@ enum Command {
         /// Override SolveOptions::exact_transactions_max.
         #[arg(long)]
         exact_max: Option<usize>,
-        /// Override SolveOptions::neighbourhood_transactions.
+        /// Override SolveOptions::neighbourhood_transactions (and its
+        /// small-instance counterpart).
         #[arg(long)]
         neighbourhood: Option<usize>,
         /// Override SolveOptions::ruin_work.
@@ -77,6 +78,12 @@ enum Command {
         /// Override SolveOptions::guide_iterations.
         #[arg(long)]
         guide: Option<usize>,
+        /// Override SolveOptions::bound_iterations.
+        #[arg(long)]
+        bound_iterations: Option<usize>,
+        /// Override SolveOptions::neighbourhood_nodes.
+        #[arg(long)]
+        neighbourhood_nodes: Option<u64>,
         /// Override SolveOptions::global_repair.
         #[arg(long)]
         global_repair: Option<bool>,
@@ -162,6 +169,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             neighbourhood,
             ruin_work,
             guide,
+            bound_iterations,
+            neighbourhood_nodes,
             global_repair,
         } => {
             let mut opts = SolveOptions {
@@ -176,12 +185,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = neighbourhood {
                 opts.neighbourhood_transactions = v;
+                opts.neighbourhood_transactions_small = v;
             }
             if let Some(v) = ruin_work {
                 opts.ruin_work = v;
             }
             if let Some(v) = guide {
                 opts.guide_iterations = v;
+            }
+            if let Some(v) = bound_iterations {
+                opts.bound_iterations = v;
+            }
+            if let Some(v) = neighbourhood_nodes {
+                opts.neighbourhood_nodes = v;
             }
             if let Some(v) = global_repair {
                 opts.global_repair = v;

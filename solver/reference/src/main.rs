@@ -37,6 +37,9 @@ enum Command {
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
     },
+    /// Print the LP relaxation of INSTANCE's balance and limit rows (wire
+    /// and FX dropped): the best bound the solver's liquidity prices can reach.
+    Lp { instance: PathBuf },
     /// Generate the fixed suite into DIR (instances/NAME.json and
     /// optima.json) and solve each instance with CBC. Entries already in
     /// optima.json are kept (rerun to fill in a tier that was stopped).
@@ -189,6 +192,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 "cbc_seconds": r.seconds,
             });
             println!("{out}");
+        }
+        Command::Lp { instance } => {
+            let inst = Instance::from_json(&read(&instance)?)
+                .map_err(|e| format!("{}: {e}", instance.display()))?;
+            println!("{}", mip::liquidity_lp_bound(&inst));
         }
         Command::Suite {
             out,

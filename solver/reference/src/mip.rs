@@ -276,3 +276,27 @@ pub fn solve_mip(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// The LP relaxation of the balance and limit rows alone (wire and FX
+/// costs dropped, `0 <= x_t <= 1`): the best any Lagrangian price of the
+/// liquidity rows can prove, the yardstick of the solver's own bound.
+pub fn liquidity_lp_bound(inst: &Instance) -> f64 {
+    let mut m = Model::default();
+    let mut defer_total = 0.0;
+    let x: Vec<Col> = (0..inst.transactions.len())
+        .map(|t| {
+            let c = m.add_col();
+            m.set_col_lower(c, 0.0);
+            m.set_col_upper(c, 1.0);
+            m.set_obj_coeff(c, -inst.defer_usd(t));
+            defer_total += inst.defer_usd(t);
+            c
+        })
+        .collect();
+    add_balance_rows(&mut m, inst, &x);
+    add_limit_rows(&mut m, inst, &x);
+    m.set_obj_sense(Sense::Minimize);
+    m.set_parameter("log", "0");
+    let sol = m.solve();
+    sol.raw().obj_value() + defer_total
+}
