@@ -22,3 +22,4 @@ pub mod participants;
 pub mod raft;
 pub mod server;
 pub mod shard;
+pub mod store_io;

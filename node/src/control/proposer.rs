@@ -68,13 +68,16 @@ pub async fn run(
                 } else {
                     // An older cycle: its record is in the store, read off the core.
                     glommio::spawn_local(async move {
-                        let found = glommio::executor()
-                            .spawn_blocking(move || archive::read_record(&*store, cycle_id))
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::error!(cycle_id, error = %e, "cycle archive read failed");
-                                None
-                            });
+                        let found = crate::store_io::run(move || {
+                            archive::read_record(&*store, cycle_id)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(cycle_id, error = %e, "cycle archive read failed");
+                            None
+                        });
                         let _ = reply.send(found);
                     })
                     .detach();
@@ -99,15 +102,16 @@ pub async fn run(
                 } else {
                     // Starts before the summaries in memory: the archive has the rest.
                     glommio::spawn_local(async move {
-                        let mut list = glommio::executor()
-                            .spawn_blocking(move || {
-                                archive::read_summaries(&*store, after_cycle, max)
-                            })
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::error!(error = %e, "cycle archive read failed");
-                                Vec::new()
-                            });
+                        let mut list = crate::store_io::run(move || {
+                            archive::read_summaries(&*store, after_cycle, max)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "cycle archive read failed");
+                            Vec::new()
+                        });
                         let last = list.last().map_or(after_cycle, |s| s.cycle_id);
                         list.extend(kept.into_iter().filter(|s| s.cycle_id > last));
                         list.truncate(max);

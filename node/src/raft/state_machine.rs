@@ -325,12 +325,12 @@ pub struct GroupSnapshotBuilder {
 /// Flushes `store` (off the core) and marks it as holding everything up to
 /// snapshot `index`, so that the log before it may be purged.
 async fn flush_store_for(store: Arc<dyn settle_store::Store>, index: u64) -> io::Result<()> {
-    glommio::executor()
-        .spawn_blocking(move || {
-            snapshot_data::mark_flushed(&*store, &mut settle_store::Batch::new(), index)
-        })
-        .await
-        .map_err(|e| io::Error::other(format!("state store flush: {e}")))
+    crate::store_io::run(move || {
+        snapshot_data::mark_flushed(&*store, &mut settle_store::Batch::new(), index)
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("state store flush: {e}")))?
+    .map_err(|e| io::Error::other(format!("state store flush: {e}")))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
@@ -432,9 +432,9 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
             // snapshot that relies on them is persisted.
             let index = meta.last_log_id.map_or(0, |id| id.index);
             let cold = cold.to_vec();
-            glommio::executor()
-                .spawn_blocking(move || snapshot_data::load_cold(&*store, &cold, index))
+            crate::store_io::run(move || snapshot_data::load_cold(&*store, &cold, index))
                 .await
+                .map_err(|e| bad(e.to_string()))?
                 .map_err(bad)?;
         } else if !cold.is_empty() {
             return Err(bad("a cold part for a state without a store".into()));

@@ -189,9 +189,14 @@ fn serve_priority(
                 // Finished transactions are in the store: read off the core.
                 let reader = state.borrow().cold_reader();
                 glommio::spawn_local(async move {
-                    let items = glommio::executor()
-                        .spawn_blocking(move || read_cold(&reader, group, items, &cold))
-                        .await;
+                    let fallback = items.clone();
+                    let items =
+                        crate::store_io::run(move || read_cold(&reader, group, items, &cold))
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "finished transactions not read");
+                                fallback
+                            });
                     let _ = reply.send(items);
                 })
                 .detach();
