@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod cycle;
 pub mod demo;
 pub mod execution;

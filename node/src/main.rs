@@ -49,6 +49,58 @@ enum Command {
     Balances(BalancesArgs),
     /// Show a cluster: members, each group's leader, and every replica's term, log, commit and apply indexes and lag.
     Status(StatusArgs),
+    /// Credentials: a throwaway CA with node and client certificates and tokens.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make DIR (it must not hold a CA yet): ca.pem/ca.key, node-<id>.pem/.key per node,
+    /// <name>.pem/.key/.token for the clients admin, operator, auditor and each submitter, and
+    /// tokens.toml (the tokens' hashes, for the nodes).
+    Init {
+        dir: PathBuf,
+        /// Node certificates for ids 1..=N.
+        #[arg(long, default_value_t = 1)]
+        nodes: u64,
+        /// Submitter (bank) client certificates, e.g. bank_01,bank_02.
+        #[arg(long, value_delimiter = ',')]
+        submitters: Vec<String>,
+        /// Extra DNS names or IP addresses for the node certificates (they always carry
+        /// settle-node, localhost, 127.0.0.1 and ::1).
+        #[arg(long = "san", value_delimiter = ',')]
+        sans: Vec<String>,
+    },
+}
+
+/// How a tool finds its credentials.
+#[derive(Args, Clone)]
+struct ClientSecurityArgs {
+    /// Credentials directory: ca.pem and <identity>.pem/.key (a node's <data-dir>/tls, or one
+    /// made by `settle certs init`).
+    #[arg(long, env = "SETTLE_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// A node's data directory: its credentials are in <data-dir>/tls.
+    #[arg(long, conflicts_with = "tls_dir")]
+    data_dir: Option<PathBuf>,
+    /// Whose certificate to present: admin, operator, auditor or a submitter's name.
+    #[arg(long, env = "SETTLE_IDENTITY", default_value = "admin")]
+    identity: String,
+    /// Plaintext, no credentials: only for a node started --insecure.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ClientSecurityArgs {
+    fn load(&self) -> anyhow::Result<settle_node::credentials::ClientSecurity> {
+        let dir = self.tls_dir.clone().or_else(|| {
+            self.data_dir
+                .as_deref()
+                .map(settle_node::credentials::data_dir_tls)
+        });
+        settle_node::credentials::client(dir.as_deref(), &self.identity, self.insecure)
+    }
 }
 
 #[derive(Args)]
@@ -66,6 +118,8 @@ struct StatusArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    security: ClientSecurityArgs,
 }
 
 #[derive(Args)]
@@ -247,6 +301,14 @@ struct StartArgs {
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
     no_leader_balancing: bool,
+    /// Credentials directory (see `settle certs init`): ca.pem, node-<id>.pem/.key, tokens.toml.
+    /// Peer links are mutual TLS 1.3 against ca.pem.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Plaintext everywhere, no authentication: only for local experiments. Logs a warning on
+    /// every start.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Default of `--rtgs-cycle-ms`.
@@ -341,6 +403,7 @@ fn main() -> ExitCode {
         Command::Deposit(args) => cli::deposit(args),
         Command::Balances(args) => cli::balances(args),
         Command::Status(args) => status(args),
+        Command::Certs(command) => certs(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -474,6 +537,31 @@ fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
     }
 }
 
+/// The node's credentials: from `--tls-dir`; none with `--insecure`.
+fn security(
+    tls_dir: &Option<PathBuf>,
+    insecure: bool,
+    node_id: u64,
+) -> anyhow::Result<Option<settle_security::Credentials>> {
+    if insecure {
+        if tls_dir.is_some() {
+            return Err(anyhow!("--insecure and --tls-dir: pick one"));
+        }
+        tracing::warn!(
+            "INSECURE: --insecure: every port is plaintext and unauthenticated; anyone who can \
+             reach this node can submit, deposit, change participants and inject Raft messages. \
+             For local experiments only."
+        );
+        return Ok(None);
+    }
+    let Some(dir) = tls_dir else {
+        return Ok(None);
+    };
+    let credentials = settle_node::credentials::node(dir, node_id)?;
+    tracing::info!(dir = %dir.display(), "TLS 1.3 with the credentials of {}", dir.display());
+    Ok(Some(credentials))
+}
+
 fn start(args: StartArgs) -> anyhow::Result<()> {
     let args = settings(args)?;
     let cycles = cycle_config(&args)?;
@@ -492,10 +580,16 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let currencies = args.currencies;
     let node_id = args.node_id.unwrap_or(1);
     let balance_leaders = !args.no_leader_balancing;
+    let credentials = security(&args.tls_dir, args.insecure, node_id)?;
+    let peer_tls = credentials
+        .as_ref()
+        .map(settle_node::cluster::PeerTls::new)
+        .transpose()?;
     let cluster = peers
         .map(|peers| {
             ClusterConfig::new(node_id, peers).map(|c| ClusterConfig {
                 balance_leaders,
+                tls: peer_tls.clone(),
                 ..c
             })
         })
@@ -778,9 +872,40 @@ mod cli {
     }
 }
 
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Init {
+            dir,
+            nodes,
+            submitters,
+            sans,
+        } => {
+            let mut plan = settle_security::generate::InitPlan::standard(nodes, &submitters);
+            plan.extra_names = sans;
+            settle_security::generate::init_dir(&dir, &plan)?;
+            println!(
+                "{}: a CA, {nodes} node certificate(s), client certificates and tokens for {}",
+                dir.display(),
+                plan.clients
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
 fn status(args: StatusArgs) -> anyhow::Result<()> {
     use settle_node::cluster::status;
-    let views = status::cluster_status(args.target, args.digest, args.timeout)?;
+    let security = args.security.load()?;
+    let views = status::cluster_status(
+        args.target,
+        args.digest,
+        args.timeout,
+        security.tls.as_ref(),
+    )?;
     if args.json {
         let all: Vec<serde_json::Value> = views
             .iter()
@@ -839,6 +964,8 @@ mod tests {
             snapshot_entries: Some(5000),
             keep_entries: Some(100),
             no_leader_balancing: true,
+            tls_dir: Some("/etc/settle/tls".into()),
+            insecure: true,
         }
     }
 

@@ -4,8 +4,9 @@
 //! compiled in), loading certificates and keys from PEM files, the identity
 //! a certificate carries (a role and a name), making a throwaway CA with
 //! node and client certificates (`settle certs init`), and access tokens
-//! (stored hashed). It must not know about sockets, runtimes or the wire
-//! format: callers wrap their own streams with the configurations it gives.
+//! (stored hashed), and a blocking client stream for the tools. It must not
+//! know about async runtimes or the wire format: servers wrap their own
+//! streams with the configurations it gives.
 //!
 //! A certificate's identity is in its subject: the organizational unit is
 //! the role (`node`, `submitter`, `operator`, `auditor`, `admin`), the
@@ -13,12 +14,15 @@
 //! certificate also names [`SERVER_NAME`], the name our own clients verify,
 //! so a node's certificate need not list the addresses it is reached at.
 
+pub mod blocking;
 pub mod generate;
 pub mod identity;
 pub mod tls;
 pub mod tokens;
 
 pub use identity::{Identity, IdentityError, Role};
+/// The rustls this crate configures, for callers that name its types.
+pub use rustls;
 pub use tls::{Credentials, TlsError};
 
 /// The DNS name every node certificate carries and our clients verify.

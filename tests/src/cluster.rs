@@ -43,6 +43,9 @@ pub struct ClusterOptions {
     /// tests compare replicas once the load has stopped, and cycles keep
     /// writing).
     pub cycles: bool,
+    /// Credentials from `settle certs init` for every node and for `settle
+    /// status` (peer links over mutual TLS); off: `--insecure`.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -57,6 +60,7 @@ impl Default for ClusterOptions {
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
             cycles: false,
+            tls: true,
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Cluster {
     pub participants: PathBuf,
     options: ClusterOptions,
     pub mesh: Option<ProxyMesh>,
+    /// The credentials directory (`settle certs init`), unless `--insecure`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -130,11 +136,19 @@ impl Cluster {
                 }
             })
             .collect();
+        let tls_dir = if options.tls {
+            let dir = dir.join("tls");
+            crate::certs_init(&dir, options.nodes)?;
+            Some(dir)
+        } else {
+            None
+        };
         let mut cluster = Cluster {
             members,
             participants,
             options,
             mesh,
+            tls_dir,
         };
         for id in ids.clone() {
             cluster.spawn(id)?;
@@ -169,6 +183,7 @@ impl Cluster {
         let extra = self.options.extra_args.clone();
         let cycle_flags: &[&str] = if self.options.cycles { &[] } else { &NO_CYCLES };
         let participants = self.participants.clone();
+        let security = crate::security_args(self.tls_dir.as_deref());
         let member = self.member(id);
         let mut command = Command::new(bin_path("settle"));
         command
@@ -186,6 +201,7 @@ impl Cluster {
             .arg("--participants")
             .arg(&participants)
             .args(cycle_flags)
+            .args(&security)
             .args(&extra)
             .env(
                 "RUST_LOG",
@@ -290,6 +306,7 @@ impl Cluster {
             .peer;
         let mut command = Command::new(bin_path("settle"));
         command.args(["status", "--target", &peer.to_string()]);
+        command.args(crate::security_args(self.tls_dir.as_deref()));
         if digest {
             command.arg("--digest");
         }

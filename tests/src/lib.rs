@@ -60,6 +60,33 @@ pub fn write_participants(dir: &Path, count: u32) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// `settle certs init DIR --nodes N`: a CA, node certificates 1..=N,
+/// client certificates and tokens (admin, operator, auditor).
+pub fn certs_init(dir: &Path, nodes: usize) -> anyhow::Result<()> {
+    let output = Command::new(bin_path("settle"))
+        .args(["certs", "init"])
+        .arg(dir)
+        .args(["--nodes", &nodes.to_string()])
+        .output()
+        .context("running settle certs init")?;
+    if !output.status.success() {
+        bail!(
+            "settle certs init failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The flags that give a node or a tool its credentials: `--tls-dir DIR`,
+/// or `--insecure` without one.
+pub fn security_args(tls_dir: Option<&Path>) -> Vec<String> {
+    match tls_dir {
+        Some(dir) => vec!["--tls-dir".into(), dir.display().to_string()],
+        None => vec!["--insecure".into()],
+    }
+}
+
 /// A `settle start` child process.
 pub struct Node {
     pub child: Child,
