@@ -70,3 +70,31 @@ pub fn client(
         tls: Some(credentials.client()?),
     })
 }
+
+/// The client ports' TLS (binary protocol and HTTP): TLS 1.3 only, a client
+/// certificate of the CA verified when offered.
+#[derive(Clone)]
+pub struct ServerSecurity {
+    pub tls: Arc<futures_rustls::rustls::ServerConfig>,
+}
+
+impl ServerSecurity {
+    pub fn new(credentials: &Credentials) -> anyhow::Result<ServerSecurity> {
+        Ok(ServerSecurity {
+            tls: credentials.server_optional()?,
+        })
+    }
+}
+
+impl std::fmt::Debug for ServerSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecurity")
+    }
+}
+
+/// What a plaintext client of a TLS port is told before the connection closes.
+pub const PLAINTEXT_REFUSED: &str =
+    "this port speaks TLS 1.3 only (the node was not started --insecure): connect with TLS";
+
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;

@@ -62,6 +62,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         group: Default::default(),
         cycles: demo_cycles(),
         cluster: None,
+        security: None,
     };
     println!(
         "settle demo: one node, {} cores, shards USD EUR GBP JPY, {} participants, data in {}",

@@ -44,7 +44,11 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and serves on a new thread.
-    pub fn start(addr: SocketAddr, intake: Intake) -> anyhow::Result<HttpServer> {
+    pub fn start(
+        addr: SocketAddr,
+        intake: Intake,
+        security: Option<crate::credentials::ServerSecurity>,
+    ) -> anyhow::Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("HTTP listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
@@ -60,7 +64,10 @@ impl HttpServer {
                 runtime.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("a bound listener");
-                    let app = router(intake);
+                    let listener = crate::http_tls::ClientListener::new(listener, security)
+                        .expect("a bound listener has an address");
+                    let app = router(intake)
+                        .into_make_service_with_connect_info::<crate::http_tls::Caller>();
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = stopped.await;

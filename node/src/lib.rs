@@ -18,6 +18,7 @@ pub mod cycle;
 pub mod demo;
 pub mod execution;
 pub mod http;
+pub mod http_tls;
 pub mod intake;
 pub mod participants;
 pub mod raft;

@@ -130,6 +130,18 @@ struct TargetArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    security: ClientSecurityArgs,
+}
+
+impl TargetArgs {
+    fn connect(&self) -> anyhow::Result<settle_node::cycle::client::ControlClient> {
+        let security = self.security.load()?;
+        Ok(settle_node::cycle::client::ControlClient::connect(
+            self.target,
+            security.tls.as_ref(),
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -609,6 +621,10 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         group,
         cycles,
         cluster,
+        security: credentials
+            .as_ref()
+            .map(settle_node::credentials::ServerSecurity::new)
+            .transpose()?,
     };
     let node = server::start(config)?;
     eprintln!(
@@ -639,7 +655,6 @@ mod cli {
     use serde_json::json;
     use settle_codec::{format_id, parse_id, Currency, ParticipantId, TxResult, TxStatus};
     use settle_node::cycle::audit::{money, recost, render_cycle, render_trail, trail_json};
-    use settle_node::cycle::client::ControlClient;
     use settle_node::cycle::instance::{instance_json, solution_file};
 
     use super::{AuditArgs, BalancesArgs, CycleCommand, DepositArgs};
@@ -674,7 +689,7 @@ mod cli {
     pub fn cycle(command: CycleCommand) -> anyhow::Result<()> {
         match command {
             CycleCommand::Run { window, target } => {
-                let mut client = ControlClient::connect(target.target)?;
+                let mut client = target.connect()?;
                 let summary = client.run_cycle(window)?;
                 if target.json {
                     print_json(&serde_json::to_value(summary)?)
@@ -689,7 +704,7 @@ mod cli {
                 oldest_first,
                 target,
             } => {
-                let mut client = ControlClient::connect(target.target)?;
+                let mut client = target.connect()?;
                 let after = match after {
                     Some(after) => after,
                     None => {
@@ -717,7 +732,7 @@ mod cli {
     }
 
     pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         if let Some(cycle_id) = args.cycle {
             let record = client.cycle_record(cycle_id)?;
             let checked = recost(&record);
@@ -796,7 +811,7 @@ mod cli {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos()),
         };
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         let (result, balance) = client.deposit(deposit_id, participant, currency, args.amount)?;
         if args.target.json {
             print_json(&json!({
@@ -839,7 +854,7 @@ mod cli {
             ),
             None => None,
         };
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         let balances = client.balances(participant)?;
         if args.target.json {
             return print_json(&json!({ "balances": balances }));

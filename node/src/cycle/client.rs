@@ -3,8 +3,12 @@
 //! on one connection.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_rustls::rustls::ClientConfig;
+use settle_security::blocking::Stream;
 
 use rkyv::rancor;
 use settle_codec::messages::{
@@ -41,18 +45,22 @@ pub enum ControlClientError {
 
 /// One connection to a node.
 pub struct ControlClient {
-    stream: TcpStream,
+    stream: Stream,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
 }
 
 impl ControlClient {
-    pub fn connect(addr: SocketAddr) -> Result<ControlClient, ControlClientError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    /// Connects to a node's client port: over TLS 1.3 with `tls`, plaintext
+    /// (a node started `--insecure`) without.
+    pub fn connect(
+        addr: SocketAddr,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<ControlClient, ControlClientError> {
+        let stream = Stream::connect(addr, Duration::from_secs(5), tls)
             .map_err(|source| ControlClientError::Connect { addr, source })?;
-        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        stream.set_nodelay(true)?;
+        stream.tcp().set_read_timeout(Some(REPLY_TIMEOUT))?;
         Ok(ControlClient {
             stream,
             out: FrameBuf::new(),

@@ -4,7 +4,9 @@
 
 use std::rc::Rc;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use settle_codec::archived::ArchivedSubmitRequest;
 use settle_codec::{
@@ -14,16 +16,31 @@ use settle_codec::{
 use tracing::{debug, warn};
 
 use super::{Intake, ShardError};
+use crate::cluster::conn::with_timeout;
+use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
 
-/// Serves connections accepted by `listener` until the executor stops.
-pub async fn serve(listener: TcpListener, intake: Rc<Intake>) {
+/// Bytes of a refused plaintext client read away before closing.
+const PLAINTEXT_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves connections accepted by `listener` until the executor stops: over
+/// TLS 1.3 with `security` (a plaintext client is told so and closed),
+/// plaintext without (`--insecure`).
+pub async fn serve(listener: TcpListener, intake: Rc<Intake>, security: Option<ServerSecurity>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let intake = intake.clone();
+                let security = security.clone();
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
-                    if let Err(e) = serve_connection(stream, &intake).await {
+                    let served = match security {
+                        None => serve_connection(stream, &intake).await,
+                        Some(security) => serve_tls(stream, &intake, security).await,
+                    };
+                    if let Err(e) = served {
                         debug!(?peer, error = %e, "connection closed");
                     }
                 })
@@ -37,11 +54,56 @@ pub async fn serve(listener: TcpListener, intake: Rc<Intake>) {
     }
 }
 
+/// A TLS connection: the handshake (bounded in time), then frames. A
+/// plaintext client gets one error frame saying TLS is required.
+async fn serve_tls(
+    mut stream: TcpStream,
+    intake: &Intake,
+    security: ServerSecurity,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut first = [0u8; 1];
+    let peeked = with_timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Some(Ok(1))) {
+        return Ok(());
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        warn!(peer = ?stream.peer_addr().ok(), "plaintext client on the TLS client port refused");
+        let mut out = FrameBuf::new();
+        push_error(&mut out, 0, ErrorCode::BadRequest, PLAINTEXT_REFUSED);
+        stream.write_all(out.as_slice()).await?;
+        stream.flush().await?;
+        // Closing with the client's request unread would reset the
+        // connection and could destroy the answer: read it away first.
+        stream.shutdown(std::net::Shutdown::Write).await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < PLAINTEXT_DRAIN_BYTES_MAX {
+            match with_timeout(HANDSHAKE_TIMEOUT, stream.read(&mut sink)).await {
+                Some(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        return Ok(());
+    }
+    let accept = futures_rustls::TlsAcceptor::from(security.tls).accept(stream);
+    match with_timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Some(Ok(stream)) => serve_connection(stream, intake).await,
+        Some(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Reads frames, answers each, until EOF or a framing error (after which the
 /// byte stream is out of step and the connection is closed, after telling the
 /// peer why).
-async fn serve_connection(mut stream: TcpStream, intake: &Intake) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+async fn serve_connection<S>(mut stream: S, intake: &Intake) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut reader = FrameReader::new();
     let mut out = FrameBuf::new();
     loop {
