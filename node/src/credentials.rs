@@ -14,6 +14,39 @@ pub fn data_dir_tls(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
 }
 
+/// The credentials directory of a node started without `--tls-dir`:
+/// `<data-dir>/tls`, made on the first start of a one-member node (a CA,
+/// this node's certificate, admin, operator and auditor client certificates
+/// and tokens), like a database that bootstraps its own certificates. A
+/// cluster member needs the cluster's one CA, so it is told to get one.
+pub fn bootstrap(data_dir: &Path, node_id: u64, clustered: bool) -> anyhow::Result<PathBuf> {
+    let dir = data_dir_tls(data_dir);
+    if dir.join(files::CA_CERT).exists() {
+        return Ok(dir);
+    }
+    if clustered {
+        return Err(anyhow!(
+            "a cluster member needs the cluster's credentials: make them once with \
+             `settle certs init DIR --nodes N` and start every member with --tls-dir DIR \
+             (or --insecure, for a local experiment only)"
+        ));
+    }
+    let mut plan = settle_security::generate::InitPlan::standard(1, &[]);
+    plan.nodes = vec![node_id];
+    settle_security::generate::init_dir(&dir, &plan)
+        .with_context(|| format!("making credentials in {}", dir.display()))?;
+    tracing::warn!(
+        dir = %dir.display(),
+        "first start: made a CA, a certificate for node {node_id}, and client certificates and \
+         tokens for admin, operator and auditor in {}; the CLI and the load generator find them \
+         with --data-dir {} (or SETTLE_TLS_DIR={}); keep ca.key and the *.key/*.token files private",
+        dir.display(),
+        data_dir.display(),
+        dir.display()
+    );
+    Ok(dir)
+}
+
 /// Node `node_id`'s credentials in `dir`.
 pub fn node(dir: &Path, node_id: u64) -> anyhow::Result<Credentials> {
     let credentials = Credentials::load(

@@ -549,28 +549,30 @@ fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
     }
 }
 
-/// The node's credentials: from `--tls-dir`; none with `--insecure`.
+/// The node's credentials: from `--tls-dir`, else from `<data-dir>/tls`,
+/// made there on a one-member node's first start; none with `--insecure`.
 fn security(
-    tls_dir: &Option<PathBuf>,
-    insecure: bool,
+    args: &StartArgs,
+    data_dir: &std::path::Path,
     node_id: u64,
 ) -> anyhow::Result<Option<settle_security::Credentials>> {
-    if insecure {
-        if tls_dir.is_some() {
+    if args.insecure {
+        if args.tls_dir.is_some() {
             return Err(anyhow!("--insecure and --tls-dir: pick one"));
         }
         tracing::warn!(
-            "INSECURE: --insecure: every port is plaintext and unauthenticated; anyone who can \
-             reach this node can submit, deposit, change participants and inject Raft messages. \
-             For local experiments only."
+            "INSECURE: started with --insecure: every port is plaintext and unauthenticated; \
+             anyone who can reach this node can submit as any bank, deposit, change participants \
+             and FX, and inject Raft messages. For local experiments only."
         );
         return Ok(None);
     }
-    let Some(dir) = tls_dir else {
-        return Ok(None);
+    let dir = match &args.tls_dir {
+        Some(dir) => dir.clone(),
+        None => settle_node::credentials::bootstrap(data_dir, node_id, args.peers.is_some())?,
     };
-    let credentials = settle_node::credentials::node(dir, node_id)?;
-    tracing::info!(dir = %dir.display(), "TLS 1.3 with the credentials of {}", dir.display());
+    let credentials = settle_node::credentials::node(&dir, node_id)?;
+    tracing::info!(dir = %dir.display(), "TLS 1.3 on every port with the credentials in {}", dir.display());
     Ok(Some(credentials))
 }
 
@@ -580,7 +582,10 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let (peers, group) = cluster_config(&args)?;
     let data_dir = args
         .data_dir
+        .clone()
         .ok_or_else(|| anyhow!("--data-dir is required (or data_dir in --config)"))?;
+    let node_id = args.node_id.unwrap_or(1);
+    let credentials = security(&args, &data_dir, node_id)?;
     let participants = match args.participants {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -590,9 +595,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let currencies = args.currencies;
-    let node_id = args.node_id.unwrap_or(1);
     let balance_leaders = !args.no_leader_balancing;
-    let credentials = security(&args.tls_dir, args.insecure, node_id)?;
     let peer_tls = credentials
         .as_ref()
         .map(settle_node::cluster::PeerTls::new)

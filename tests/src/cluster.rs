@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 
 use crate::{bin_path, free_port, write_participants, NODE_START_TIMEOUT};
 
@@ -137,9 +137,13 @@ impl Cluster {
             })
             .collect();
         let tls_dir = if options.tls {
-            let dir = dir.join("tls");
-            crate::certs_init(&dir, options.nodes)?;
-            Some(dir)
+            let tls = dir.join("tls");
+            crate::certs_init(&tls, options.nodes)?;
+            for m in &members {
+                let m: &Member = m;
+                crate::register_tls(m.listen, &tls);
+            }
+            Some(tls)
         } else {
             None
         };
@@ -397,6 +401,7 @@ impl Cluster {
             let output = Command::new(bin_path("settle-loadgen"))
                 .args(["verify", "--target", &m.listen.to_string(), "--acked"])
                 .arg(acked)
+                .args(crate::security_args(self.tls_dir.as_deref()))
                 .output()?;
             let text = String::from_utf8_lossy(&output.stdout);
             let errors = String::from_utf8_lossy(&output.stderr);
@@ -461,6 +466,8 @@ impl Load {
     ) -> anyhow::Result<Load> {
         let mut command = Command::new(bin_path("settle-loadgen"));
         command.args(extra);
+        let tls_dir = targets.first().and_then(|t| crate::tls_dir_of(*t));
+        command.args(crate::security_args(tls_dir.as_deref()));
         for t in targets {
             command.arg("--target").arg(t.to_string());
         }
@@ -515,13 +522,12 @@ impl Prober {
         let thread = std::thread::spawn(move || -> anyhow::Result<Vec<u128>> {
             let mut acked = Vec::new();
             let mut next_id = first_id;
-            let mut client: Option<Client> = None;
+            let mut client = None;
             while !stop_t.load(Ordering::SeqCst) {
                 if client.is_none() {
-                    match TcpStream::connect(target) {
-                        Ok(stream) => {
-                            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-                            client = Some(Client::from_stream(stream)?);
+                    match crate::client(target) {
+                        Ok(c) => {
+                            client = Some(c);
                         }
                         Err(_) => {
                             std::thread::sleep(Duration::from_millis(20));

@@ -13,6 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use settle_security::blocking::Stream;
+use settle_security::rustls::ClientConfig;
+use std::sync::Arc;
 
 pub mod cluster;
 
@@ -87,6 +90,54 @@ pub fn security_args(tls_dir: Option<&Path>) -> Vec<String> {
     }
 }
 
+/// Credentials directories of the client ports the harness started with
+/// TLS, by address (ports are unique, so tests running at once never share
+/// an entry): load generators, probers and clients find them here.
+static TLS_DIRS: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Clients of `addr` use the credentials in `dir`.
+pub fn register_tls(addr: SocketAddr, dir: &Path) {
+    TLS_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(addr, dir.to_path_buf());
+}
+
+/// The credentials directory registered for `addr`.
+pub fn tls_dir_of(addr: SocketAddr) -> Option<PathBuf> {
+    TLS_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&addr)
+        .cloned()
+}
+
+/// A client of `addr`'s binary port: TLS 1.3 with the admin's certificate
+/// if `addr` was registered, plaintext otherwise.
+pub fn client(addr: SocketAddr) -> anyhow::Result<settle_codec::Client<Stream>> {
+    let tls = match tls_dir_of(addr) {
+        Some(dir) => Some(admin_tls(&dir)?),
+        None => None,
+    };
+    let stream = Stream::connect(addr, Duration::from_secs(5), tls.as_ref())?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(settle_codec::Client::over(stream))
+}
+
+/// The admin's TLS client configuration in a credentials directory.
+pub fn admin_tls(dir: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    use settle_security::files;
+    let credentials = settle_security::Credentials::load(
+        &dir.join(files::CA_CERT),
+        &dir.join(files::client_cert("admin")),
+        &dir.join(files::client_key("admin")),
+    )?;
+    Ok(credentials.client()?)
+}
+
 /// A `settle start` child process.
 pub struct Node {
     pub child: Child,
@@ -149,6 +200,11 @@ impl Node {
         }
         if let Some(h) = http {
             command.arg("--http").arg(h.to_string());
+        }
+        // A test about something else runs its node --insecure; the TLS
+        // tests pass --tls-dir.
+        if !extra.iter().any(|a| a == "--tls-dir" || a == "--insecure") {
+            command.arg("--insecure");
         }
         command.args(&extra);
         let mut child = command.spawn().context("spawning settle")?;

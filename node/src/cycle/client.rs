@@ -91,12 +91,8 @@ impl ControlClient {
                 .map_err(|e| ControlClientError::Protocol(format!("bad reply frame: {e}")))?
             {
                 ReadStatus::Frame(frame) => {
-                    if frame.request_id() != request_id {
-                        return Err(ControlClientError::Protocol(format!(
-                            "reply to request {} while waiting for {request_id}",
-                            frame.request_id()
-                        )));
-                    }
+                    // Checked first: an error about the connection itself
+                    // (e.g. "TLS only") carries request id 0.
                     if frame.kind() == MessageKind::ErrorResponse {
                         let archived = decode_body::<ErrorResponse>(&frame)
                             .map_err(|e| ControlClientError::Protocol(e.to_string()))?;
@@ -106,6 +102,12 @@ impl ControlClient {
                             code: e.code,
                             message: e.message,
                         });
+                    }
+                    if frame.request_id() != request_id {
+                        return Err(ControlClientError::Protocol(format!(
+                            "reply to request {} while waiting for {request_id}",
+                            frame.request_id()
+                        )));
                     }
                     if frame.kind() != expect {
                         return Err(ControlClientError::Protocol(format!(
