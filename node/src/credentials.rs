@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use futures_rustls::rustls::ClientConfig;
+use settle_security::tokens::TokenTable;
 use settle_security::{files, Credentials};
 
 /// The credentials directory of a node's data directory.
@@ -105,17 +106,48 @@ pub fn client(
 }
 
 /// The client ports' TLS (binary protocol and HTTP): TLS 1.3 only, a client
-/// certificate of the CA verified when offered.
+/// certificate of the CA verified when offered; and the bearer tokens HTTP
+/// accepts (hashed, re-read when their file changes: no restart).
 #[derive(Clone)]
 pub struct ServerSecurity {
     pub tls: Arc<futures_rustls::rustls::ServerConfig>,
+    pub tokens: Arc<arc_swap::ArcSwap<TokenTable>>,
+    tokens_path: Option<PathBuf>,
 }
 
 impl ServerSecurity {
-    pub fn new(credentials: &Credentials) -> anyhow::Result<ServerSecurity> {
-        Ok(ServerSecurity {
+    /// With the tokens of `tokens_path` (none if it does not exist).
+    pub fn new(credentials: &Credentials, tokens_path: Option<PathBuf>) -> anyhow::Result<Self> {
+        let security = ServerSecurity {
             tls: credentials.server_optional()?,
-        })
+            tokens: Arc::new(arc_swap::ArcSwap::from_pointee(TokenTable::default())),
+            tokens_path,
+        };
+        security.reload_tokens(None)?;
+        Ok(security)
+    }
+
+    /// Re-reads the tokens file if it changed since `seen` (its last
+    /// modification time); returns the time now seen.
+    pub fn reload_tokens(
+        &self,
+        seen: Option<std::time::SystemTime>,
+    ) -> anyhow::Result<Option<std::time::SystemTime>> {
+        let Some(path) = &self.tokens_path else {
+            return Ok(None);
+        };
+        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+            return Ok(seen);
+        };
+        if Some(modified) == seen {
+            return Ok(seen);
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table = TokenTable::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        self.tokens.store(Arc::new(table));
+        tracing::info!(path = %path.display(), "bearer tokens (re)loaded");
+        Ok(Some(modified))
     }
 }
 

@@ -75,7 +75,10 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         group: Default::default(),
         cycles: demo_cycles(),
         cluster: None,
-        security: Some(crate::credentials::ServerSecurity::new(&credentials)?),
+        security: Some(crate::credentials::ServerSecurity::new(
+            &credentials,
+            Some(tls.join(settle_security::files::TOKENS)),
+        )?),
     };
     println!(
         "settle demo: one node, {} cores, shards USD EUR GBP JPY, {} participants, TLS 1.3 with throwaway certificates, data in {}",

@@ -555,7 +555,7 @@ fn security(
     args: &StartArgs,
     data_dir: &std::path::Path,
     node_id: u64,
-) -> anyhow::Result<Option<settle_security::Credentials>> {
+) -> anyhow::Result<Option<(settle_security::Credentials, PathBuf)>> {
     if args.insecure {
         if args.tls_dir.is_some() {
             return Err(anyhow!("--insecure and --tls-dir: pick one"));
@@ -573,7 +573,7 @@ fn security(
     };
     let credentials = settle_node::credentials::node(&dir, node_id)?;
     tracing::info!(dir = %dir.display(), "TLS 1.3 on every port with the credentials in {}", dir.display());
-    Ok(Some(credentials))
+    Ok(Some((credentials, dir)))
 }
 
 fn start(args: StartArgs) -> anyhow::Result<()> {
@@ -598,7 +598,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let balance_leaders = !args.no_leader_balancing;
     let peer_tls = credentials
         .as_ref()
-        .map(settle_node::cluster::PeerTls::new)
+        .map(|(c, _)| settle_node::cluster::PeerTls::new(c))
         .transpose()?;
     let cluster = peers
         .map(|peers| {
@@ -626,7 +626,12 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         cluster,
         security: credentials
             .as_ref()
-            .map(settle_node::credentials::ServerSecurity::new)
+            .map(|(c, dir)| {
+                settle_node::credentials::ServerSecurity::new(
+                    c,
+                    Some(dir.join(settle_security::files::TOKENS)),
+                )
+            })
             .transpose()?,
     };
     let node = server::start(config)?;

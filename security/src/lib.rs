@@ -95,7 +95,7 @@ mod tests {
         let table =
             tokens::TokenTable::parse(&std::fs::read_to_string(p(files::TOKENS)).unwrap()).unwrap();
         let token = std::fs::read_to_string(p(&files::client_token("operator"))).unwrap();
-        assert_eq!(table.lookup(&token).unwrap().role, Role::Operator);
+        assert_eq!(table.lookup(&token, 0).unwrap().role, Role::Operator);
         // A second init of the same directory is refused, nothing overwritten.
         assert!(init_dir(dir.path(), &InitPlan::standard(1, &[])).is_err());
         // A key that is not the certificate's is refused at load.

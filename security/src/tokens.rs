@@ -39,12 +39,14 @@ pub struct TokenEntry {
     pub role: String,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+    /// Refused from this Unix time (seconds) on; `None`: no expiry.
+    pub expires_unix: Option<u64>,
 }
 
 /// The tokens a node accepts, by hash.
 #[derive(Debug, Clone, Default)]
 pub struct TokenTable {
-    by_hash: HashMap<String, Identity>,
+    by_hash: HashMap<String, (Identity, Option<u64>)>,
     entries: Vec<TokenEntry>,
 }
 
@@ -64,13 +66,19 @@ impl TokenTable {
             name: identity.name.clone(),
             role: identity.role.as_str().into(),
             sha256: sha256.clone(),
+            expires_unix: None,
         });
-        self.by_hash.insert(sha256, identity);
+        self.by_hash.insert(sha256, (identity, None));
     }
 
-    /// The identity a presented token stands for.
-    pub fn lookup(&self, token: &str) -> Option<&Identity> {
-        self.by_hash.get(&hash(token))
+    /// The identity a presented token stands for, unless it is unknown or
+    /// expired at `now_unix`.
+    pub fn lookup(&self, token: &str, now_unix: u64) -> Option<&Identity> {
+        let (identity, expires) = self.by_hash.get(&hash(token))?;
+        match expires {
+            Some(at) if now_unix >= *at => None,
+            _ => Some(identity),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,6 +97,9 @@ impl TokenTable {
                 "\n[[token]]\nname = {:?}\nrole = {:?}\nsha256 = {:?}\n",
                 e.name, e.role, e.sha256
             );
+            if let Some(at) = e.expires_unix {
+                let _ = writeln!(out, "expires_unix = \"{at}\"");
+            }
         }
         out
     }
@@ -97,15 +108,24 @@ impl TokenTable {
         // A tiny subset of TOML, parsed by hand so this crate needs no TOML
         // parser: `[[token]]` tables of `key = "value"` lines.
         let mut entries: Vec<TokenEntry> = Vec::new();
-        let mut current: Option<[Option<String>; 3]> = None;
-        let flush = |current: &mut Option<[Option<String>; 3]>,
+        let mut current: Option<[Option<String>; 4]> = None;
+        let flush = |current: &mut Option<[Option<String>; 4]>,
                      entries: &mut Vec<TokenEntry>|
          -> Result<(), TokensError> {
-            if let Some([name, role, sha256]) = current.take() {
+            if let Some([name, role, sha256, expires]) = current.take() {
+                let expires_unix = match expires {
+                    None => None,
+                    Some(text) => Some(text.parse().map_err(|_| {
+                        TokensError::Parse(format!("expires_unix {text:?} is not a number"))
+                    })?),
+                };
                 match (name, role, sha256) {
-                    (Some(name), Some(role), Some(sha256)) => {
-                        entries.push(TokenEntry { name, role, sha256 })
-                    }
+                    (Some(name), Some(role), Some(sha256)) => entries.push(TokenEntry {
+                        name,
+                        role,
+                        sha256,
+                        expires_unix,
+                    }),
                     _ => {
                         return Err(TokensError::Parse(
                             "a [[token]] needs name, role and sha256".into(),
@@ -121,7 +141,7 @@ impl TokenTable {
             }
             if line == "[[token]]" {
                 flush(&mut current, &mut entries)?;
-                current = Some([None, None, None]);
+                current = Some([None, None, None, None]);
                 continue;
             }
             let (key, value) = line
@@ -140,6 +160,7 @@ impl TokenTable {
                 "name" => slot[0] = Some(value),
                 "role" => slot[1] = Some(value),
                 "sha256" => slot[2] = Some(value),
+                "expires_unix" => slot[3] = Some(value),
                 other => return Err(TokensError::Parse(format!("unknown key {other:?}"))),
             }
         }
@@ -149,9 +170,10 @@ impl TokenTable {
             let role = Role::parse(&e.role)
                 .filter(|r| *r != Role::Node)
                 .ok_or_else(|| TokensError::Role(e.role.clone(), e.name.clone()))?;
-            table
-                .by_hash
-                .insert(e.sha256.clone(), Identity::new(role, e.name.clone()));
+            table.by_hash.insert(
+                e.sha256.clone(),
+                (Identity::new(role, e.name.clone()), e.expires_unix),
+            );
             table.entries.push(e);
         }
         Ok(table)
@@ -171,10 +193,14 @@ mod tests {
         assert!(!text.contains(&token), "the clear token is not stored");
         let parsed = TokenTable::parse(&text).unwrap();
         assert_eq!(
-            parsed.lookup(&token),
+            parsed.lookup(&token, 0),
             Some(&Identity::new(Role::Operator, "ops"))
         );
-        assert_eq!(parsed.lookup("stl_forged"), None);
+        assert_eq!(parsed.lookup("stl_forged", 0), None);
+        let expiring = format!("{text}expires_unix = \"100\"\n");
+        let parsed = TokenTable::parse(&expiring).unwrap();
+        assert!(parsed.lookup(&token, 99).is_some());
+        assert_eq!(parsed.lookup(&token, 100), None, "expired");
         assert_ne!(new_token(), new_token());
     }
 }

@@ -129,11 +129,17 @@ pub fn client(addr: SocketAddr) -> anyhow::Result<settle_codec::Client<Stream>> 
 
 /// The admin's TLS client configuration in a credentials directory.
 pub fn admin_tls(dir: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    identity_tls(dir, "admin")
+}
+
+/// The TLS client configuration of client `name` (its certificate) in a
+/// credentials directory.
+pub fn identity_tls(dir: &Path, name: &str) -> anyhow::Result<Arc<ClientConfig>> {
     use settle_security::files;
     let credentials = settle_security::Credentials::load(
         &dir.join(files::CA_CERT),
-        &dir.join(files::client_cert("admin")),
-        &dir.join(files::client_key("admin")),
+        &dir.join(files::client_cert(name)),
+        &dir.join(files::client_key(name)),
     )?;
     Ok(credentials.client()?)
 }
@@ -342,17 +348,53 @@ pub fn http_request(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(addr)?;
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    http_over(Stream::Plain(stream), addr, method, path, body, None)
+}
+
+/// [`http_request`] over TLS 1.3 with `tls` (a client certificate or
+/// none), with a bearer token if given.
+pub fn https_request(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let stream = Stream::connect(addr, Duration::from_secs(10), Some(tls))?;
+    http_over(stream, addr, method, path, body, bearer)
+}
+
+fn http_over(
+    mut stream: Stream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::Write;
     let body = body.unwrap_or("");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            // A TLS peer that closes without close_notify: what came is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let response = String::from_utf8_lossy(&bytes).into_owned();
     let status = response
         .split_whitespace()
         .nth(1)

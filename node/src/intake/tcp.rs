@@ -9,13 +9,16 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use settle_codec::archived::ArchivedSubmitRequest;
+use settle_codec::messages::BalancesRequest;
 use settle_codec::{
     decode_body, DecodeError, ErrorCode, ErrorResponse, Frame, FrameBuf, FrameReader,
-    LookupRequest, LookupResponse, MessageKind, ReadStatus, SubmitRequest, SubmitResponse,
+    LookupRequest, LookupResponse, MessageKind, ParticipantId, ReadStatus, SubmitRequest,
+    SubmitResponse,
 };
 use tracing::{debug, warn};
 
 use super::{Intake, ShardError};
+use crate::access::{Caller, Denied, Op};
 use crate::cluster::conn::with_timeout;
 use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
 
@@ -37,7 +40,7 @@ pub async fn serve(listener: TcpListener, intake: Rc<Intake>, security: Option<S
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
                     let served = match security {
-                        None => serve_connection(stream, &intake).await,
+                        None => serve_connection(stream, &intake, &Caller::Insecure).await,
                         Some(security) => serve_tls(stream, &intake, security).await,
                     };
                     if let Err(e) = served {
@@ -88,7 +91,19 @@ async fn serve_tls(
     }
     let accept = futures_rustls::TlsAcceptor::from(security.tls).accept(stream);
     match with_timeout(HANDSHAKE_TIMEOUT, accept).await {
-        Some(Ok(stream)) => serve_connection(stream, intake).await,
+        Some(Ok(stream)) => {
+            let identity =
+                settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+            let caller = match identity {
+                Some(Ok(identity)) => Caller::Known(identity),
+                Some(Err(e)) => {
+                    warn!(error = %e, "client certificate names no identity");
+                    Caller::Anonymous
+                }
+                None => Caller::Anonymous,
+            };
+            serve_connection(stream, intake, &caller).await
+        }
         Some(Err(e)) => {
             debug!(error = %e, "TLS handshake failed");
             Ok(())
@@ -100,7 +115,7 @@ async fn serve_tls(
 /// Reads frames, answers each, until EOF or a framing error (after which the
 /// byte stream is out of step and the connection is closed, after telling the
 /// peer why).
-async fn serve_connection<S>(mut stream: S, intake: &Intake) -> std::io::Result<()>
+async fn serve_connection<S>(mut stream: S, intake: &Intake, caller: &Caller) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -110,7 +125,18 @@ where
         out.clear();
         let keep_open = match reader.next_frame() {
             Ok(ReadStatus::Frame(frame)) => {
-                answer(&frame, intake, &mut out).await;
+                match authorize(&frame, caller) {
+                    Ok(()) => answer(&frame, intake, &mut out).await,
+                    Err(denied) => {
+                        warn!(%denied, kind = ?frame.kind(), "request refused");
+                        push_error(
+                            &mut out,
+                            frame.request_id(),
+                            ErrorCode::Forbidden,
+                            &denied.to_string(),
+                        );
+                    }
+                }
                 true
             }
             Ok(ReadStatus::NeedMore(_)) => {
@@ -132,6 +158,44 @@ where
             return Ok(());
         }
     }
+}
+
+/// Whether `caller` may make the request in `frame` (see [`crate::access`]).
+/// A frame whose body does not decode is let through: the handler answers
+/// it as a bad request, and does nothing.
+fn authorize(frame: &Frame<'_>, caller: &Caller) -> Result<(), Denied> {
+    if *caller == Caller::Insecure {
+        return Ok(());
+    }
+    let op = match frame.kind() {
+        MessageKind::SubmitRequest => {
+            let Ok(request) = decode_body::<SubmitRequest>(frame) else {
+                return Ok(());
+            };
+            for tx in request.transactions.iter() {
+                caller.check(Op::SubmitAs(tx.to_native().debtor))?;
+            }
+            return Ok(());
+        }
+        MessageKind::LookupRequest => Op::ReadTransactions,
+        MessageKind::CycleRunRequest => Op::RunCycle,
+        MessageKind::CycleAuditRequest | MessageKind::CycleListRequest => Op::ReadCycles,
+        MessageKind::DepositRequest => Op::Deposit,
+        MessageKind::BalancesRequest => {
+            let Ok(request) = decode_body::<BalancesRequest>(frame) else {
+                return Ok(());
+            };
+            let participant = request
+                .participant
+                .as_ref()
+                .map(|p| ParticipantId(p.0.to_native()));
+            Op::ReadBalances(participant)
+        }
+        // `settle status` on a node without --peers.
+        MessageKind::PeerRequest => Op::Status,
+        _ => return Ok(()),
+    };
+    caller.check(op)
 }
 
 /// Writes the answer to one frame into `out`. A bad body is answered with an
