@@ -321,6 +321,11 @@ struct StartArgs {
     /// every start.
     #[arg(long)]
     insecure: bool,
+    /// Seal the Raft log records with AES-256-GCM: a file of 256-bit keys, 64 hex digits each
+    /// (the first seals, all open: rotate by putting a new key first). Also read from the
+    /// SETTLE_ENCRYPTION_KEY environment variable [default: off].
+    #[arg(long)]
+    encryption_key_file: Option<PathBuf>,
 }
 
 /// Default of `--rtgs-cycle-ms`.
@@ -532,11 +537,34 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
     if let Some(n) = args.keep_entries {
         group.logs_kept_after_snapshot = n;
     }
+    group.at_rest = at_rest_cipher(args)?;
     group.raft_config(0).map_err(|e| anyhow!("{e}"))?;
     Ok((cluster, group))
 }
 
 type PeerMap = std::collections::BTreeMap<u64, std::net::SocketAddr>;
+
+/// The at-rest keys: `--encryption-key-file`, else `SETTLE_ENCRYPTION_KEY`.
+fn at_rest_cipher(
+    args: &StartArgs,
+) -> anyhow::Result<Option<std::sync::Arc<settle_storage::Cipher>>> {
+    let (text, source) = match &args.encryption_key_file {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var("SETTLE_ENCRYPTION_KEY") {
+            Ok(text) => (text, "SETTLE_ENCRYPTION_KEY".to_string()),
+            Err(_) => return Ok(None),
+        },
+    };
+    let cipher = settle_storage::Cipher::from_hex(&text).with_context(|| format!("in {source}"))?;
+    tracing::info!(
+        key_id = format!("{:08x}", cipher.seal_key_id()),
+        "Raft log records sealed with AES-256-GCM (keys from {source})"
+    );
+    Ok(Some(std::sync::Arc::new(cipher)))
+}
 
 /// The settings of `settle start`: its flags over its `--config` file.
 fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
@@ -989,6 +1017,7 @@ mod tests {
             no_leader_balancing: true,
             tls_dir: Some("/etc/settle/tls".into()),
             insecure: true,
+            encryption_key_file: Some("/etc/settle/at-rest.keys".into()),
         }
     }
 
