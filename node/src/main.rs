@@ -673,7 +673,23 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    // SIGHUP re-reads the node's certificate and key (every port presents
+    // the new one from its next handshake on).
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("installing signal handlers")?;
     while !stop.load(Ordering::SeqCst) {
+        if hangup.swap(false, Ordering::SeqCst) {
+            match credentials.as_ref().map(|(c, _)| c.reload()) {
+                Some(Ok(identity)) => {
+                    tracing::info!(%identity, "SIGHUP: certificate and key reloaded")
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the previous one stays")
+                }
+                None => tracing::warn!("SIGHUP: --insecure, no certificate to reload"),
+            }
+        }
         if node.any_core_finished() {
             return node
                 .stop()

@@ -2,12 +2,13 @@
 //! process's own certificate chain and key.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::identity::{Identity, IdentityError};
@@ -34,23 +35,55 @@ pub enum TlsError {
 #[derive(Debug, Clone)]
 pub struct Credentials {
     ca: Vec<CertificateDer<'static>>,
-    own: Option<Own>,
+    own: Option<Arc<OwnCert>>,
 }
 
+/// This process's certificate and key, shared by every configuration made
+/// from one [`Credentials`], and replaceable while serving
+/// ([`Credentials::reload`], on SIGHUP): new handshakes use the new one.
 #[derive(Debug)]
-struct Own {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+pub struct OwnCert {
+    current: RwLock<Arc<CertifiedKey>>,
     identity: Identity,
+    cert_path: PathBuf,
+    key_path: PathBuf,
 }
 
-impl Clone for Own {
-    fn clone(&self) -> Self {
-        Own {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            identity: self.identity.clone(),
-        }
+impl OwnCert {
+    fn load(cert_path: &Path, key_path: &Path) -> Result<(Arc<CertifiedKey>, Identity), TlsError> {
+        let chain = certs(cert_path)?;
+        let identity = Identity::from_cert_der(&chain[0])?;
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::File {
+            path: key_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        // A key that is not its certificate's fails here, not at a handshake.
+        let certified = CertifiedKey::from_der(chain, key, &provider())?;
+        Ok((Arc::new(certified), identity))
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().expect("never poisoned").clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for OwnCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for OwnCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -84,24 +117,35 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 impl Credentials {
     /// The CA at `ca`, and this process's chain and key.
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Credentials, TlsError> {
-        let chain = certs(cert)?;
-        let identity = Identity::from_cert_der(&chain[0])?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
-            path: key.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let credentials = Credentials {
+        let (certified, identity) = OwnCert::load(cert, key)?;
+        Ok(Credentials {
             ca: certs(ca)?,
-            own: Some(Own {
-                chain,
-                key,
+            own: Some(Arc::new(OwnCert {
+                current: RwLock::new(certified),
                 identity,
-            }),
-        };
-        // A key that does not match its certificate fails here, at load,
-        // not at the first handshake.
-        credentials.client()?;
-        Ok(credentials)
+                cert_path: cert.to_path_buf(),
+                key_path: key.to_path_buf(),
+            })),
+        })
+    }
+
+    /// Re-reads this process's certificate and key from their files (the
+    /// CA is not re-read: changing it needs a restart). The identity must
+    /// stay the same. Every configuration made from these credentials
+    /// presents the new certificate from its next handshake on.
+    pub fn reload(&self) -> Result<&Identity, TlsError> {
+        let own = self.own.as_ref().ok_or_else(|| {
+            TlsError::Config(rustls::Error::General("no certificate to reload".into()))
+        })?;
+        let (certified, identity) = OwnCert::load(&own.cert_path, &own.key_path)?;
+        if identity != own.identity {
+            return Err(TlsError::Config(rustls::Error::General(format!(
+                "the new certificate is {identity}'s, not {}'s: refused",
+                own.identity
+            ))));
+        }
+        *own.current.write().expect("never poisoned") = certified;
+        Ok(&own.identity)
     }
 
     /// Only the CA: a client with no certificate (it authenticates by token).
@@ -127,7 +171,7 @@ impl Credentials {
         Ok(Arc::new(roots))
     }
 
-    fn own(&self) -> Result<&Own, TlsError> {
+    fn own(&self) -> Result<&Arc<OwnCert>, TlsError> {
         self.own.as_ref().ok_or_else(|| {
             TlsError::Config(rustls::Error::General(
                 "a server needs its own certificate".into(),
@@ -161,7 +205,7 @@ impl Credentials {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+            .with_cert_resolver(own.clone());
         config.alpn_protocols = Vec::new();
         Ok(Arc::new(config))
     }
@@ -176,7 +220,7 @@ impl Credentials {
             .with_protocol_versions(VERSIONS)?
             .with_webpki_verifier(verifier);
         let config = match &self.own {
-            Some(own) => builder.with_client_auth_cert(own.chain.clone(), own.key.clone_key())?,
+            Some(own) => builder.with_client_cert_resolver(own.clone()),
             None => builder.with_no_client_auth(),
         };
         Ok(Arc::new(config))

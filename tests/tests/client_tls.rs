@@ -1,7 +1,8 @@
 //! The client ports (binary frames and HTTP) speak TLS 1.3 only: a real TLS
 //! client (Debian's `openssl s_client`) completes a TLS 1.3 handshake with
 //! each and verifies the node's certificate against the cluster CA; TLS 1.2
-//! and plaintext are refused, plaintext with an error that says why.
+//! and plaintext are refused, plaintext with an error that says why; SIGHUP
+//! swaps in a new certificate without a restart.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -86,5 +87,35 @@ fn client_ports_speak_tls_1_3_only_and_tell_plaintext_clients_why_they_are_refus
             assert!(text.contains("TLS 1.3 only"), "{text}");
         }
         ReadStatus::NeedMore(_) => panic!("no whole error frame: {answer:?}"),
+    }
+
+    // SIGHUP reloads the node's certificate: put another one in place (of
+    // another CA, so the switch shows) and every port presents it.
+    let other = dir.path().join("other");
+    certs_init(&other, 1).unwrap();
+    for file in ["node-1.pem", "node-1.key"] {
+        std::fs::copy(other.join(file), tls.join(file)).unwrap();
+    }
+    // SAFETY: a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(node.child.id() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let other_ca = other.join("ca.pem");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for (port, addr) in [("binary", node.listen), ("http", http)] {
+        loop {
+            let (ok, text) = s_client(addr, "-tls1_3", &other_ca);
+            if ok && text.contains("Verify return code: 0 (ok)") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{port}: the reloaded certificate is not served:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (ok, _) = s_client(addr, "-tls1_3", &ca);
+        assert!(!ok, "{port}: still the old certificate");
     }
 }
