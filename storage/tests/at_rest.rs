@@ -154,3 +154,63 @@ fn sealed_logs_hold_no_plaintext_and_refuse_altered_ciphertext() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn sealed_snapshots_hold_no_plaintext_and_refuse_altered_ciphertext() {
+    use settle_storage::SnapshotStore;
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cipher = Arc::new(Cipher::new(&[[9; 32]]).unwrap());
+        let store = SnapshotStore::open_sealed(dir.path(), Some(cipher.clone()))
+            .await
+            .unwrap();
+        let data = payload(1);
+        let seq = store.write(b"last=42 members=1,2,3", &data).await.unwrap();
+        let snap = store.read_latest().await.unwrap().unwrap();
+        assert_eq!(
+            (snap.seq, snap.meta.as_slice(), &snap.data),
+            (seq, &b"last=42 members=1,2,3"[..], &data)
+        );
+        let bytes = all_bytes(dir.path());
+        for pattern in [&b"bank_07"[..], b"250000", b"members"] {
+            assert!(
+                !contains(&bytes, pattern),
+                "{:?} in clear",
+                String::from_utf8_lossy(pattern)
+            );
+        }
+        // Without the key: refused. A plain store's snapshots stay readable.
+        let keyless = SnapshotStore::open(dir.path()).await.unwrap();
+        assert!(matches!(
+            keyless.read_latest().await,
+            Err(Error::CorruptFile {
+                reason: CorruptReason::Sealed(SealError::NoKey),
+                ..
+            })
+        ));
+        // A flipped ciphertext byte with the file's crc fixed: the seal fails.
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut file = std::fs::read(&path).unwrap();
+        let last = file.len() - 5;
+        file[last] ^= 0x20;
+        let meta_len = u32::from_le_bytes(file[4..8].try_into().unwrap()) as usize;
+        let crc = crc32c::crc32c(&file[4..16]);
+        let crc = crc32c::crc32c_append(crc, &file[24..24 + meta_len]);
+        let crc = crc32c::crc32c_append(crc, &file[24 + meta_len..]);
+        let crc = crc32c::crc32c_append(crc, &[file[20]]);
+        file[16..20].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &file).unwrap();
+        assert!(matches!(
+            store.read_latest().await,
+            Err(Error::CorruptFile {
+                reason: CorruptReason::Sealed(SealError::Forged),
+                ..
+            })
+        ));
+    });
+}
