@@ -6,8 +6,11 @@
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Picks every member's peer and client address: sets `peers`, `listen[i]`
-# and `first_peer`.
+# and `first_peer`; makes the cluster's credentials in $dir/tls (the nodes
+# get --tls-dir, the tools find them through SETTLE_TLS_DIR).
 pick_addresses() {
+    [ -e "$dir/tls/ca.pem" ] || ./target/release/settle certs init "$dir/tls" --nodes "$nodes" > /dev/null
+    export SETTLE_TLS_DIR="$dir/tls"
     peers=""
     declare -g -a listen
     for i in $(seq 1 "$nodes"); do
@@ -26,7 +29,7 @@ start_nodes() {
     for i in $(seq 1 "$nodes"); do
         ./target/release/settle start --node-id "$i" --peers "$peers" --cores "${SETTLE_CORES:-2}" \
             --data-dir "$dir/node-$i" --listen "${listen[$i]}" \
-            --participants "$dir/participants.json" "$@" 2> "$dir/node-$i$suffix.log" &
+            --participants "$dir/participants.json" --tls-dir "$dir/tls" "$@" 2> "$dir/node-$i$suffix.log" &
         pids[$i]=$!
     done
     for i in $(seq 1 "$nodes"); do

@@ -11,7 +11,7 @@
 //! replies stops reading requests, and a writer that never reads then blocks
 //! forever. `MAX_IN_FLIGHT_REQUESTS` bounds how far ahead it may get.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 
 use crate::error::{DecodeError, EncodeError};
@@ -63,8 +63,9 @@ pub enum Reply {
     Error(ErrorResponse),
 }
 
-pub struct Client {
-    stream: TcpStream,
+/// A client over `S`: a TCP socket, or any other byte stream (TLS).
+pub struct Client<S = TcpStream> {
+    stream: S,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
@@ -81,17 +82,25 @@ impl Client {
         // Requests are whole frames written at once; Nagle would only delay
         // a lone request waiting for an ACK.
         stream.set_nodelay(true)?;
-        Ok(Client {
+        Ok(Client::over(stream))
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over any connected byte stream (e.g. a TLS session), set up
+    /// by the caller (no delay, timeouts).
+    pub fn over(stream: S) -> Client<S> {
+        Client {
             stream,
             out: FrameBuf::new(),
             reader: FrameReader::new(),
             next_request_id: 1,
             in_flight: 0,
-        })
+        }
     }
 
-    /// The socket, e.g. to set read/write timeouts.
-    pub fn stream(&self) -> &TcpStream {
+    /// The stream, e.g. to set read/write timeouts on its socket.
+    pub fn stream(&self) -> &S {
         &self.stream
     }
 

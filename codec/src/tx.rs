@@ -613,6 +613,9 @@ pub enum ErrorCode {
     /// The node does not serve this message kind.
     UnsupportedKind = 5,
     Internal = 6,
+    /// The caller's identity (its client certificate; none presented) may
+    /// not make this request: nothing was done.
+    Forbidden = 7,
 }
 
 // ---------------------------------------------------------------------------

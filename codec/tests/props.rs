@@ -238,7 +238,7 @@ proptest! {
         items in prop::collection::vec(any_lookup_item(), 0..20),
         ids in prop::collection::vec(any::<u128>(), 0..100),
         message in ".{0,100}",
-        code in prop::sample::select(vec![ErrorCode::BadRequest, ErrorCode::Overloaded, ErrorCode::NotLeader, ErrorCode::ShuttingDown, ErrorCode::UnsupportedKind, ErrorCode::Internal]),
+        code in prop::sample::select(vec![ErrorCode::BadRequest, ErrorCode::Overloaded, ErrorCode::NotLeader, ErrorCode::ShuttingDown, ErrorCode::UnsupportedKind, ErrorCode::Internal, ErrorCode::Forbidden]),
     ) {
         let mut buf = FrameBuf::new();
         buf.push(1, &SubmitResponse { results: results.clone() }).unwrap();

@@ -7,6 +7,7 @@
 //! It must not link the node: it sees the engine only through the wire.
 
 pub mod account;
+pub mod net;
 pub mod participants;
 pub mod report;
 pub mod run;

@@ -51,7 +51,36 @@ enum Command {
         /// File of acknowledged ids, one per line (from a run with --acked).
         #[arg(long)]
         acked: PathBuf,
+        #[command(flatten)]
+        security: Security,
     },
+}
+
+/// How the load generator finds its credentials.
+#[derive(Args)]
+struct Security {
+    /// Credentials directory: ca.pem and <identity>.pem/.key (a node's <data-dir>/tls, or one
+    /// made by `settle certs init`).
+    #[arg(long, env = "SETTLE_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Whose certificate to present (submitting for every bank needs admin).
+    #[arg(long, env = "SETTLE_IDENTITY", default_value = "admin")]
+    identity: String,
+    /// Plaintext, no credentials: only for a node started --insecure.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl Security {
+    fn apply(&self) -> anyhow::Result<()> {
+        let config = settle_loadgen::net::client_config(
+            self.tls_dir.as_deref(),
+            &self.identity,
+            self.insecure,
+        )?;
+        settle_loadgen::net::set_tls(config);
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -94,6 +123,8 @@ struct LoadArgs {
     /// schedules run them).
     #[arg(long, default_value = "1s")]
     settle_trigger: String,
+    #[command(flatten)]
+    security: Security,
 }
 
 fn parse_trigger(text: &str) -> Result<Option<Duration>, String> {
@@ -126,8 +157,18 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&file)?);
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Verify { target, acked }) => verify_command(target, &acked).await,
-            None => load_command(cli.load).await,
+            Some(Command::Verify {
+                target,
+                acked,
+                security,
+            }) => {
+                security.apply()?;
+                verify_command(target, &acked).await
+            }
+            None => {
+                cli.load.security.apply()?;
+                load_command(cli.load).await
+            }
         }
     });
     match outcome {

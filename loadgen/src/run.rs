@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use settle_codec::{
     decode_body, ErrorResponse, FrameBuf, FrameReader, LookupItem, LookupRequest, LookupResponse,
     MessageKind, ReadStatus, SubmitBatch, SubmitResponse, Transaction, TxResult, MAX_LOOKUP_IDS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::report::{live_line, Percentiles, Recorder, Report};
 use crate::workload::Workload;
@@ -51,7 +50,7 @@ pub struct RunOutcome {
 
 /// A connection speaking the frame protocol, with reusable buffers.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn crate::net::Io>,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
@@ -65,10 +64,7 @@ pub enum SubmitAnswer {
 
 impl Connection {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = crate::net::connect(addr).await?;
         Ok(Connection {
             stream,
             out: FrameBuf::new(),

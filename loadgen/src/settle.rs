@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde::Serialize;
 use settle_codec::messages::{
     CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse, CycleStatus,
@@ -35,7 +35,6 @@ use settle_codec::{
     decode_body, ErrorResponse, FrameBuf, FrameReader, MessageKind, ReadStatus, Window,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::run::{run, RunOptions, RunOutcome};
 
@@ -223,7 +222,7 @@ impl SettleReport {
 
 /// A connection for control requests, one at a time.
 pub struct ControlConnection {
-    stream: TcpStream,
+    stream: Box<dyn crate::net::Io>,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
@@ -231,10 +230,7 @@ pub struct ControlConnection {
 
 impl ControlConnection {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<ControlConnection> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = crate::net::connect(addr).await?;
         Ok(ControlConnection {
             stream,
             out: FrameBuf::new(),

@@ -51,6 +51,19 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             .to_string(),
     )?;
     let listen = free_port()?;
+    // Secure like any node: a throwaway CA and certificates in the
+    // temporary directory, the load generator presenting the admin's.
+    let tls = dir.path().join("tls");
+    settle_security::generate::init_dir(
+        &tls,
+        &settle_security::generate::InitPlan::standard(1, &[]),
+    )?;
+    let credentials = crate::credentials::node(&tls, 1)?;
+    settle_loadgen::net::set_tls(settle_loadgen::net::client_config(
+        Some(&tls),
+        "admin",
+        false,
+    )?);
     let config = NodeConfig {
         node_id: 1,
         data_dir: dir.path().to_path_buf(),
@@ -62,9 +75,13 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         group: Default::default(),
         cycles: demo_cycles(),
         cluster: None,
+        security: Some(crate::credentials::ServerSecurity::new(
+            &credentials,
+            Some(tls.join(settle_security::files::TOKENS)),
+        )?),
     };
     println!(
-        "settle demo: one node, {} cores, shards USD EUR GBP JPY, {} participants, data in {}",
+        "settle demo: one node, {} cores, shards USD EUR GBP JPY, {} participants, TLS 1.3 with throwaway certificates, data in {}",
         config.cores,
         options.participants,
         dir.path().display()

@@ -44,12 +44,21 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and serves on a new thread.
-    pub fn start(addr: SocketAddr, intake: Intake) -> anyhow::Result<HttpServer> {
+    pub fn start(
+        addr: SocketAddr,
+        intake: Intake,
+        security: Option<crate::credentials::ServerSecurity>,
+    ) -> anyhow::Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("HTTP listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let access = crate::http_access::HttpAccess {
+            tokens: security.as_ref().map(|s| s.tokens.clone()),
+            body_bytes_max: HTTP_BODY_BYTES_MAX,
+        };
+        let security_for_reload = security.clone();
         let thread = std::thread::Builder::new()
             .name("settle-http".into())
             .spawn(move || {
@@ -60,7 +69,17 @@ impl HttpServer {
                 runtime.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("a bound listener");
-                    let app = router(intake);
+                    let listener = crate::http_tls::ClientListener::new(listener, security)
+                        .expect("a bound listener has an address");
+                    if let Some(security) = security_for_reload {
+                        tokio::spawn(reload_tokens(security));
+                    }
+                    let app = router(intake)
+                        .layer(axum::middleware::from_fn_with_state(
+                            access,
+                            crate::http_access::authorize,
+                        ))
+                        .into_make_service_with_connect_info::<crate::http_tls::Caller>();
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = stopped.await;
@@ -82,6 +101,23 @@ impl HttpServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// How often the tokens file is looked at for changes.
+const TOKENS_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Re-reads the bearer tokens when their file changes: no restart needed.
+async fn reload_tokens(security: crate::credentials::ServerSecurity) {
+    let mut seen = None;
+    loop {
+        match security.reload_tokens(seen) {
+            Ok(now) => seen = now,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "tokens file not reloaded; the previous tokens stay")
+            }
+        }
+        tokio::time::sleep(TOKENS_RELOAD_INTERVAL).await;
     }
 }
 

@@ -10,13 +10,17 @@
 //! Must not contain solver or storage internals: the log is the storage
 //! crate's, wire types are the codec's.
 
+pub mod access;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod cycle;
 pub mod demo;
 pub mod execution;
 pub mod http;
+pub mod http_access;
+pub mod http_tls;
 pub mod intake;
 pub mod participants;
 pub mod raft;

@@ -49,6 +49,58 @@ enum Command {
     Balances(BalancesArgs),
     /// Show a cluster: members, each group's leader, and every replica's term, log, commit and apply indexes and lag.
     Status(StatusArgs),
+    /// Credentials: a throwaway CA with node and client certificates and tokens.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make DIR (it must not hold a CA yet): ca.pem/ca.key, node-<id>.pem/.key per node,
+    /// <name>.pem/.key/.token for the clients admin, operator, auditor and each submitter, and
+    /// tokens.toml (the tokens' hashes, for the nodes).
+    Init {
+        dir: PathBuf,
+        /// Node certificates for ids 1..=N.
+        #[arg(long, default_value_t = 1)]
+        nodes: u64,
+        /// Submitter (bank) client certificates, e.g. bank_01,bank_02.
+        #[arg(long, value_delimiter = ',')]
+        submitters: Vec<String>,
+        /// Extra DNS names or IP addresses for the node certificates (they always carry
+        /// settle-node, localhost, 127.0.0.1 and ::1).
+        #[arg(long = "san", value_delimiter = ',')]
+        sans: Vec<String>,
+    },
+}
+
+/// How a tool finds its credentials.
+#[derive(Args, Clone)]
+struct ClientSecurityArgs {
+    /// Credentials directory: ca.pem and <identity>.pem/.key (a node's <data-dir>/tls, or one
+    /// made by `settle certs init`).
+    #[arg(long, env = "SETTLE_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// A node's data directory: its credentials are in <data-dir>/tls.
+    #[arg(long, conflicts_with = "tls_dir")]
+    data_dir: Option<PathBuf>,
+    /// Whose certificate to present: admin, operator, auditor or a submitter's name.
+    #[arg(long, env = "SETTLE_IDENTITY", default_value = "admin")]
+    identity: String,
+    /// Plaintext, no credentials: only for a node started --insecure.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ClientSecurityArgs {
+    fn load(&self) -> anyhow::Result<settle_node::credentials::ClientSecurity> {
+        let dir = self.tls_dir.clone().or_else(|| {
+            self.data_dir
+                .as_deref()
+                .map(settle_node::credentials::data_dir_tls)
+        });
+        settle_node::credentials::client(dir.as_deref(), &self.identity, self.insecure)
+    }
 }
 
 #[derive(Args)]
@@ -66,6 +118,8 @@ struct StatusArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    security: ClientSecurityArgs,
 }
 
 #[derive(Args)]
@@ -76,6 +130,18 @@ struct TargetArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    security: ClientSecurityArgs,
+}
+
+impl TargetArgs {
+    fn connect(&self) -> anyhow::Result<settle_node::cycle::client::ControlClient> {
+        let security = self.security.load()?;
+        Ok(settle_node::cycle::client::ControlClient::connect(
+            self.target,
+            security.tls.as_ref(),
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -252,6 +318,19 @@ struct StartArgs {
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
     no_leader_balancing: bool,
+    /// Credentials directory (see `settle certs init`): ca.pem, node-<id>.pem/.key, tokens.toml.
+    /// Peer links are mutual TLS 1.3 against ca.pem.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Plaintext everywhere, no authentication: only for local experiments. Logs a warning on
+    /// every start.
+    #[arg(long)]
+    insecure: bool,
+    /// Seal the Raft log records with AES-256-GCM: a file of 256-bit keys, 64 hex digits each
+    /// (the first seals, all open: rotate by putting a new key first). Also read from the
+    /// SETTLE_ENCRYPTION_KEY environment variable [default: off].
+    #[arg(long)]
+    encryption_key_file: Option<PathBuf>,
 }
 
 /// Default of `--rtgs-cycle-ms`.
@@ -346,6 +425,7 @@ fn main() -> ExitCode {
         Command::Deposit(args) => cli::deposit(args),
         Command::Balances(args) => cli::balances(args),
         Command::Status(args) => status(args),
+        Command::Certs(command) => certs(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -477,6 +557,7 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
         .as_ref()
         .map_or(settle_node::shard::DEFAULT_CURRENCIES.len(), Vec::len);
     group.store = settle_node::raft::StateStoreConfig::from_memory_budget(budget, shards);
+    group.at_rest = at_rest_cipher(args)?;
     group.raft_config(0).map_err(|e| anyhow!("{e}"))?;
     Ok((cluster, group))
 }
@@ -519,6 +600,28 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// The at-rest keys: `--encryption-key-file`, else `SETTLE_ENCRYPTION_KEY`.
+fn at_rest_cipher(
+    args: &StartArgs,
+) -> anyhow::Result<Option<std::sync::Arc<settle_storage::Cipher>>> {
+    let (text, source) = match &args.encryption_key_file {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var("SETTLE_ENCRYPTION_KEY") {
+            Ok(text) => (text, "SETTLE_ENCRYPTION_KEY".to_string()),
+            Err(_) => return Ok(None),
+        },
+    };
+    let cipher = settle_storage::Cipher::from_hex(&text).with_context(|| format!("in {source}"))?;
+    tracing::info!(
+        key_id = format!("{:08x}", cipher.seal_key_id()),
+        "Raft log records sealed with AES-256-GCM (keys from {source})"
+    );
+    Ok(Some(std::sync::Arc::new(cipher)))
+}
+
 /// The settings of `settle start`: its flags over its `--config` file.
 fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
     match &args.config {
@@ -530,13 +633,43 @@ fn settings(args: StartArgs) -> anyhow::Result<StartArgs> {
     }
 }
 
+/// The node's credentials: from `--tls-dir`, else from `<data-dir>/tls`,
+/// made there on a one-member node's first start; none with `--insecure`.
+fn security(
+    args: &StartArgs,
+    data_dir: &std::path::Path,
+    node_id: u64,
+) -> anyhow::Result<Option<(settle_security::Credentials, PathBuf)>> {
+    if args.insecure {
+        if args.tls_dir.is_some() {
+            return Err(anyhow!("--insecure and --tls-dir: pick one"));
+        }
+        tracing::warn!(
+            "INSECURE: started with --insecure: every port is plaintext and unauthenticated; \
+             anyone who can reach this node can submit as any bank, deposit, change participants \
+             and FX, and inject Raft messages. For local experiments only."
+        );
+        return Ok(None);
+    }
+    let dir = match &args.tls_dir {
+        Some(dir) => dir.clone(),
+        None => settle_node::credentials::bootstrap(data_dir, node_id, args.peers.is_some())?,
+    };
+    let credentials = settle_node::credentials::node(&dir, node_id)?;
+    tracing::info!(dir = %dir.display(), "TLS 1.3 on every port with the credentials in {}", dir.display());
+    Ok(Some((credentials, dir)))
+}
+
 fn start(args: StartArgs) -> anyhow::Result<()> {
     let args = settings(args)?;
     let cycles = cycle_config(&args)?;
     let (peers, group) = cluster_config(&args)?;
     let data_dir = args
         .data_dir
+        .clone()
         .ok_or_else(|| anyhow!("--data-dir is required (or data_dir in --config)"))?;
+    let node_id = args.node_id.unwrap_or(1);
+    let credentials = security(&args, &data_dir, node_id)?;
     let participants = match args.participants {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -546,12 +679,16 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let currencies = args.currencies;
-    let node_id = args.node_id.unwrap_or(1);
     let balance_leaders = !args.no_leader_balancing;
+    let peer_tls = credentials
+        .as_ref()
+        .map(|(c, _)| settle_node::cluster::PeerTls::new(c))
+        .transpose()?;
     let cluster = peers
         .map(|peers| {
             ClusterConfig::new(node_id, peers).map(|c| ClusterConfig {
                 balance_leaders,
+                tls: peer_tls.clone(),
                 ..c
             })
         })
@@ -571,6 +708,15 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         group,
         cycles,
         cluster,
+        security: credentials
+            .as_ref()
+            .map(|(c, dir)| {
+                settle_node::credentials::ServerSecurity::new(
+                    c,
+                    Some(dir.join(settle_security::files::TOKENS)),
+                )
+            })
+            .transpose()?,
     };
     let node = server::start(config)?;
     eprintln!(
@@ -583,7 +729,23 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    // SIGHUP re-reads the node's certificate and key (every port presents
+    // the new one from its next handshake on).
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("installing signal handlers")?;
     while !stop.load(Ordering::SeqCst) {
+        if hangup.swap(false, Ordering::SeqCst) {
+            match credentials.as_ref().map(|(c, _)| c.reload()) {
+                Some(Ok(identity)) => {
+                    tracing::info!(%identity, "SIGHUP: certificate and key reloaded")
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the previous one stays")
+                }
+                None => tracing::warn!("SIGHUP: --insecure, no certificate to reload"),
+            }
+        }
         if node.any_core_finished() {
             return node
                 .stop()
@@ -601,7 +763,6 @@ mod cli {
     use serde_json::json;
     use settle_codec::{format_id, parse_id, Currency, ParticipantId, TxResult, TxStatus};
     use settle_node::cycle::audit::{money, recost, render_cycle, render_trail, trail_json};
-    use settle_node::cycle::client::ControlClient;
     use settle_node::cycle::instance::{instance_json, solution_file};
 
     use super::{AuditArgs, BalancesArgs, CycleCommand, DepositArgs};
@@ -636,7 +797,7 @@ mod cli {
     pub fn cycle(command: CycleCommand) -> anyhow::Result<()> {
         match command {
             CycleCommand::Run { window, target } => {
-                let mut client = ControlClient::connect(target.target)?;
+                let mut client = target.connect()?;
                 let summary = client.run_cycle(window)?;
                 if target.json {
                     print_json(&serde_json::to_value(summary)?)
@@ -651,7 +812,7 @@ mod cli {
                 oldest_first,
                 target,
             } => {
-                let mut client = ControlClient::connect(target.target)?;
+                let mut client = target.connect()?;
                 let after = match after {
                     Some(after) => after,
                     None => {
@@ -679,7 +840,7 @@ mod cli {
     }
 
     pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         if let Some(cycle_id) = args.cycle {
             let record = client.cycle_record(cycle_id)?;
             let checked = recost(&record);
@@ -758,7 +919,7 @@ mod cli {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos()),
         };
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         let (result, balance) = client.deposit(deposit_id, participant, currency, args.amount)?;
         if args.target.json {
             print_json(&json!({
@@ -801,7 +962,7 @@ mod cli {
             ),
             None => None,
         };
-        let mut client = ControlClient::connect(args.target.target)?;
+        let mut client = args.target.connect()?;
         let balances = client.balances(participant)?;
         if args.target.json {
             return print_json(&json!({ "balances": balances }));
@@ -834,9 +995,40 @@ mod cli {
     }
 }
 
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Init {
+            dir,
+            nodes,
+            submitters,
+            sans,
+        } => {
+            let mut plan = settle_security::generate::InitPlan::standard(nodes, &submitters);
+            plan.extra_names = sans;
+            settle_security::generate::init_dir(&dir, &plan)?;
+            println!(
+                "{}: a CA, {nodes} node certificate(s), client certificates and tokens for {}",
+                dir.display(),
+                plan.clients
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
 fn status(args: StatusArgs) -> anyhow::Result<()> {
     use settle_node::cluster::status;
-    let views = status::cluster_status(args.target, args.digest, args.timeout)?;
+    let security = args.security.load()?;
+    let views = status::cluster_status(
+        args.target,
+        args.digest,
+        args.timeout,
+        security.tls.as_ref(),
+    )?;
     if args.json {
         let all: Vec<serde_json::Value> = views
             .iter()
@@ -896,6 +1088,9 @@ mod tests {
             keep_entries: Some(100),
             memory_budget: Some("2GiB".into()),
             no_leader_balancing: true,
+            tls_dir: Some("/etc/settle/tls".into()),
+            insecure: true,
+            encryption_key_file: Some("/etc/settle/at-rest.keys".into()),
         }
     }
 

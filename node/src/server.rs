@@ -48,6 +48,8 @@ pub struct NodeConfig {
     /// The cluster this node is a member of (`--peers`); `None` runs every
     /// group as a single-member group.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// TLS of the client ports (binary and HTTP); `None` only with `--insecure`.
+    pub security: Option<crate::credentials::ServerSecurity>,
 }
 
 /// A started node; dropping it does not stop it, [`RunningNode::stop`] does.
@@ -191,7 +193,11 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     }
     let http = match config.http {
-        Some(addr) => Some(crate::http::HttpServer::start(addr, intake.clone())?),
+        Some(addr) => Some(crate::http::HttpServer::start(
+            addr,
+            intake.clone(),
+            config.security.clone(),
+        )?),
         None => None,
     };
     let http_addr = http.as_ref().map(|h| h.addr);
@@ -375,7 +381,12 @@ async fn open_and_serve(
     }
     let listener = glommio::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow!("listening on {}: {e}", config.listen))?;
-    glommio::spawn_local(tcp::serve(listener, Rc::new(ctx.intake.clone()))).detach();
+    glommio::spawn_local(tcp::serve(
+        listener,
+        Rc::new(ctx.intake.clone()),
+        config.security.clone(),
+    ))
+    .detach();
     let _ = ctx.ready.send(Ok(ctx.core));
 
     while !ctx.stop.load(Ordering::SeqCst) {

@@ -13,7 +13,8 @@
 //! ```text
 //! 0..4   magic "SLR1" (zero bytes here mean padding / unwritten space)
 //! 4      kind: 1 = entry, 2 = group header
-//! 5..8   reserved, zero
+//! 5      flags: bit 0 = payload sealed (AES-256-GCM, see `seal`); entries only
+//! 6..8   reserved, zero
 //! 8..12  payload length, u32 LE
 //! 12..16 crc32c over header bytes 0..12 and 16..32, then the payload
 //! 16..24 index, u64 LE (group header: first index of the group)
@@ -53,6 +54,8 @@ pub const PAYLOAD_BYTES_MAX: usize = GROUP_BYTES_MAX - GROUP_PREFIX_BYTES - HEAD
 const MAGIC: [u8; 4] = *b"SLR1";
 pub(crate) const KIND_ENTRY: u8 = 1;
 pub(crate) const KIND_GROUP: u8 = 2;
+/// Record flag: the payload is sealed (see [`crate::seal`]).
+pub(crate) const FLAG_SEALED: u8 = 1;
 
 /// Why a record or file was found invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +81,9 @@ pub enum CorruptReason {
     Gap { expected: u64, found: u64 },
     /// A small file (meta, snapshot) with a bad header or checksum.
     BadFile,
+    /// A sealed payload that does not open (altered, moved, or sealed with
+    /// a key not given).
+    Sealed(crate::seal::SealError),
 }
 
 impl fmt::Display for CorruptReason {
@@ -97,6 +103,7 @@ impl fmt::Display for CorruptReason {
                 write!(f, "missing records: next index {expected}, found {found}")
             }
             Self::BadFile => write!(f, "bad file header or checksum"),
+            Self::Sealed(e) => write!(f, "sealed payload: {e}"),
         }
     }
 }
@@ -105,6 +112,7 @@ impl fmt::Display for CorruptReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub kind: u8,
+    pub flags: u8,
     pub payload_bytes: u32,
     pub index: u64,
     pub term: u64,
@@ -136,10 +144,24 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
 
 /// Appends one record (header + payload) to `out`.
 pub(crate) fn encode_record(out: &mut Vec<u8>, kind: u8, index: u64, term: u64, payload: &[u8]) {
+    encode_record_flagged(out, kind, 0, index, term, payload);
+}
+
+/// [`encode_record`] with record flags (e.g. [`FLAG_SEALED`]).
+pub(crate) fn encode_record_flagged(
+    out: &mut Vec<u8>,
+    kind: u8,
+    flags: u8,
+    index: u64,
+    term: u64,
+    payload: &[u8],
+) {
     assert!(payload.len() <= PAYLOAD_BYTES_MAX);
+    assert!(flags == 0 || (kind == KIND_ENTRY && flags == FLAG_SEALED));
     let mut h = [0u8; HEADER_BYTES];
     h[0..4].copy_from_slice(&MAGIC);
     h[4] = kind;
+    h[5] = flags;
     h[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     h[16..24].copy_from_slice(&index.to_le_bytes());
     h[24..32].copy_from_slice(&term.to_le_bytes());
@@ -177,7 +199,9 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<(Header, &[u8]), CorruptReas
         return Err(CorruptReason::BadMagic);
     }
     let kind = h[4];
-    if (kind != KIND_ENTRY && kind != KIND_GROUP) || h[5..8] != [0, 0, 0] {
+    let flags = h[5];
+    let flags_ok = flags == 0 || (kind == KIND_ENTRY && flags == FLAG_SEALED);
+    if (kind != KIND_ENTRY && kind != KIND_GROUP) || !flags_ok || h[6..8] != [0, 0] {
         return Err(CorruptReason::BadKind);
     }
     let payload_bytes = u32::from_le_bytes(h[8..12].try_into().unwrap());
@@ -195,6 +219,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<(Header, &[u8]), CorruptReas
     }
     let header = Header {
         kind,
+        flags,
         payload_bytes,
         index: u64::from_le_bytes(h[16..24].try_into().unwrap()),
         term: u64::from_le_bytes(h[24..32].try_into().unwrap()),

@@ -5,7 +5,7 @@
 //! index range, suffix truncation, prefix purge, segment rotation, recovery
 //! that cuts a torn tail and refuses mid-log damage), a small atomically
 //! replaced meta file (the Raft vote and committed index) and a snapshot
-//! store.
+//! store. Record payloads may be sealed with AES-256-GCM ([`seal`]).
 //!
 //! Must not know what a transaction, an entry type or a Raft vote is: records
 //! are (index, term, opaque bytes). All I/O goes through our private `io` module
@@ -18,6 +18,7 @@ mod io;
 pub mod log;
 pub mod meta;
 mod recovery;
+pub mod seal;
 pub mod snapshot;
 
 pub use error::{Error, Result};
@@ -26,4 +27,5 @@ pub use log::{
     Entry, Log, LogOptions, Purged, Record, RecoveryReport, TornTail, SEGMENT_BYTES_DEFAULT,
 };
 pub use meta::{MetaFile, META_BYTES_MAX};
+pub use seal::{Cipher, SealError};
 pub use snapshot::{Snapshot, SnapshotStore, SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_META_BYTES_MAX};

@@ -29,13 +29,14 @@ use glommio::sync::Semaphore;
 use crate::{
     error::{Error, IoContext, Result},
     format::{
-        align_up, decode_record, encode_group_header_into, encode_record, record_bytes,
-        CorruptReason, GroupHeader, BLOCK_BYTES, GROUP_BYTES_MAX, GROUP_PREFIX_BYTES, KIND_ENTRY,
-        PAYLOAD_BYTES_MAX,
+        align_up, decode_record, encode_group_header_into, encode_record_flagged, record_bytes,
+        CorruptReason, GroupHeader, BLOCK_BYTES, FLAG_SEALED, GROUP_BYTES_MAX, GROUP_PREFIX_BYTES,
+        KIND_ENTRY, PAYLOAD_BYTES_MAX,
     },
     io::{self, SegmentFile},
     meta::MetaFile,
     recovery,
+    seal::{Cipher, SealError},
 };
 
 /// Default segment size: large enough that rotation (a file create and a
@@ -71,6 +72,9 @@ pub struct LogOptions {
     pub segment_bytes_max: u64,
     /// Whether [`Log::preallocate_step`] prepares zero-filled segments.
     pub preallocate: bool,
+    /// Seal every appended payload (AES-256-GCM); sealed records read back
+    /// need one of its keys. Records written without it stay readable.
+    pub cipher: Option<std::sync::Arc<Cipher>>,
 }
 
 impl Default for LogOptions {
@@ -78,8 +82,26 @@ impl Default for LogOptions {
         Self {
             segment_bytes_max: SEGMENT_BYTES_DEFAULT,
             preallocate: true,
+            cipher: None,
         }
     }
+}
+
+/// A record's payload as the caller wrote it: opened if it was sealed.
+fn unseal(
+    cipher: Option<&Cipher>,
+    index: u64,
+    term: u64,
+    flags: u8,
+    payload: &[u8],
+) -> std::result::Result<Vec<u8>, CorruptReason> {
+    if flags & FLAG_SEALED == 0 {
+        return Ok(payload.to_vec());
+    }
+    let cipher = cipher.ok_or(CorruptReason::Sealed(SealError::NoKey))?;
+    cipher
+        .open(index, term, payload)
+        .map_err(CorruptReason::Sealed)
 }
 
 /// A record to append. The log does not interpret `term` or `payload`.
@@ -264,14 +286,15 @@ impl Pending {
         self.buf.resize(group_bytes as usize, 0);
     }
 
-    fn record(&self, index: u64) -> Record {
+    fn record(&self, index: u64, cipher: Option<&Cipher>) -> Record {
         let off = self.offsets[(index - self.first) as usize] as usize;
         let (h, payload) = decode_record(&self.buf[off..]).expect("staged record verifies");
         assert_eq!(h.index, index);
         Record {
             index,
             term: h.term,
-            payload: payload.to_vec(),
+            payload: unseal(cipher, index, h.term, h.flags, payload)
+                .expect("a record staged by this log opens with its cipher"),
         }
     }
 }
@@ -566,7 +589,7 @@ impl Log {
         inner.check_writable()?;
         let saved_bytes = inner.staged.buf.len();
         let saved_next = inner.next_index;
-        let result = Self::stage(&mut inner, entries);
+        let result = Self::stage(&mut inner, entries, self.options.cipher.as_deref());
         if result.is_err() {
             let inner = &mut *inner;
             inner.staged.buf.truncate(saved_bytes);
@@ -580,9 +603,19 @@ impl Log {
         result
     }
 
-    fn stage<'a>(inner: &mut Inner, entries: impl IntoIterator<Item = Entry<'a>>) -> Result<()> {
+    fn stage<'a>(
+        inner: &mut Inner,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        cipher: Option<&Cipher>,
+    ) -> Result<()> {
         let staged_bytes = inner.staged.buf.len();
         for e in entries {
+            let sealed = cipher.map(|c| c.seal(e.index, e.term, e.payload));
+            let (flags, payload) = match &sealed {
+                Some(sealed) => (FLAG_SEALED, sealed.as_slice()),
+                None => (0, e.payload),
+            };
+            let e = Entry { payload, ..e };
             if e.index != inner.next_index {
                 return Err(Error::IndexGap {
                     expected: inner.next_index,
@@ -610,7 +643,14 @@ impl Log {
                 });
             }
             staged.offsets.push(staged.buf.len() as u32);
-            encode_record(&mut staged.buf, KIND_ENTRY, e.index, e.term, e.payload);
+            encode_record_flagged(
+                &mut staged.buf,
+                KIND_ENTRY,
+                flags,
+                e.index,
+                e.term,
+                e.payload,
+            );
             inner.terms.push(e.index, e.term);
             inner.next_index += 1;
         }
@@ -755,7 +795,7 @@ impl Log {
                     Some(p) if index < p.next() => p.as_ref(),
                     _ => &inner.staged,
                 };
-                tail.push(pending.record(index));
+                tail.push(pending.record(index, self.options.cipher.as_deref()));
             }
             let mut pieces = Vec::new();
             let mut index = start;
@@ -805,10 +845,18 @@ impl Log {
                         found: h.index,
                     }));
                 }
+                let payload = unseal(
+                    self.options.cipher.as_deref(),
+                    index,
+                    h.term,
+                    h.flags,
+                    payload,
+                )
+                .map_err(corrupt)?;
                 out.push(Record {
                     index,
                     term: h.term,
-                    payload: payload.to_vec(),
+                    payload,
                 });
             }
         }

@@ -8,6 +8,7 @@ use crate::{
     error::{Error, IoContext, Result},
     format::CorruptReason,
     io,
+    seal::{Cipher, SealError},
 };
 
 /// Largest snapshot metadata (the caller's last log id, membership, ...).
@@ -38,12 +39,27 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct SnapshotStore {
     dir: PathBuf,
+    /// Seals what [`SnapshotStore::write`] writes (and opens sealed files).
+    cipher: Option<std::sync::Arc<Cipher>>,
 }
+
+/// Header flag (byte 20): meta and data are sealed (see [`crate::seal`]),
+/// with the snapshot's sequence number as associated data.
+const SNAP_FLAG_SEALED: u8 = 1;
 
 impl SnapshotStore {
     /// Opens (creating if needed) the store in `dir` and removes leftovers of
     /// interrupted writes.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_sealed(dir, None).await
+    }
+
+    /// [`SnapshotStore::open`], sealing every snapshot written with
+    /// `cipher` (AES-256-GCM); snapshots written without one stay readable.
+    pub async fn open_sealed(
+        dir: impl Into<PathBuf>,
+        cipher: Option<std::sync::Arc<Cipher>>,
+    ) -> Result<Self> {
         let dir = dir.into();
         io::create_dir_all(&dir).at(&dir)?;
         for name in io::list_dir(&dir).at(&dir)? {
@@ -52,7 +68,7 @@ impl SnapshotStore {
                 io::remove_file(&path).await.at(&path)?;
             }
         }
-        Ok(Self { dir })
+        Ok(Self { dir, cipher })
     }
 
     pub fn dir(&self) -> &Path {
@@ -100,7 +116,15 @@ impl SnapshotStore {
         let older = self.list()?;
         let seq = older.last().map_or(1, |s| s + 1);
         let path = self.path_of(seq);
-        let header = encode_header(meta, data);
+        let sealed = self
+            .cipher
+            .as_ref()
+            .map(|c| (c.seal(seq, 0, meta), c.seal(seq, 1, data)));
+        let (flags, meta, data) = match &sealed {
+            Some((meta, data)) => (SNAP_FLAG_SEALED, meta.as_slice(), data.as_slice()),
+            None => (0, meta, data),
+        };
+        let header = encode_header(flags, meta, data);
         io::write_file_atomic(&path, &[&header, meta, data])
             .await
             .at(&path)?;
@@ -121,14 +145,26 @@ impl SnapshotStore {
         let Some(bytes) = io::read_file(&path).await.at(&path)? else {
             return Ok(None);
         };
-        let (meta, data) = decode(&bytes).ok_or(Error::CorruptFile {
-            path,
+        let (flags, meta, data) = decode(&bytes).ok_or(Error::CorruptFile {
+            path: path.clone(),
             reason: CorruptReason::BadFile,
         })?;
+        if flags & SNAP_FLAG_SEALED == 0 {
+            return Ok(Some(Snapshot {
+                seq,
+                meta: meta.to_vec(),
+                data: data.to_vec(),
+            }));
+        }
+        let sealed = |reason| Error::CorruptFile {
+            path: path.clone(),
+            reason: CorruptReason::Sealed(reason),
+        };
+        let cipher = self.cipher.as_ref().ok_or(sealed(SealError::NoKey))?;
         Ok(Some(Snapshot {
             seq,
-            meta: meta.to_vec(),
-            data: data.to_vec(),
+            meta: cipher.open(seq, 0, meta).map_err(sealed)?,
+            data: cipher.open(seq, 1, data).map_err(sealed)?,
         }))
     }
 }
@@ -138,18 +174,35 @@ fn checksum(meta: &[u8], data: &[u8], lens: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c_append(crc, meta), data)
 }
 
-fn encode_header(meta: &[u8], data: &[u8]) -> [u8; SNAP_HEADER_BYTES] {
+fn encode_header(flags: u8, meta: &[u8], data: &[u8]) -> [u8; SNAP_HEADER_BYTES] {
     let mut h = [0u8; SNAP_HEADER_BYTES];
+    h[20] = flags;
     h[0..4].copy_from_slice(&SNAP_MAGIC);
     h[4..8].copy_from_slice(&(meta.len() as u32).to_le_bytes());
     h[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
-    let crc = checksum(meta, data, &h[4..16]);
+    let crc = checksum_flagged(flags, meta, data, &h[4..16]);
     h[16..20].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-fn decode(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    if bytes.len() < SNAP_HEADER_BYTES || bytes[0..4] != SNAP_MAGIC || bytes[20..24] != [0; 4] {
+/// The file checksum; a sealed file's also covers its flags (a plaintext
+/// file's is the original format's, so old files still read).
+fn checksum_flagged(flags: u8, meta: &[u8], data: &[u8], lens: &[u8]) -> u32 {
+    let crc = checksum(meta, data, lens);
+    if flags == 0 {
+        crc
+    } else {
+        crc32c::crc32c_append(crc, &[flags])
+    }
+}
+
+/// A snapshot file's flags, meta and data (sealed if the flags say so).
+fn decode(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    if bytes.len() < SNAP_HEADER_BYTES
+        || bytes[0..4] != SNAP_MAGIC
+        || bytes[20] & !SNAP_FLAG_SEALED != 0
+        || bytes[21..24] != [0; 3]
+    {
         return None;
     }
     let meta_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
@@ -164,7 +217,10 @@ fn decode(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let meta = &bytes[SNAP_HEADER_BYTES..SNAP_HEADER_BYTES + meta_len];
     let data = &bytes[SNAP_HEADER_BYTES + meta_len..];
     let crc = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
-    (checksum(meta, data, &bytes[4..16]) == crc).then_some((meta, data))
+    // The flags byte is covered too: clearing it cannot pass ciphertext off
+    // as plaintext.
+    let crc_ok = checksum_flagged(bytes[20], meta, data, &bytes[4..16]) == crc;
+    crc_ok.then_some((bytes[20], meta, data))
 }
 
 #[cfg(test)]
@@ -174,10 +230,10 @@ mod tests {
     #[test]
     fn decode_rejects_every_flipped_byte_and_truncation() {
         let (meta, data) = (b"last=42".as_slice(), b"balances...".as_slice());
-        let mut file = encode_header(meta, data).to_vec();
+        let mut file = encode_header(0, meta, data).to_vec();
         file.extend_from_slice(meta);
         file.extend_from_slice(data);
-        assert_eq!(decode(&file), Some((meta, data)));
+        assert_eq!(decode(&file), Some((0, meta, data)));
         for i in 0..file.len() {
             let mut bad = file.clone();
             bad[i] ^= 0x01;

@@ -77,6 +77,7 @@ async fn open(dir: &Path) -> Log {
         LogOptions {
             segment_bytes_max: SEGMENT_BYTES,
             preallocate: true,
+            cipher: None,
         },
     )
     .await

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 
 use crate::{bin_path, free_port, write_participants, NODE_START_TIMEOUT};
 
@@ -43,6 +43,9 @@ pub struct ClusterOptions {
     /// tests compare replicas once the load has stopped, and cycles keep
     /// writing).
     pub cycles: bool,
+    /// Credentials from `settle certs init` for every node and for `settle
+    /// status` (peer links over mutual TLS); off: `--insecure`.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -57,6 +60,7 @@ impl Default for ClusterOptions {
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
             cycles: false,
+            tls: true,
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Cluster {
     pub participants: PathBuf,
     options: ClusterOptions,
     pub mesh: Option<ProxyMesh>,
+    /// The credentials directory (`settle certs init`), unless `--insecure`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -130,11 +136,23 @@ impl Cluster {
                 }
             })
             .collect();
+        let tls_dir = if options.tls {
+            let tls = dir.join("tls");
+            crate::certs_init(&tls, options.nodes)?;
+            for m in &members {
+                let m: &Member = m;
+                crate::register_tls(m.listen, &tls);
+            }
+            Some(tls)
+        } else {
+            None
+        };
         let mut cluster = Cluster {
             members,
             participants,
             options,
             mesh,
+            tls_dir,
         };
         for id in ids.clone() {
             cluster.spawn(id)?;
@@ -169,6 +187,7 @@ impl Cluster {
         let extra = self.options.extra_args.clone();
         let cycle_flags: &[&str] = if self.options.cycles { &[] } else { &NO_CYCLES };
         let participants = self.participants.clone();
+        let security = crate::security_args(self.tls_dir.as_deref());
         let member = self.member(id);
         let mut command = Command::new(bin_path("settle"));
         command
@@ -186,6 +205,7 @@ impl Cluster {
             .arg("--participants")
             .arg(&participants)
             .args(cycle_flags)
+            .args(&security)
             .args(&extra)
             .env(
                 "RUST_LOG",
@@ -290,6 +310,7 @@ impl Cluster {
             .peer;
         let mut command = Command::new(bin_path("settle"));
         command.args(["status", "--target", &peer.to_string()]);
+        command.args(crate::security_args(self.tls_dir.as_deref()));
         if digest {
             command.arg("--digest");
         }
@@ -380,6 +401,7 @@ impl Cluster {
             let output = Command::new(bin_path("settle-loadgen"))
                 .args(["verify", "--target", &m.listen.to_string(), "--acked"])
                 .arg(acked)
+                .args(crate::security_args(self.tls_dir.as_deref()))
                 .output()?;
             let text = String::from_utf8_lossy(&output.stdout);
             let errors = String::from_utf8_lossy(&output.stderr);
@@ -444,6 +466,8 @@ impl Load {
     ) -> anyhow::Result<Load> {
         let mut command = Command::new(bin_path("settle-loadgen"));
         command.args(extra);
+        let tls_dir = targets.first().and_then(|t| crate::tls_dir_of(*t));
+        command.args(crate::security_args(tls_dir.as_deref()));
         for t in targets {
             command.arg("--target").arg(t.to_string());
         }
@@ -498,13 +522,12 @@ impl Prober {
         let thread = std::thread::spawn(move || -> anyhow::Result<Vec<u128>> {
             let mut acked = Vec::new();
             let mut next_id = first_id;
-            let mut client: Option<Client> = None;
+            let mut client = None;
             while !stop_t.load(Ordering::SeqCst) {
                 if client.is_none() {
-                    match TcpStream::connect(target) {
-                        Ok(stream) => {
-                            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-                            client = Some(Client::from_stream(stream)?);
+                    match crate::client(target) {
+                        Ok(c) => {
+                            client = Some(c);
                         }
                         Err(_) => {
                             std::thread::sleep(Duration::from_millis(20));

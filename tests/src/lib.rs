@@ -13,6 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use settle_security::blocking::Stream;
+use settle_security::rustls::ClientConfig;
+use std::sync::Arc;
 
 pub mod cluster;
 
@@ -58,6 +61,87 @@ pub fn write_participants(dir: &Path, count: u32) -> anyhow::Result<PathBuf> {
     let path = dir.join("participants.json");
     std::fs::write(&path, output.stdout)?;
     Ok(path)
+}
+
+/// `settle certs init DIR --nodes N`: a CA, node certificates 1..=N,
+/// client certificates and tokens (admin, operator, auditor).
+pub fn certs_init(dir: &Path, nodes: usize) -> anyhow::Result<()> {
+    let output = Command::new(bin_path("settle"))
+        .args(["certs", "init"])
+        .arg(dir)
+        .args(["--nodes", &nodes.to_string()])
+        .output()
+        .context("running settle certs init")?;
+    if !output.status.success() {
+        bail!(
+            "settle certs init failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The flags that give a node or a tool its credentials: `--tls-dir DIR`,
+/// or `--insecure` without one.
+pub fn security_args(tls_dir: Option<&Path>) -> Vec<String> {
+    match tls_dir {
+        Some(dir) => vec!["--tls-dir".into(), dir.display().to_string()],
+        None => vec!["--insecure".into()],
+    }
+}
+
+/// Credentials directories of the client ports the harness started with
+/// TLS, by address (ports are unique, so tests running at once never share
+/// an entry): load generators, probers and clients find them here.
+static TLS_DIRS: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Clients of `addr` use the credentials in `dir`.
+pub fn register_tls(addr: SocketAddr, dir: &Path) {
+    TLS_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(addr, dir.to_path_buf());
+}
+
+/// The credentials directory registered for `addr`.
+pub fn tls_dir_of(addr: SocketAddr) -> Option<PathBuf> {
+    TLS_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&addr)
+        .cloned()
+}
+
+/// A client of `addr`'s binary port: TLS 1.3 with the admin's certificate
+/// if `addr` was registered, plaintext otherwise.
+pub fn client(addr: SocketAddr) -> anyhow::Result<settle_codec::Client<Stream>> {
+    let tls = match tls_dir_of(addr) {
+        Some(dir) => Some(admin_tls(&dir)?),
+        None => None,
+    };
+    let stream = Stream::connect(addr, Duration::from_secs(5), tls.as_ref())?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(settle_codec::Client::over(stream))
+}
+
+/// The admin's TLS client configuration in a credentials directory.
+pub fn admin_tls(dir: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+    identity_tls(dir, "admin")
+}
+
+/// The TLS client configuration of client `name` (its certificate) in a
+/// credentials directory.
+pub fn identity_tls(dir: &Path, name: &str) -> anyhow::Result<Arc<ClientConfig>> {
+    use settle_security::files;
+    let credentials = settle_security::Credentials::load(
+        &dir.join(files::CA_CERT),
+        &dir.join(files::client_cert(name)),
+        &dir.join(files::client_key(name)),
+    )?;
+    Ok(credentials.client()?)
 }
 
 /// A `settle start` child process.
@@ -122,6 +206,11 @@ impl Node {
         }
         if let Some(h) = http {
             command.arg("--http").arg(h.to_string());
+        }
+        // A test about something else runs its node --insecure; the TLS
+        // tests pass --tls-dir.
+        if !extra.iter().any(|a| a == "--tls-dir" || a == "--insecure") {
+            command.arg("--insecure");
         }
         command.args(&extra);
         let mut child = command.spawn().context("spawning settle")?;
@@ -259,17 +348,53 @@ pub fn http_request(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(addr)?;
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    http_over(Stream::Plain(stream), addr, method, path, body, None)
+}
+
+/// [`http_request`] over TLS 1.3 with `tls` (a client certificate or
+/// none), with a bearer token if given.
+pub fn https_request(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let stream = Stream::connect(addr, Duration::from_secs(10), Some(tls))?;
+    http_over(stream, addr, method, path, body, bearer)
+}
+
+fn http_over(
+    mut stream: Stream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::Write;
     let body = body.unwrap_or("");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            // A TLS peer that closes without close_notify: what came is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let response = String::from_utf8_lossy(&bytes).into_owned();
     let status = response
         .split_whitespace()
         .nth(1)

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 use settle_tests::cluster::{append_acked, Cluster, ClusterOptions, Load, Prober};
 
 /// One cluster at a time: they share two cores.
@@ -66,7 +66,7 @@ fn any_node_serves_and_the_cluster_survives_leader_and_follower_crashes() {
     // Every node accepts every request (forwarding to the shards' leaders).
     for (n, id) in cluster.ids().into_iter().enumerate() {
         let txs = batch(1_000_000 * (n as u128 + 1), 400, 16);
-        let mut client = Client::connect(cluster.listen(id)).unwrap();
+        let mut client = settle_tests::client(cluster.listen(id)).unwrap();
         let results = client.submit(&txs).unwrap();
         assert!(
             results.iter().all(|r| *r == TxResult::Created),

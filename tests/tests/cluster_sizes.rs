@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, Window};
+use settle_codec::{Currency, ParticipantId, Transaction, TxResult, Window};
 use settle_tests::cluster::{append_acked, Cluster, ClusterOptions};
 
 /// One cluster at a time: they share two cores.
@@ -39,7 +39,7 @@ fn serve_through_every_member(nodes: usize) {
     let acked = dir.path().join("acked.txt");
     for (n, id) in cluster.ids().into_iter().enumerate() {
         let txs = batch(1_000 * (n as u128 + 1), 200);
-        let mut client = Client::connect(cluster.listen(id)).unwrap();
+        let mut client = settle_tests::client(cluster.listen(id)).unwrap();
         let results = client.submit(&txs).unwrap();
         // Fresh ids: Created, or Duplicate when the forwarder resent a
         // sub-batch whose first answer was late (a busy box) and found it

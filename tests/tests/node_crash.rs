@@ -25,7 +25,7 @@ fn kill9_under_load_loses_no_acknowledged_transaction() {
             "--batch",
             "200",
         ])
-        .args(["--participants", "16", "--acked"])
+        .args(["--insecure", "--participants", "16", "--acked"])
         .arg(&acked)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -50,7 +50,13 @@ fn kill9_under_load_loses_no_acknowledged_transaction() {
     );
 
     let verify = Command::new(bin_path("settle-loadgen"))
-        .args(["verify", "--target", &node.listen.to_string(), "--acked"])
+        .args([
+            "verify",
+            "--insecure",
+            "--target",
+            &node.listen.to_string(),
+            "--acked",
+        ])
         .arg(&acked)
         .output()
         .unwrap();

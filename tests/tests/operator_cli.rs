@@ -11,9 +11,11 @@ use settle_codec::{Client, Currency, ParticipantId, Transaction, TxResult, Windo
 use settle_tests::cluster::NO_CYCLES;
 use settle_tests::{bin_path, http_request, write_participants, Node};
 
+/// The `settle` CLI against the tests' nodes, which run --insecure.
 fn settle(args: &[&str]) -> Output {
     Command::new(bin_path("settle"))
         .args(args)
+        .arg("--insecure")
         .output()
         .expect("settle runs")
 }

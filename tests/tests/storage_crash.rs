@@ -88,6 +88,7 @@ fn verify(dir: &Path, acked: u64) -> (u64, u64) {
                 LogOptions {
                     segment_bytes_max: 256 << 10,
                     preallocate: true,
+                    cipher: None,
                 },
             )
             .await

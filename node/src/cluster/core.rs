@@ -215,6 +215,7 @@ impl CoreCluster {
             node.cores,
             node.currencies.clone(),
             node.config.peers.clone(),
+            node.config.tls.as_ref().map(|t| t.client.clone()),
         ));
         let cluster = Rc::new(CoreCluster {
             node: node.clone(),

@@ -81,7 +81,7 @@ pub fn decide(
         }
         let mut still = Vec::new();
         for (id, addr) in pending {
-            match probe(addr, hello) {
+            match probe(addr, hello, config.tls.as_ref().map(|t| &t.client)) {
                 Ok(answer) if answer.formed => {
                     info!(
                         peer = id,
@@ -117,8 +117,13 @@ pub fn decide(
     })
 }
 
-fn probe(addr: std::net::SocketAddr, hello: &Hello) -> Result<ProbeAnswer, String> {
-    let mut peer = BlockingPeer::connect(addr, hello, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
+fn probe(
+    addr: std::net::SocketAddr,
+    hello: &Hello,
+    tls: Option<&std::sync::Arc<futures_rustls::rustls::ClientConfig>>,
+) -> Result<ProbeAnswer, String> {
+    let mut peer =
+        BlockingPeer::connect(addr, hello, PROBE_TIMEOUT, tls).map_err(|e| e.to_string())?;
     let (status, payload) = peer.call(0, OP_PROBE, &[]).map_err(|e| e.to_string())?;
     if status != STATUS_OK {
         return Err(String::from_utf8_lossy(&payload).into_owned());

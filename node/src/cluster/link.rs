@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_rustls::rustls::ClientConfig;
 
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
@@ -24,7 +27,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use super::conn::{read_frame, run_writer, with_timeout, Outbox, OutboxError};
-use super::proto::{Hello, HelloAck, OP_HELLO, STATUS_OK};
+use super::proto::{Hello, HelloAck, OP_HELLO, STARTTLS, STATUS_OK};
 use crate::raft::NodeId;
 
 /// How long a connect (TCP handshake plus hello) may take.
@@ -203,6 +206,8 @@ pub struct Link {
     target: NodeId,
     addr: SocketAddr,
     hello: Vec<u8>,
+    /// Mutual TLS (see [`super::PeerTls`]); `None` with `--insecure`.
+    tls: Option<Arc<ClientConfig>>,
     conn: RefCell<Option<Rc<Conn>>>,
     /// One connect at a time; the others wait for its outcome.
     connecting: Semaphore,
@@ -290,27 +295,78 @@ impl Link {
             .await
             .map_err(|e| self.unreachable(e))?;
         let mut reader = FrameReader::new();
-        let answer = read_frame(&mut reader, &mut stream, decode_answer)
+        let answer = self.hello_answer(&mut reader, &mut stream).await?;
+        let fd = stream.as_raw_fd();
+        let Some(tls) = &self.tls else {
+            if answer == STARTTLS {
+                return Err(self.unreachable(
+                    "the peer requires TLS and this node runs --insecure: start every member the same way",
+                ));
+            }
+            self.check_ack(&answer)?;
+            return Ok(self.spawn(stream, fd, reader));
+        };
+        // The answer above came from the core the connection is for (the
+        // route); the rest of the connection is TLS.
+        if answer != STARTTLS {
+            return Err(self.unreachable(
+                "the peer serves plaintext (--insecure): refusing to send it anything",
+            ));
+        }
+        let mut stream = futures_rustls::TlsConnector::from(tls.clone())
+            .connect(settle_security::tls::server_name(), stream)
+            .await
+            .map_err(|e| self.unreachable(format!("TLS handshake: {e}")))?;
+        let identity = settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+        match identity {
+            Some(Ok(identity)) if identity.node_id() == Some(self.target) => {}
+            other => {
+                return Err(self.unreachable(format!(
+                    "the peer's certificate is not node {}'s: {other:?}",
+                    self.target
+                )))
+            }
+        }
+        let mut reader = FrameReader::new();
+        let answer = self.hello_answer(&mut reader, &mut stream).await?;
+        self.check_ack(&answer)?;
+        Ok(self.spawn(stream, fd, reader))
+    }
+
+    /// The answer to the hello: its payload if the status is OK.
+    async fn hello_answer<S: futures_lite::AsyncRead + Unpin>(
+        &self,
+        reader: &mut FrameReader,
+        stream: &mut S,
+    ) -> Result<Vec<u8>, LinkError> {
+        let answer = read_frame(reader, stream, decode_answer)
             .await
             .map_err(|e| self.unreachable(e))?
             .ok_or_else(|| self.unreachable("closed during the hello"))?
             .1
             .map_err(|reason| self.unreachable(reason))?;
         match answer {
-            Answer::Peer { status, payload } if status == STATUS_OK => {
-                let ack: HelloAck = serde_json::from_slice(&payload)
-                    .map_err(|e| self.unreachable(format!("bad hello answer: {e}")))?;
-                debug!(target = self.target, core = ack.core, "peer connection up");
-            }
-            Answer::Peer { payload, .. } => {
-                return Err(self.unreachable(format!(
-                    "hello refused: {}",
-                    String::from_utf8_lossy(&payload)
-                )))
-            }
-            other => return Err(self.unreachable(format!("unexpected hello answer {other:?}"))),
+            Answer::Peer { status, payload } if status == STATUS_OK => Ok(payload),
+            Answer::Peer { payload, .. } => Err(self.unreachable(format!(
+                "hello refused: {}",
+                String::from_utf8_lossy(&payload)
+            ))),
+            other => Err(self.unreachable(format!("unexpected hello answer {other:?}"))),
         }
-        let fd = stream.as_raw_fd();
+    }
+
+    fn check_ack(&self, payload: &[u8]) -> Result<(), LinkError> {
+        let ack: HelloAck = serde_json::from_slice(payload)
+            .map_err(|e| self.unreachable(format!("bad hello answer: {e}")))?;
+        debug!(target = self.target, core = ack.core, "peer connection up");
+        Ok(())
+    }
+
+    /// Starts the reader and writer of an established connection.
+    fn spawn<S>(&self, stream: S, fd: std::os::fd::RawFd, reader: FrameReader) -> Rc<Conn>
+    where
+        S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+    {
         let (read_half, write_half) = futures_lite::io::split(stream);
         let (outbox, wakes) = Outbox::new(fd);
         let conn = Rc::new(Conn {
@@ -321,7 +377,7 @@ impl Link {
         });
         glommio::spawn_local(run_writer(outbox, wakes, write_half)).detach();
         glommio::spawn_local(run_reader(conn.clone(), read_half, reader)).detach();
-        Ok(conn)
+        conn
     }
 
     /// Sends a request and waits for its answer: `(status, payload)`.
@@ -406,6 +462,7 @@ pub struct Links {
     cores: usize,
     currencies: Vec<String>,
     peers: BTreeMap<NodeId, SocketAddr>,
+    tls: Option<Arc<ClientConfig>>,
     links: RefCell<BTreeMap<NodeId, Rc<Link>>>,
     /// Separate connections for forwarded client requests, which wait for
     /// commits: they never queue ahead of Raft's own traffic.
@@ -419,6 +476,7 @@ impl Links {
         cores: usize,
         currencies: Vec<String>,
         peers: BTreeMap<NodeId, SocketAddr>,
+        tls: Option<Arc<ClientConfig>>,
     ) -> Self {
         Links {
             me,
@@ -426,6 +484,7 @@ impl Links {
             cores,
             currencies,
             peers,
+            tls,
             links: RefCell::new(BTreeMap::new()),
             forward_links: RefCell::new(BTreeMap::new()),
         }
@@ -475,6 +534,7 @@ impl Links {
             target,
             addr,
             hello: serde_json::to_vec(&hello).expect("plain data"),
+            tls: self.tls.clone(),
             conn: RefCell::new(None),
             connecting: Semaphore::new(1),
             last_failure: Cell::new(None),

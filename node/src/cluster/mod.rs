@@ -73,7 +73,45 @@ pub struct ClusterConfig {
     /// [`core::preferred_leader`]) once that member has caught up, so the
     /// leaders of different shards sit on different nodes.
     pub balance_leaders: bool,
+    /// Mutual TLS 1.3 on the peer links; `None` only with `--insecure`.
+    pub tls: Option<PeerTls>,
 }
+
+/// The TLS configurations of the peer links: both ends present a node
+/// certificate of the cluster CA (see [`server`] for the handshake order).
+#[derive(Clone)]
+pub struct PeerTls {
+    /// Requires a client certificate of the CA.
+    pub server: std::sync::Arc<futures_rustls::rustls::ServerConfig>,
+    /// Offers this node's certificate, verifies the peer's.
+    pub client: std::sync::Arc<futures_rustls::rustls::ClientConfig>,
+}
+
+impl PeerTls {
+    pub fn new(
+        credentials: &settle_security::Credentials,
+    ) -> Result<Self, settle_security::TlsError> {
+        Ok(PeerTls {
+            server: credentials.server_mutual()?,
+            client: credentials.client()?,
+        })
+    }
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+impl PartialEq for PeerTls {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.server, &other.server)
+            && std::sync::Arc::ptr_eq(&self.client, &other.client)
+    }
+}
+
+impl Eq for PeerTls {}
 
 /// Why a `--peers` value is not a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +175,7 @@ impl ClusterConfig {
             node_id,
             peers,
             balance_leaders: true,
+            tls: None,
         })
     }
 

@@ -5,6 +5,15 @@
 //! submits use `ForwardSubmit` and the client's own answers). A connection
 //! starts with [`OP_HELLO`] from the dialer, answered before anything else is
 //! sent, so the acceptor can move the connection to the core it is for.
+//!
+//! On a TLS peer port (any node not started `--insecure`) that first answer
+//! is [`STARTTLS`], in plaintext: the hello only routes the connection to a
+//! core and is trusted for nothing else. The dialer then runs a mutual TLS
+//! 1.3 handshake; the acceptor admits a node certificate whose id is the
+//! hello's, or a tool's certificate (admin, operator, auditor) for
+//! [`OP_STATUS`] only, and answers the hello again inside TLS. A tool may
+//! also start TLS at once (first byte a TLS record): it is then served on
+//! whichever core accepted it.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +56,11 @@ pub const STATUS_NOT_LEADER: u8 = 3;
 pub const STATUS_REFUSED: u8 = 4;
 /// The request could not be decoded.
 pub const STATUS_BAD_REQUEST: u8 = 5;
+
+/// The payload of the plaintext answer to a hello on a TLS peer port: the
+/// connection has reached the core it is for, the dialer starts TLS now and
+/// the acceptor answers the hello again, inside TLS, with a [`HelloAck`].
+pub const STARTTLS: &[u8] = b"starttls";
 
 /// What a dialer says first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

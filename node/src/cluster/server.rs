@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_util::StreamExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
@@ -140,8 +140,19 @@ fn refusal(cluster: &CoreCluster, hello: &Hello) -> Option<String> {
     None
 }
 
+/// The first byte of a TLS handshake record: a tool starting TLS at once.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 async fn accepted(mut stream: TcpStream, cluster: Rc<CoreCluster>) {
     let _ = stream.set_nodelay(true);
+    if let Some(tls) = cluster.node.config.tls.clone() {
+        let mut first = [0u8; 1];
+        let peeked = with_timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await;
+        if matches!(peeked, Some(Ok(1))) && first[0] == TLS_HANDSHAKE_RECORD {
+            tool_over_tls(stream, tls, cluster).await;
+            return;
+        }
+    }
     let mut reader = FrameReader::new();
     let hello = with_timeout(
         HELLO_TIMEOUT,
@@ -179,6 +190,76 @@ async fn accepted(mut stream: TcpStream, cluster: Rc<CoreCluster>) {
     }
 }
 
+/// Who is at the other end of a served connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A member: every request.
+    Member,
+    /// `settle status` (hello node id 0): [`OP_STATUS`] only.
+    Tool,
+}
+
+/// Whether a verified certificate may speak for `hello`.
+fn admit(
+    identity: Option<Result<settle_security::Identity, settle_security::IdentityError>>,
+    hello: &Hello,
+) -> Result<Caller, String> {
+    use settle_security::Role;
+    let identity = match identity {
+        Some(Ok(identity)) => identity,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err("no client certificate".into()),
+    };
+    match identity.role {
+        Role::Node if hello.node_id != 0 && identity.node_id() == Some(hello.node_id) => {
+            Ok(Caller::Member)
+        }
+        Role::Node => Err(format!(
+            "certificate of {identity} says hello as node {}",
+            hello.node_id
+        )),
+        Role::Admin | Role::Operator | Role::Auditor if hello.node_id == 0 => Ok(Caller::Tool),
+        _ => Err(format!(
+            "{identity} may not use the peer port as node {}",
+            hello.node_id
+        )),
+    }
+}
+
+/// A tool that started TLS at once: served on this core, status only.
+async fn tool_over_tls(stream: TcpStream, tls: super::PeerTls, cluster: Rc<CoreCluster>) {
+    let fd = stream.as_raw_fd();
+    let accept = futures_rustls::TlsAcceptor::from(tls.server).accept(stream);
+    let mut stream = match with_timeout(HELLO_TIMEOUT, accept).await {
+        Some(Ok(stream)) => stream,
+        Some(Err(e)) => {
+            warn!(error = %e, "peer connection refused: TLS handshake failed");
+            return;
+        }
+        None => return,
+    };
+    let mut reader = FrameReader::new();
+    let hello = with_timeout(
+        HELLO_TIMEOUT,
+        read_frame(&mut reader, &mut stream, decode_hello),
+    )
+    .await
+    .and_then(|r| r.ok().flatten());
+    let Some(Ok(hello)) = hello else {
+        return;
+    };
+    let identity = settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+    match admit(identity, &hello) {
+        Ok(Caller::Tool) => serve_conn(stream, fd, hello, Caller::Tool, cluster).await,
+        Ok(Caller::Member) | Err(_) => {
+            let reason = "only a tool (hello as node 0, an admin, operator or auditor \
+                          certificate) may start TLS at once";
+            warn!(claimed = hello.node_id, reason, "peer connection refused");
+            let _ = answer_once(&mut stream, STATUS_REFUSED, reason.into()).await;
+        }
+    }
+}
+
 fn decode_hello(frame: &settle_codec::Frame<'_>) -> Result<Hello, String> {
     let request = decode_body::<PeerRequest>(frame).map_err(|e| e.to_string())?;
     if request.op != OP_HELLO {
@@ -187,7 +268,11 @@ fn decode_hello(frame: &settle_codec::Frame<'_>) -> Result<Hello, String> {
     serde_json::from_slice(request.payload.as_slice()).map_err(|e| format!("hello: {e}"))
 }
 
-async fn answer_once(stream: &mut TcpStream, status: u8, payload: Vec<u8>) -> std::io::Result<()> {
+async fn answer_once<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u8,
+    payload: Vec<u8>,
+) -> std::io::Result<()> {
     let mut buf = FrameBuf::new();
     buf.push(0, &PeerResponse { status, payload })
         .map_err(std::io::Error::other)?;
@@ -195,9 +280,61 @@ async fn answer_once(stream: &mut TcpStream, status: u8, payload: Vec<u8>) -> st
     stream.flush().await
 }
 
-/// Serves one connection on the core it is for, until it closes.
+/// Serves one connection on the core it is for, until it closes: over
+/// mutual TLS unless the node runs `--insecure`.
 async fn serve(mut stream: TcpStream, hello: Hello, cluster: Rc<CoreCluster>) {
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let Some(tls) = cluster.node.config.tls.clone() else {
+        let caller = if hello.node_id == 0 {
+            Caller::Tool
+        } else {
+            Caller::Member
+        };
+        serve_conn(stream, fd, hello, caller, cluster).await;
+        return;
+    };
+    if answer_once(&mut stream, STATUS_OK, STARTTLS.to_vec())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let accept = futures_rustls::TlsAcceptor::from(tls.server).accept(stream);
+    let mut stream = match with_timeout(HELLO_TIMEOUT, accept).await {
+        Some(Ok(stream)) => stream,
+        Some(Err(e)) => {
+            warn!(claimed = hello.node_id, error = %e, "peer connection refused: TLS handshake failed");
+            return;
+        }
+        None => {
+            warn!(
+                claimed = hello.node_id,
+                "peer connection refused: no TLS handshake in time"
+            );
+            return;
+        }
+    };
+    let identity = settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+    match admit(identity, &hello) {
+        Ok(caller) => serve_conn(stream, fd, hello, caller, cluster).await,
+        Err(reason) => {
+            warn!(claimed = hello.node_id, %reason, "peer connection refused");
+            let _ = answer_once(&mut stream, STATUS_REFUSED, reason.into_bytes()).await;
+        }
+    }
+}
+
+/// Answers the hello and serves the connection's requests until it closes.
+async fn serve_conn<S>(
+    mut stream: S,
+    fd: std::os::fd::RawFd,
+    hello: Hello,
+    caller: Caller,
+    cluster: Rc<CoreCluster>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let ack = HelloAck {
         node_id: cluster.node.node_id(),
         core: cluster.core,
@@ -212,15 +349,16 @@ async fn serve(mut stream: TcpStream, hello: Hello, cluster: Rc<CoreCluster>) {
     debug!(
         peer = hello.node_id,
         core = cluster.core,
+        ?caller,
         "peer connection served"
     );
-    let fd = stream.as_raw_fd();
     let (read_half, write_half) = futures_lite::io::split(stream);
     let (outbox, wakes) = Outbox::new(fd);
     glommio::spawn_local(run_writer(outbox.clone(), wakes, write_half)).detach();
     let conn = Rc::new(ServerConn {
         cluster,
         peer: hello.node_id,
+        caller,
         outbox,
         sessions: RefCell::new(HashMap::new()),
         partial: RefCell::new(HashMap::new()),
@@ -302,6 +440,7 @@ struct Partial {
 struct ServerConn {
     cluster: Rc<CoreCluster>,
     peer: u64,
+    caller: Caller,
     outbox: Rc<Outbox>,
     sessions: RefCell<HashMap<GroupId, Session>>,
     partial: RefCell<HashMap<u64, Partial>>,
@@ -321,6 +460,15 @@ impl ServerConn {
                     return;
                 }
             };
+            if let Some(id) = self.forbidden(&incoming) {
+                self.respond(
+                    id,
+                    STATUS_REFUSED,
+                    b"a tool may only ask for status".to_vec(),
+                )
+                .await;
+                continue;
+            }
             match incoming {
                 Incoming::Peer {
                     id,
@@ -362,6 +510,21 @@ impl ServerConn {
                 }
             }
         }
+    }
+
+    /// The id of a request this caller may not make (logged), if it is one.
+    fn forbidden(&self, incoming: &Incoming) -> Option<u64> {
+        if self.caller == Caller::Member {
+            return None;
+        }
+        let (id, op) = match incoming {
+            Incoming::Peer { id, op, .. } if *op == OP_STATUS => return None,
+            Incoming::Peer { id, op, .. } => (*id, Some(*op)),
+            Incoming::Forward { id, .. } => (*id, None),
+            Incoming::Bad { .. } => return None,
+        };
+        warn!(?op, "peer request of a tool refused");
+        Some(id)
     }
 
     /// Collects the chunks of a request; returns it once whole.

@@ -7,8 +7,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_rustls::rustls::ClientConfig;
+use settle_security::blocking::Stream;
 
 use settle_codec::{FrameBuf, FrameReader, PeerRequest, MAX_PEER_CHUNK_BYTES};
 
@@ -34,7 +38,7 @@ pub enum ToolError {
 /// A blocking connection to one core of a node.
 pub struct BlockingPeer {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     reader: FrameReader,
     out: FrameBuf,
     next_id: u64,
@@ -42,13 +46,19 @@ pub struct BlockingPeer {
 }
 
 impl BlockingPeer {
-    /// Connects to core `hello.core` of the node at `addr`.
-    pub fn connect(addr: SocketAddr, hello: &Hello, timeout: Duration) -> Result<Self, ToolError> {
+    /// Connects to core `hello.core` of the node at `addr`. With `tls`, a
+    /// member (hello node id > 0) says its hello in plaintext, to be routed
+    /// to that core, and starts TLS on the answer; a tool starts TLS at once
+    /// and is answered by whichever core accepted it.
+    pub fn connect(
+        addr: SocketAddr,
+        hello: &Hello,
+        timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<Self, ToolError> {
         let io = |source| ToolError::Io { addr, source };
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-        stream.set_read_timeout(Some(timeout)).map_err(io)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
+        let tool = hello.node_id == 0;
+        let stream = Stream::connect(addr, timeout, tls.filter(|_| tool)).map_err(io)?;
         let mut peer = BlockingPeer {
             addr,
             stream,
@@ -62,7 +72,29 @@ impl BlockingPeer {
             },
         };
         let payload = serde_json::to_vec(hello).expect("plain data");
-        let (status, answer) = peer.call_raw(0, OP_HELLO, &payload)?;
+        let (mut status, mut answer) = peer.call_raw(0, OP_HELLO, &payload)?;
+        if status == STATUS_OK && answer == STARTTLS {
+            let Some(tls) = tls.filter(|_| !tool) else {
+                return Err(ToolError::Refused {
+                    addr,
+                    reason: "the node requires TLS: pass --tls-dir (or its data directory)".into(),
+                });
+            };
+            let plain = peer
+                .stream
+                .into_plain()
+                .expect("a member starts in plaintext");
+            peer.stream = Stream::start_tls(plain, tls).map_err(io)?;
+            (status, answer) = peer.read_answer(0)?;
+            if status == STATUS_OK {
+                peer.check_server()?;
+            }
+        } else if status == STATUS_OK && tls.is_some() && !tool {
+            return Err(ToolError::Refused {
+                addr,
+                reason: "the node serves plaintext (--insecure): refusing to talk to it".into(),
+            });
+        }
         if status != STATUS_OK {
             return Err(ToolError::Refused {
                 addr,
@@ -74,6 +106,18 @@ impl BlockingPeer {
             reason: format!("hello answer: {e}"),
         })?;
         Ok(peer)
+    }
+
+    /// The server's certificate is a node's (any member's: a probe does
+    /// not know which member answers at an address).
+    fn check_server(&self) -> Result<(), ToolError> {
+        match self.stream.peer_identity() {
+            Some(Ok(id)) if id.role == settle_security::Role::Node => Ok(()),
+            other => Err(ToolError::Refused {
+                addr: self.addr,
+                reason: format!("not a node certificate: {other:?}"),
+            }),
+        }
     }
 
     /// Sends one request and waits for its answer: `(status, payload)`.
@@ -109,6 +153,12 @@ impl BlockingPeer {
         self.stream
             .write_all(self.out.as_slice())
             .map_err(|source| ToolError::Io { addr, source })?;
+        self.read_answer(id)
+    }
+
+    /// Reads frames until the answer to request `id`.
+    fn read_answer(&mut self, id: u64) -> Result<(u8, Vec<u8>), ToolError> {
+        let addr = self.addr;
         loop {
             match self.reader.next_frame() {
                 Ok(settle_codec::ReadStatus::Frame(frame)) => {
@@ -162,9 +212,10 @@ pub fn node_status(
     addr: SocketAddr,
     digest: bool,
     timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Vec<CoreStatus>, ToolError> {
     let request = serde_json::to_vec(&StatusRequest { digest }).expect("plain data");
-    let mut next = Some(BlockingPeer::connect(addr, &tool_hello(0), timeout)?);
+    let mut next = Some(BlockingPeer::connect(addr, &tool_hello(0), timeout, tls)?);
     let cores = next.as_ref().map_or(0, |p| p.ack.cores);
     let mut out: BTreeMap<usize, CoreStatus> = BTreeMap::new();
     let mut connections = 1;
@@ -187,7 +238,7 @@ pub fn node_status(
                     });
                 }
                 connections += 1;
-                BlockingPeer::connect(addr, &tool_hello(wanted), timeout)?
+                BlockingPeer::connect(addr, &tool_hello(wanted), timeout, tls)?
             }
         };
         if out.contains_key(&peer.ack.core) {
@@ -226,8 +277,9 @@ pub fn cluster_status(
     target: SocketAddr,
     digest: bool,
     timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Vec<MemberView>, ToolError> {
-    let first = node_status(target, digest, timeout)?;
+    let first = node_status(target, digest, timeout, tls)?;
     let me = first.first().map_or(0, |c| c.node_id);
     let peers: BTreeMap<NodeId, String> =
         first.first().map(|c| c.peers.clone()).unwrap_or_default();
@@ -243,7 +295,7 @@ pub fn cluster_status(
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             continue;
         };
-        let groups = node_status(addr, digest, timeout)
+        let groups = node_status(addr, digest, timeout, tls)
             .map(|cores| cores.into_iter().flat_map(|c| c.groups).collect())
             .map_err(|e| e.to_string());
         views.push(MemberView {

@@ -3,8 +3,12 @@
 //! on one connection.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_rustls::rustls::ClientConfig;
+use settle_security::blocking::Stream;
 
 use rkyv::rancor;
 use settle_codec::messages::{
@@ -41,18 +45,22 @@ pub enum ControlClientError {
 
 /// One connection to a node.
 pub struct ControlClient {
-    stream: TcpStream,
+    stream: Stream,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
 }
 
 impl ControlClient {
-    pub fn connect(addr: SocketAddr) -> Result<ControlClient, ControlClientError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    /// Connects to a node's client port: over TLS 1.3 with `tls`, plaintext
+    /// (a node started `--insecure`) without.
+    pub fn connect(
+        addr: SocketAddr,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<ControlClient, ControlClientError> {
+        let stream = Stream::connect(addr, Duration::from_secs(5), tls)
             .map_err(|source| ControlClientError::Connect { addr, source })?;
-        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        stream.set_nodelay(true)?;
+        stream.tcp().set_read_timeout(Some(REPLY_TIMEOUT))?;
         Ok(ControlClient {
             stream,
             out: FrameBuf::new(),
@@ -83,12 +91,8 @@ impl ControlClient {
                 .map_err(|e| ControlClientError::Protocol(format!("bad reply frame: {e}")))?
             {
                 ReadStatus::Frame(frame) => {
-                    if frame.request_id() != request_id {
-                        return Err(ControlClientError::Protocol(format!(
-                            "reply to request {} while waiting for {request_id}",
-                            frame.request_id()
-                        )));
-                    }
+                    // Checked first: an error about the connection itself
+                    // (e.g. "TLS only") carries request id 0.
                     if frame.kind() == MessageKind::ErrorResponse {
                         let archived = decode_body::<ErrorResponse>(&frame)
                             .map_err(|e| ControlClientError::Protocol(e.to_string()))?;
@@ -98,6 +102,12 @@ impl ControlClient {
                             code: e.code,
                             message: e.message,
                         });
+                    }
+                    if frame.request_id() != request_id {
+                        return Err(ControlClientError::Protocol(format!(
+                            "reply to request {} while waiting for {request_id}",
+                            frame.request_id()
+                        )));
                     }
                     if frame.kind() != expect {
                         return Err(ControlClientError::Protocol(format!(

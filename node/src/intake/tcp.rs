@@ -4,26 +4,46 @@
 
 use std::rc::Rc;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use settle_codec::archived::ArchivedSubmitRequest;
+use settle_codec::messages::BalancesRequest;
 use settle_codec::{
     decode_body, DecodeError, ErrorCode, ErrorResponse, Frame, FrameBuf, FrameReader,
-    LookupRequest, LookupResponse, MessageKind, ReadStatus, SubmitRequest, SubmitResponse,
+    LookupRequest, LookupResponse, MessageKind, ParticipantId, ReadStatus, SubmitRequest,
+    SubmitResponse,
 };
 use tracing::{debug, warn};
 
 use super::{Intake, ShardError};
+use crate::access::{Caller, Denied, Op};
+use crate::cluster::conn::with_timeout;
+use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
 
-/// Serves connections accepted by `listener` until the executor stops.
-pub async fn serve(listener: TcpListener, intake: Rc<Intake>) {
+/// Bytes of a refused plaintext client read away before closing.
+const PLAINTEXT_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves connections accepted by `listener` until the executor stops: over
+/// TLS 1.3 with `security` (a plaintext client is told so and closed),
+/// plaintext without (`--insecure`).
+pub async fn serve(listener: TcpListener, intake: Rc<Intake>, security: Option<ServerSecurity>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let intake = intake.clone();
+                let security = security.clone();
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
-                    if let Err(e) = serve_connection(stream, &intake).await {
+                    let served = match security {
+                        None => serve_connection(stream, &intake, &Caller::Insecure).await,
+                        Some(security) => serve_tls(stream, &intake, security).await,
+                    };
+                    if let Err(e) = served {
                         debug!(?peer, error = %e, "connection closed");
                     }
                 })
@@ -37,18 +57,86 @@ pub async fn serve(listener: TcpListener, intake: Rc<Intake>) {
     }
 }
 
+/// A TLS connection: the handshake (bounded in time), then frames. A
+/// plaintext client gets one error frame saying TLS is required.
+async fn serve_tls(
+    mut stream: TcpStream,
+    intake: &Intake,
+    security: ServerSecurity,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut first = [0u8; 1];
+    let peeked = with_timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Some(Ok(1))) {
+        return Ok(());
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        warn!(peer = ?stream.peer_addr().ok(), "plaintext client on the TLS client port refused");
+        let mut out = FrameBuf::new();
+        push_error(&mut out, 0, ErrorCode::BadRequest, PLAINTEXT_REFUSED);
+        stream.write_all(out.as_slice()).await?;
+        stream.flush().await?;
+        // Closing with the client's request unread would reset the
+        // connection and could destroy the answer: read it away first.
+        stream.shutdown(std::net::Shutdown::Write).await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < PLAINTEXT_DRAIN_BYTES_MAX {
+            match with_timeout(HANDSHAKE_TIMEOUT, stream.read(&mut sink)).await {
+                Some(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        return Ok(());
+    }
+    let accept = futures_rustls::TlsAcceptor::from(security.tls).accept(stream);
+    match with_timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Some(Ok(stream)) => {
+            let identity =
+                settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+            let caller = match identity {
+                Some(Ok(identity)) => Caller::Known(identity),
+                Some(Err(e)) => {
+                    warn!(error = %e, "client certificate names no identity");
+                    Caller::Anonymous
+                }
+                None => Caller::Anonymous,
+            };
+            serve_connection(stream, intake, &caller).await
+        }
+        Some(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Reads frames, answers each, until EOF or a framing error (after which the
 /// byte stream is out of step and the connection is closed, after telling the
 /// peer why).
-async fn serve_connection(mut stream: TcpStream, intake: &Intake) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+async fn serve_connection<S>(mut stream: S, intake: &Intake, caller: &Caller) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut reader = FrameReader::new();
     let mut out = FrameBuf::new();
     loop {
         out.clear();
         let keep_open = match reader.next_frame() {
             Ok(ReadStatus::Frame(frame)) => {
-                answer(&frame, intake, &mut out).await;
+                match authorize(&frame, caller) {
+                    Ok(()) => answer(&frame, intake, &mut out).await,
+                    Err(denied) => {
+                        warn!(%denied, kind = ?frame.kind(), "request refused");
+                        push_error(
+                            &mut out,
+                            frame.request_id(),
+                            ErrorCode::Forbidden,
+                            &denied.to_string(),
+                        );
+                    }
+                }
                 true
             }
             Ok(ReadStatus::NeedMore(_)) => {
@@ -70,6 +158,44 @@ async fn serve_connection(mut stream: TcpStream, intake: &Intake) -> std::io::Re
             return Ok(());
         }
     }
+}
+
+/// Whether `caller` may make the request in `frame` (see [`crate::access`]).
+/// A frame whose body does not decode is let through: the handler answers
+/// it as a bad request, and does nothing.
+fn authorize(frame: &Frame<'_>, caller: &Caller) -> Result<(), Denied> {
+    if *caller == Caller::Insecure {
+        return Ok(());
+    }
+    let op = match frame.kind() {
+        MessageKind::SubmitRequest => {
+            let Ok(request) = decode_body::<SubmitRequest>(frame) else {
+                return Ok(());
+            };
+            for tx in request.transactions.iter() {
+                caller.check(Op::SubmitAs(tx.to_native().debtor))?;
+            }
+            return Ok(());
+        }
+        MessageKind::LookupRequest => Op::ReadTransactions,
+        MessageKind::CycleRunRequest => Op::RunCycle,
+        MessageKind::CycleAuditRequest | MessageKind::CycleListRequest => Op::ReadCycles,
+        MessageKind::DepositRequest => Op::Deposit,
+        MessageKind::BalancesRequest => {
+            let Ok(request) = decode_body::<BalancesRequest>(frame) else {
+                return Ok(());
+            };
+            let participant = request
+                .participant
+                .as_ref()
+                .map(|p| ParticipantId(p.0.to_native()));
+            Op::ReadBalances(participant)
+        }
+        // `settle status` on a node without --peers.
+        MessageKind::PeerRequest => Op::Status,
+        _ => return Ok(()),
+    };
+    caller.check(op)
 }
 
 /// Writes the answer to one frame into `out`. A bad body is answered with an

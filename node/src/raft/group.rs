@@ -24,6 +24,9 @@ const STORE_DIR: &str = "store";
 /// Raft tuning of every group of a node.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
+    /// Seal the Raft log's records with AES-256-GCM (`--encryption-key-file`,
+    /// `SETTLE_ENCRYPTION_KEY`).
+    pub at_rest: Option<std::sync::Arc<settle_storage::Cipher>>,
     /// Leader heartbeat period (ms).
     pub heartbeat_interval_ms: u64,
     /// Election timeout range (ms); must exceed the heartbeat.
@@ -71,6 +74,7 @@ impl Default for GroupConfig {
             pre_vote: false,
             allow_log_reversion: false,
             store: StateStoreConfig::default(),
+            at_rest: None,
         }
     }
 }
@@ -178,7 +182,7 @@ where
     N::Network: NetSnapshot<TypeConfig, SnapshotData = Vec<u8>>,
 {
     let raft_config = config.raft_config(group)?;
-    let log_store = LogStore::open(dir)
+    let log_store = LogStore::open_sealed(dir, config.at_rest.clone())
         .await
         .map_err(|source| GroupError::Log { group, source })?;
     let (state_machine, state) =

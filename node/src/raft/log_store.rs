@@ -297,7 +297,20 @@ impl LogStore {
     /// flusher on the current glommio executor. Must run inside the executor
     /// that will run the group.
     pub async fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
-        let (log, report) = Log::open(dir.join(LOG_DIR), LogOptions::default()).await?;
+        LogStore::open_sealed(dir, None).await
+    }
+
+    /// [`LogStore::open`], sealing every record it writes with `cipher`
+    /// (and opening sealed ones with it).
+    pub async fn open_sealed(
+        dir: &Path,
+        cipher: Option<std::sync::Arc<settle_storage::Cipher>>,
+    ) -> Result<LogStore, LogStoreError> {
+        let options = LogOptions {
+            cipher,
+            ..LogOptions::default()
+        };
+        let (log, report) = Log::open(dir.join(LOG_DIR), options).await?;
         if report.truncated_bytes > 0 || report.removed_segments > 0 {
             // A torn last write (never acknowledged) or an interrupted
             // purge/truncation finished: expected after a crash, worth a line.

@@ -72,6 +72,7 @@ fn main() -> Result<()> {
             LogOptions {
                 segment_bytes_max: SEGMENT_BYTES,
                 preallocate: true,
+                cipher: None,
             },
         )
         .await?;

@@ -64,6 +64,8 @@ impl CycleNode {
         let mut command = Command::new(bin_path("settle"));
         command
             .arg("start")
+            // Not a test of security: plaintext.
+            .arg("--insecure")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
@@ -149,6 +151,8 @@ impl Drop for CycleNode {
 pub fn settle_cli(args: &[&str]) -> Output {
     Command::new(bin_path("settle"))
         .args(args)
+        // The nodes of these tests run --insecure.
+        .arg("--insecure")
         .output()
         .expect("running settle")
 }

@@ -1,0 +1,195 @@
+//! Who may do what on the client ports: the role × request rules, deny by
+//! default. A pure function of (caller, operation), so the whole matrix is
+//! tested here without a node; the binary port and HTTP map their requests
+//! to [`Op`]s and log every refusal.
+//!
+//! - `submitter` (a bank, its certificate's or token's name is its
+//!   participant name): submit payments with itself as debtor, look up
+//!   transactions by id, read its own balances.
+//! - `operator`: deposits, participants, limits, FX, cycles, and every read.
+//! - `auditor`: read-only: transactions, audit trails, cycles, balances,
+//!   participants, FX, status.
+//! - `admin`: everything, including submitting for any bank (the load
+//!   generator).
+//! - a node certificate, or no identity at all: nothing on a client port.
+//!
+//! Known gap: a transaction lookup's answer names no parties, so a
+//! submitter's lookups are not filtered by ownership; it learns the status
+//! and event times of an id it names, never amounts or counterparties.
+
+use std::fmt;
+
+use settle_codec::ParticipantId;
+use settle_security::{Identity, Role};
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Submit payments whose debtor is this participant.
+    SubmitAs(ParticipantId),
+    /// Look up transactions (status, events, audit trail) by id.
+    ReadTransactions,
+    /// Balances of one participant, or of all (`None`).
+    ReadBalances(Option<ParticipantId>),
+    Deposit,
+    ReadParticipants,
+    WriteParticipants,
+    ReadFx,
+    WriteFx,
+    RunCycle,
+    /// Cycle summaries and records (audits).
+    ReadCycles,
+    /// Groups, leaders, logs (`settle status`).
+    Status,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A node started `--insecure`: nobody is authenticated, all is allowed.
+    Insecure,
+    /// TLS without a client certificate or token.
+    Anonymous,
+    Known(Identity),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub caller: String,
+    pub op: Op,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} may not {:?}", self.caller, self.op)
+    }
+}
+
+impl Caller {
+    fn describe(&self) -> String {
+        match self {
+            Caller::Insecure => "anyone".into(),
+            Caller::Anonymous => "a caller with no client certificate or token".into(),
+            Caller::Known(identity) => identity.to_string(),
+        }
+    }
+
+    /// The participant a submitter acts for.
+    pub fn participant(&self) -> Option<ParticipantId> {
+        match self {
+            Caller::Known(identity) if identity.role == Role::Submitter => {
+                ParticipantId::from_name(&identity.name)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this caller may `op`.
+    pub fn check(&self, op: Op) -> Result<(), Denied> {
+        if self.allows(op) {
+            Ok(())
+        } else {
+            Err(Denied {
+                caller: self.describe(),
+                op,
+            })
+        }
+    }
+
+    fn allows(&self, op: Op) -> bool {
+        let role = match self {
+            Caller::Insecure => return true,
+            Caller::Anonymous => return false,
+            Caller::Known(identity) => identity.role,
+        };
+        match role {
+            Role::Admin => true,
+            Role::Node => false,
+            Role::Operator => !matches!(op, Op::SubmitAs(_)),
+            Role::Auditor => matches!(
+                op,
+                Op::ReadTransactions
+                    | Op::ReadBalances(_)
+                    | Op::ReadParticipants
+                    | Op::ReadFx
+                    | Op::ReadCycles
+                    | Op::Status
+            ),
+            Role::Submitter => {
+                let Some(me) = self.participant() else {
+                    return false;
+                };
+                match op {
+                    Op::SubmitAs(debtor) => debtor == me,
+                    Op::ReadBalances(Some(who)) => who == me,
+                    Op::ReadTransactions => true,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(role: Role, name: &str) -> Caller {
+        Caller::Known(Identity::new(role, name))
+    }
+
+    /// Every role against every operation: the whole matrix, spelled out.
+    #[test]
+    fn the_role_by_request_matrix_denies_by_default() {
+        let me = ParticipantId::from_name("bank_01").unwrap();
+        let other = ParticipantId::from_name("bank_02").unwrap();
+        let ops = [
+            Op::SubmitAs(me),
+            Op::SubmitAs(other),
+            Op::ReadTransactions,
+            Op::ReadBalances(Some(me)),
+            Op::ReadBalances(Some(other)),
+            Op::ReadBalances(None),
+            Op::Deposit,
+            Op::ReadParticipants,
+            Op::WriteParticipants,
+            Op::ReadFx,
+            Op::WriteFx,
+            Op::RunCycle,
+            Op::ReadCycles,
+            Op::Status,
+        ];
+        // One row per caller: 1 = allowed, in the order of `ops`.
+        let matrix: [(Caller, [u8; 14]); 8] = [
+            (Caller::Insecure, [1; 14]),
+            (Caller::Anonymous, [0; 14]),
+            (known(Role::Admin, "admin"), [1; 14]),
+            (
+                known(Role::Operator, "operator"),
+                [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+            ),
+            (
+                known(Role::Auditor, "auditor"),
+                [0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1],
+            ),
+            (
+                known(Role::Submitter, "bank_01"),
+                [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            // A submitter whose name is no participant's may do nothing.
+            (known(Role::Submitter, "mallory"), [0; 14]),
+            // A node certificate is for the peer port only.
+            (known(Role::Node, "node-1"), [0; 14]),
+        ];
+        for (caller, row) in &matrix {
+            for (op, allowed) in ops.iter().zip(row) {
+                assert_eq!(
+                    caller.check(*op).is_ok(),
+                    *allowed == 1,
+                    "{caller:?} {op:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP port's listener: TLS 1.3 handshakes completed off the accept
+//! path (bounded in number and time), each connection handed to axum with
+//! the identity of its client certificate, if it offered one. A plaintext
+//! HTTP request is answered 400 with a JSON body saying TLS is required.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::{IncomingStream, Listener};
+use settle_security::Identity;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{debug, warn};
+
+use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
+
+/// Handshakes in progress at once: a flood of slow clients waits for a
+/// slot instead of holding unbounded memory.
+const HANDSHAKES_MAX: usize = 256;
+/// How long a client may take to send its first byte and finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of a refused plaintext request read away before closing.
+const PLAINTEXT_DRAIN_BYTES_MAX: usize = 64 * 1024;
+/// Established connections waiting for axum to take them.
+const READY_QUEUED_MAX: usize = 64;
+
+/// A connection's stream, TLS or (with `--insecure`) plain.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Who is at the other end of an HTTP connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub addr: SocketAddr,
+    /// From a verified client certificate.
+    pub identity: Option<Identity>,
+    /// False only on an `--insecure` node: nobody is authenticated there.
+    pub tls: bool,
+}
+
+/// The HTTP port's listener.
+pub struct ClientListener {
+    ready: mpsc::Receiver<(Box<dyn Io>, Caller)>,
+    addr: SocketAddr,
+}
+
+impl ClientListener {
+    /// Starts accepting on `listener` (on the current tokio runtime).
+    pub fn new(listener: TcpListener, security: Option<ServerSecurity>) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(READY_QUEUED_MAX);
+        tokio::spawn(accept_loop(listener, security, tx));
+        Ok(ClientListener { ready, addr })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    security: Option<ServerSecurity>,
+    ready: mpsc::Sender<(Box<dyn Io>, Caller)>,
+) {
+    let slots = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(security) = security.clone() else {
+            let caller = Caller {
+                addr,
+                identity: None,
+                tls: false,
+            };
+            if ready.send((Box::new(stream), caller)).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let outcome =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, security)).await;
+            drop(slot);
+            match outcome {
+                Ok(Ok((io, identity))) => {
+                    let caller = Caller {
+                        addr,
+                        identity,
+                        tls: true,
+                    };
+                    let _ = ready.send((io, caller)).await;
+                }
+                Ok(Err(e)) => debug!(%addr, error = %e, "HTTPS handshake failed"),
+                Err(_) => debug!(%addr, "HTTPS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn handshake(
+    mut stream: TcpStream,
+    security: ServerSecurity,
+) -> std::io::Result<(Box<dyn Io>, Option<Identity>)> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Err(std::io::Error::other("closed before a handshake"));
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        warn!(peer = ?stream.peer_addr().ok(), "plaintext request on the HTTPS port refused");
+        let body = serde_json::json!({ "error": PLAINTEXT_REFUSED }).to_string();
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Closing with the request unread would reset the connection and
+        // could destroy the answer: read it away first.
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < PLAINTEXT_DRAIN_BYTES_MAX {
+            match stream.read(&mut sink).await {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        return Err(std::io::Error::other("plaintext client"));
+    }
+    let tls = tokio_rustls::TlsAcceptor::from(security.tls)
+        .accept(stream)
+        .await?;
+    let identity = match settle_security::tls::peer_identity(tls.get_ref().1.peer_certificates()) {
+        Some(Ok(identity)) => Some(identity),
+        Some(Err(e)) => {
+            warn!(error = %e, "client certificate names no identity");
+            None
+        }
+        None => None,
+    };
+    Ok((Box::new(tls), identity))
+}
+
+impl Listener for ClientListener {
+    type Io = Box<dyn Io>;
+    type Addr = Caller;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept task only ends with the runtime.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Caller {
+            addr: self.addr,
+            identity: None,
+            tls: false,
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<IncomingStream<'_, ClientListener>> for Caller {
+    fn connect_info(stream: IncomingStream<'_, ClientListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}

@@ -1,0 +1,332 @@
+//! The peer port admits only members: a process without a node certificate
+//! of the cluster's CA (none, another CA's, a client's) that connects to it
+//! and sends a vote, a heartbeat, an AppendEntries and control commands is
+//! refused, and the cluster's terms and leaders do not move.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use settle_codec::{FrameBuf, FrameReader, MessageKind, PeerRequest, PeerResponse, ReadStatus};
+use settle_security::blocking::Stream;
+use settle_security::rustls::ClientConfig;
+use settle_security::{files, Credentials};
+use settle_tests::certs_init;
+use settle_tests::cluster::{Cluster, ClusterOptions};
+
+// The peer protocol's operations (node/src/cluster/proto.rs).
+const OP_HELLO: u8 = 1;
+const OP_APPEND: u8 = 2;
+const OP_HEARTBEAT: u8 = 3;
+const OP_VOTE: u8 = 4;
+const OP_PRE_VOTE: u8 = 5;
+const OP_STATUS: u8 = 8;
+const OP_PROBE: u8 = 9;
+const OP_FORWARD_CONTROL: u8 = 10;
+const OP_CONTROL_COMMAND: u8 = 12;
+const STATUS_OK: u8 = 0;
+const STATUS_REFUSED: u8 = 4;
+const STARTTLS: &[u8] = b"starttls";
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a connection got for its requests.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Closed (or a TLS alert) before any answer to a request.
+    Closed(String),
+    /// Answered each request with these statuses.
+    Answered(Vec<u8>),
+}
+
+fn frame(id: u64, group: u16, op: u8, payload: &[u8]) -> Vec<u8> {
+    let mut buf = FrameBuf::new();
+    buf.push(
+        id,
+        &PeerRequest {
+            group,
+            op,
+            more: false,
+            payload: payload.to_vec(),
+        },
+    )
+    .unwrap();
+    buf.as_slice().to_vec()
+}
+
+/// A member's hello (a tool's, node id 0, names no cores).
+fn hello(node_id: u64, core: usize, cores: usize) -> Vec<u8> {
+    let cores = if node_id == 0 { 0 } else { cores };
+    let body = serde_json::json!({
+        "node_id": node_id,
+        "core": core,
+        "cores": cores,
+        "currencies": ["USD", "EUR", "GBP", "JPY"],
+    });
+    frame(0, 0, OP_HELLO, body.to_string().as_bytes())
+}
+
+/// Reads the answer to one request: `(status, payload)`, or why there was none.
+fn answer(stream: &mut Stream, reader: &mut FrameReader) -> Result<(u8, Vec<u8>), String> {
+    loop {
+        match reader.next_frame() {
+            Ok(ReadStatus::Frame(f)) if f.kind() == MessageKind::PeerResponse => {
+                let body =
+                    settle_codec::decode_body::<PeerResponse>(&f).map_err(|e| e.to_string())?;
+                return Ok((body.status, body.payload.as_slice().to_vec()));
+            }
+            Ok(ReadStatus::Frame(f)) => return Ok((255, format!("{:?}", f.kind()).into_bytes())),
+            Ok(ReadStatus::NeedMore(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        match reader.read_from(stream) {
+            Ok(0) => return Err("closed".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The forged requests: a vote and a pre-vote with a huge term, a heartbeat,
+/// an AppendEntries with an entry, a participant with 10 trillion USD, a
+/// cycle run.
+fn forged() -> Vec<(u16, u8, Vec<u8>)> {
+    let vote = serde_json::json!({
+        "vote": {"leader_id": {"term": 3050, "node_id": 1}, "committed": false},
+        "last_log_id": {"leader_id": {"term": 3050, "node_id": 1}, "index": 1_000_000}
+    })
+    .to_string()
+    .into_bytes();
+    let participant = serde_json::json!([{
+        "id": 7, "counterparty_limit_usd": 1e15, "balances": {"840": 1_000_000_000_000_000u64}
+    }])
+    .to_string()
+    .into_bytes();
+    vec![
+        (1, OP_VOTE, vote.clone()),
+        (0, OP_PRE_VOTE, vote),
+        (1, OP_HEARTBEAT, vec![0; 64]),
+        (2, OP_APPEND, vec![1; 256]),
+        (0, OP_FORWARD_CONTROL, participant),
+        (
+            0,
+            OP_CONTROL_COMMAND,
+            br#"{"RunCycle":{"window":"RTGS"}}"#.to_vec(),
+        ),
+    ]
+}
+
+/// Connects to a peer port, says hello as `node_id`, starts TLS as a member
+/// does (or at once, as a tool does) with `tls`, and sends `requests`.
+fn attempt(
+    addr: SocketAddr,
+    node_id: u64,
+    tls: Option<&Arc<ClientConfig>>,
+    tls_first: bool,
+    requests: &[(u16, u8, Vec<u8>)],
+) -> Outcome {
+    let mut reader = FrameReader::new();
+    let mut stream = if tls_first {
+        match Stream::connect(addr, TIMEOUT, tls) {
+            Ok(stream) => stream,
+            Err(e) => return Outcome::Closed(format!("connect: {e}")),
+        }
+    } else {
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Stream::Plain(tcp)
+    };
+    if stream.write_all(&hello(node_id, 0, 2)).is_err() {
+        return Outcome::Closed("hello not written".into());
+    }
+    let (status, payload) = match answer(&mut stream, &mut reader) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Closed(format!("hello: {e}")),
+    };
+    if status != STATUS_OK {
+        return Outcome::Closed(format!(
+            "hello refused: {}",
+            String::from_utf8_lossy(&payload)
+        ));
+    }
+    if payload == STARTTLS {
+        assert!(!tls_first, "a TLS-first connection is answered inside TLS");
+        if let Some(config) = tls {
+            let tcp = stream.into_plain().unwrap();
+            stream = match Stream::start_tls(tcp, config) {
+                Ok(s) => s,
+                Err(e) => return Outcome::Closed(format!("TLS: {e}")),
+            };
+            match answer(&mut stream, &mut reader) {
+                Ok((STATUS_OK, _)) => {}
+                Ok((status, payload)) => {
+                    return Outcome::Closed(format!(
+                        "hello refused inside TLS ({status}): {}",
+                        String::from_utf8_lossy(&payload)
+                    ))
+                }
+                Err(e) => return Outcome::Closed(format!("hello inside TLS: {e}")),
+            }
+        }
+        // Without TLS: go on in plaintext, as the old attack did.
+    }
+    let mut statuses = Vec::new();
+    for (i, (group, op, payload)) in requests.iter().enumerate() {
+        if stream
+            .write_all(&frame(i as u64 + 1, *group, *op, payload))
+            .is_err()
+        {
+            return Outcome::Closed(format!("request {op} not written"));
+        }
+        match answer(&mut stream, &mut reader) {
+            Ok((status, _)) => statuses.push(status),
+            Err(e) if statuses.is_empty() => return Outcome::Closed(e),
+            Err(_) => break,
+        }
+    }
+    Outcome::Answered(statuses)
+}
+
+fn client(ca: &Path, dir: &Path, cert: &str, key: &str) -> Arc<ClientConfig> {
+    Credentials::load(ca, &dir.join(cert), &dir.join(key))
+        .unwrap()
+        .client()
+        .unwrap()
+}
+
+/// Every group's term and leader, and every replica's term, from `settle status`.
+fn terms(cluster: &Cluster) -> BTreeMap<String, String> {
+    let (_, text) = cluster.status(1, false).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("group ") || l.trim_start().starts_with("node "))
+        .enumerate()
+        .map(|(i, l)| {
+            // Only the role and term of each line: logs move, terms must not.
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let keep: Vec<&str> = words
+                .windows(2)
+                .filter(|w| matches!(w[0], "term" | "leader") || w[0].ends_with(':'))
+                .flat_map(|w| [w[0], w[1]])
+                .collect();
+            (format!("{i:03}"), keep.join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn peer_port_refuses_every_process_without_a_member_certificate_and_terms_do_not_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClusterOptions {
+        nodes: 3,
+        cores: 2,
+        participants: 8,
+        // Long election timeouts: a busy test machine must not cause
+        // elections of its own while the terms are compared.
+        extra_args: [
+            "--election-timeout-ms",
+            "1500-3000",
+            "--heartbeat-ms",
+            "100",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(dir.path(), options).unwrap();
+    cluster
+        .wait_balanced(1, 5, Duration::from_secs(60))
+        .unwrap();
+    let tls = cluster.tls_dir.clone().unwrap();
+    let ca = tls.join(files::CA_CERT);
+    let other = dir.path().join("other-ca");
+    certs_init(&other, 3).unwrap();
+
+    let before = terms(&cluster);
+    let member_cert = client(&ca, &tls, &files::node_cert(1), &files::node_key(1));
+    let foreign_node = client(&ca, &other, &files::node_cert(1), &files::node_key(1));
+    let foreign_admin = client(&ca, &other, "admin.pem", "admin.key");
+    let operator = client(&ca, &tls, "operator.pem", "operator.key");
+    let anonymous = Credentials::anonymous(&ca).unwrap().client().unwrap();
+
+    let attacks = forged();
+    for target in [2u64, 3] {
+        let addr = cluster
+            .members
+            .iter()
+            .find(|m| m.id == target)
+            .unwrap()
+            .peer;
+        for (name, node_id, tls, tls_first) in [
+            ("plaintext as member 1", 1, None, false),
+            ("plaintext as a tool", 0, None, false),
+            (
+                "another CA's node-1 certificate",
+                1,
+                Some(&foreign_node),
+                false,
+            ),
+            (
+                "another CA's node-1 certificate, TLS first",
+                1,
+                Some(&foreign_node),
+                true,
+            ),
+            (
+                "another CA's admin certificate, as a tool",
+                0,
+                Some(&foreign_admin),
+                true,
+            ),
+            ("no client certificate", 1, Some(&anonymous), false),
+            (
+                "no client certificate, as a tool",
+                0,
+                Some(&anonymous),
+                true,
+            ),
+            (
+                "this CA's operator certificate, as member 1",
+                1,
+                Some(&operator),
+                false,
+            ),
+            (
+                "this CA's node-1 certificate, as member 2",
+                2,
+                Some(&member_cert),
+                false,
+            ),
+        ] {
+            let outcome = attempt(addr, node_id, tls, tls_first, &attacks);
+            eprintln!("node {target}, {name}: {outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Closed(_)),
+                "node {target}, {name}: {outcome:?}"
+            );
+        }
+        // A tool with this CA's operator certificate gets status, and
+        // nothing else.
+        let mut requests = vec![(0, OP_STATUS, br#"{"digest":false}"#.to_vec())];
+        requests.extend(attacks.iter().cloned());
+        let outcome = attempt(addr, 0, Some(&operator), true, &requests);
+        let mut expected = vec![STATUS_OK];
+        expected.extend(attacks.iter().map(|_| STATUS_REFUSED));
+        assert_eq!(outcome, Outcome::Answered(expected), "node {target}");
+        // The harness speaks the protocol: a member's certificate gets its
+        // harmless probe answered.
+        let outcome = attempt(addr, 1, Some(&member_cert), false, &[(0, OP_PROBE, vec![])]);
+        assert_eq!(outcome, Outcome::Answered(vec![STATUS_OK]), "node {target}");
+    }
+
+    let after = terms(&cluster);
+    assert_eq!(before, after, "terms or leaders moved");
+    for id in [2, 3] {
+        assert!(
+            cluster.logged(id, "peer connection refused"),
+            "node {id} logs the refusals"
+        );
+    }
+}
