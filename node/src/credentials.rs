@@ -163,3 +163,7 @@ pub const PLAINTEXT_REFUSED: &str =
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+// The ports tell a TLS client from a plaintext one by the first byte: a
+// frame must never start like a TLS record.
+const _: () = assert!(settle_codec::MAGIC.to_le_bytes()[0] != TLS_HANDSHAKE_RECORD);
