@@ -651,6 +651,7 @@ mod tests {
                 dir.path().join("snapshots"),
                 &dir.path().join("store"),
                 &Default::default(),
+                None,
             )
             .await
             .expect("open state machine");

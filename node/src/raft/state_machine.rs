@@ -242,8 +242,10 @@ impl<S: GroupState> GroupStateMachine<S> {
         dir: impl Into<PathBuf>,
         store_dir: &Path,
         store_config: &StateStoreConfig,
+        at_rest: Option<Arc<settle_storage::Cipher>>,
     ) -> Result<(Self, Rc<RefCell<S>>), StateMachineError> {
-        let store = settle_storage::SnapshotStore::open(dir).await?;
+        // Snapshots are sealed like the log when the node has at-rest keys.
+        let store = settle_storage::SnapshotStore::open_sealed(dir, at_rest).await?;
         let (mut state, meta) = match store.read_latest().await? {
             None => (S::default(), None),
             Some(snapshot) => {
@@ -549,6 +551,7 @@ mod tests {
                 dir_a.path(),
                 &dir_a.path().join("store"),
                 &StateStoreConfig::default(),
+                None,
             )
             .await
             .unwrap();
@@ -589,6 +592,7 @@ mod tests {
                 dir_a.path(),
                 &dir_a.path().join("store"),
                 &StateStoreConfig::default(),
+                None,
             )
             .await
             .unwrap();
@@ -609,6 +613,7 @@ mod tests {
                 dir_b.path(),
                 &dir_b.path().join("store"),
                 &StateStoreConfig::default(),
+                None,
             )
             .await
             .unwrap();
@@ -635,6 +640,7 @@ mod tests {
                 dir_b.path(),
                 &dir_b.path().join("store"),
                 &StateStoreConfig::default(),
+                None,
             )
             .await
             .unwrap();
@@ -672,6 +678,7 @@ mod tests {
                 dir.path(),
                 &dir.path().join("store"),
                 &StateStoreConfig::default(),
+                None,
             )
             .await
             .unwrap();

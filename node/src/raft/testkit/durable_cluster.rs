@@ -51,6 +51,7 @@ async fn start(
         dir.join("snapshots"),
         &dir.join("store"),
         &Default::default(),
+        None,
     )
     .await
     .expect("open state machine");
