@@ -10,7 +10,9 @@
 # The load runs as one load generator per minute (same workload, a fresh id
 # space each minute), so a minute's figures are its own. BIN_DIR=dir runs
 # the binaries in dir instead of building ./target/release. SETTLE=1 drives
-# T0/T1/T2 cycles too and reports the settled rate per minute.
+# T0/T1/T2 cycles too and reports the settled rate per minute. SECURITY=tls
+# (default: the node's own certificates), tls+at-rest or insecure, as in
+# scripts/bench-intake.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-10}
@@ -27,7 +29,20 @@ dir=$(mktemp -d -p "${SOAK_DIR:-/tmp}")
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN_DIR/settle-loadgen" participants --count "$participants" --liquidity 1000 > "$dir/participants.json"
-node_args=(start --data-dir "$dir/data" --listen "127.0.0.1:$port" --participants "$dir/participants.json")
+security=${SECURITY:-tls}
+node_security=()
+client_security=(--tls-dir "$dir/data/tls")
+case "$security" in
+    tls) ;;
+    tls+at-rest)
+        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/at-rest.key"
+        node_security=(--encryption-key-file "$dir/at-rest.key") ;;
+    insecure)
+        node_security=(--insecure)
+        client_security=(--insecure) ;;
+    *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
+esac
+node_args=(start --data-dir "$dir/data" --listen "127.0.0.1:$port" --participants "$dir/participants.json" "${node_security[@]}")
 [ -n "$budget" ] && node_args+=(--memory-budget "$budget")
 "$BIN_DIR/settle" "${node_args[@]}" 2> "$dir/node.log" &
 node=$!
@@ -36,7 +51,7 @@ grep -q "listening on" "$dir/node.log" || { cat "$dir/node.log"; exit 1; }
 printf '%-6s %10s %10s %9s %9s %9s %9s %9s %10s\n' minute "answered/s" "created/s" "p50_ms" "p99_ms" "max_ms" "rss_MiB" "disk_MiB" "settled/s"
 for m in $(seq 1 "$minutes"); do
     args=(--target "127.0.0.1:$port" --duration 60s --clients "$clients" --batch "$batch"
-          --participants "$participants" --rate "$rate" --json "$dir/m$m.json")
+          --participants "$participants" --rate "$rate" --json "$dir/m$m.json" "${client_security[@]}")
     [ -n "${SETTLE:-}" ] && args+=(--settle)
     "$BIN_DIR/settle-loadgen" "${args[@]}" > "$dir/m$m.txt" 2>&1 || true
     rss=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$node/status")
