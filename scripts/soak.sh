@@ -56,7 +56,7 @@ for m in $(seq 1 "$minutes"); do
     "$BIN_DIR/settle-loadgen" "${args[@]}" > "$dir/m$m.txt" 2>&1 || true
     rss=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$node/status")
     disk=$(du -sm "$dir/data" | cut -f1)
-    settled=$(grep -o 'settled [0-9.]* tx/s' "$dir/m$m.txt" | grep -o '[0-9.]*' | head -1 || true)
+    settled=$(grep -oE '= [0-9]+ settled tx/s' "$dir/m$m.txt" | grep -oE '[0-9]+' | head -1 || true)
     python3 - "$dir/m$m.json" "$m" "$rss" "$disk" "${settled:--}" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
