@@ -42,7 +42,10 @@ case "$security" in
         client_security=(--insecure) ;;
     *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
 esac
-node_args=(start --data-dir "$dir/data" --listen "127.0.0.1:$port" --participants "$dir/participants.json" "${node_security[@]}")
+# Every window cycles every second (the day's cut-offs would leave T0-T2
+# payments pending all soak long); NODE_FLAGS replaces this.
+read -r -a node_flags <<< "${NODE_FLAGS:---window-schedule T0=every:1s --window-schedule T1=every:1s --window-schedule T2=every:1s}"
+node_args=(start --data-dir "$dir/data" --listen "127.0.0.1:$port" --participants "$dir/participants.json" "${node_security[@]}" "${node_flags[@]}")
 [ -n "$budget" ] && node_args+=(--memory-budget "$budget")
 "$BIN_DIR/settle" "${node_args[@]}" 2> "$dir/node.log" &
 node=$!
