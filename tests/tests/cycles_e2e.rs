@@ -616,3 +616,91 @@ fn a_small_rtgs_payment_settles_by_its_deadline_and_an_unfundable_one_rolls_to_t
     );
     assert!(text.contains("short by 500.00 USD"), "{text}");
 }
+
+/// The ledger is complete (issue 13, point 5): 200 cycles later, and after
+/// a kill -9 and restart, cycle 1's record and its payment's trail are
+/// still audited through the CLI and the HTTP API, from the store.
+#[test]
+fn cycle_one_is_audited_after_two_hundred_cycles_and_a_restart() {
+    const CYCLES: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let participants = write_participants(
+        dir.path(),
+        &[(0, 1e9, &[("USD", 1_000_000_000)]), (1, 1e9, &[("USD", 0)])],
+    );
+    let http = settle_tests::free_port();
+    let http_arg = http.to_string();
+    let mut args: Vec<&str> = settle_tests::cluster::NO_CYCLES.to_vec();
+    args.extend(["--http", &http_arg]);
+    let mut node = CycleNode::start(&dir.path().join("data"), &participants, &args, &[]);
+    let mut client = Client::connect(node.listen).unwrap();
+    let mut control = Control::connect(node.listen);
+    for cycle in 1..=CYCLES {
+        let payment = Transaction {
+            id: u128::from(cycle),
+            debtor: ParticipantId(0),
+            creditor: ParticipantId(1),
+            // 5,000.00 USD: dearer to defer than to wire now.
+            amount: 500_000 + cycle,
+            send: Currency::USD,
+            receive: Currency::USD,
+            window: Window::Rtgs,
+            client_timestamp_us: 0,
+        };
+        assert_eq!(client.submit(&[payment]).unwrap(), vec![TxResult::Created]);
+        let summary = control.run_cycle(Window::Rtgs).unwrap();
+        assert_eq!(
+            (summary.cycle_id, summary.status, summary.settled),
+            (cycle, CycleStatus::Applied, 1),
+            "cycle {cycle} settles its payment"
+        );
+    }
+    let first = format!("{:032x}", 1u128);
+    let audited = |node: &CycleNode| {
+        let target = node.listen.to_string();
+        let solution = dir.path().join("cycle-1-solution.json");
+        let audit = settle_cli(&[
+            "audit",
+            "--cycle",
+            "1",
+            "--solution-out",
+            solution.to_str().unwrap(),
+            "--target",
+            &target,
+        ]);
+        let text = String::from_utf8_lossy(&audit.stdout).to_string();
+        assert!(
+            audit.status.success() && text.contains("VERIFIED"),
+            "cycle 1 after {CYCLES} cycles: {text}{}",
+            String::from_utf8_lossy(&audit.stderr)
+        );
+        let solution: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&solution).unwrap()).unwrap();
+        assert_eq!(
+            solution["settled"],
+            serde_json::json!(["1"]),
+            "cycle 1 settled payment 1 (the instance names ids in decimal)"
+        );
+        let trail = settle_cli(&["audit", &first, "--target", &target]);
+        let text = String::from_utf8_lossy(&trail.stdout).to_string();
+        assert!(
+            trail.status.success() && text.contains("SETTLEMENT_CONFIRMED"),
+            "payment 1's trail: {text}"
+        );
+        let (status, body) = settle_tests::http_request(http, "GET", "/v1/cycles/1", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"verified\":true"), "{body}");
+        let list = settle_cli(&[
+            "cycle", "list", "--after", "0", "--max", "1", "--target", &target,
+        ]);
+        let text = String::from_utf8_lossy(&list.stdout).to_string();
+        assert!(
+            list.status.success() && text.contains("cycle 1 "),
+            "the first page from the start lists cycle 1: {text}"
+        );
+    };
+    audited(&node);
+    drop((client, control));
+    node.restart(&[]);
+    audited(&node);
+}
