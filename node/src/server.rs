@@ -295,6 +295,9 @@ async fn open_and_serve(
                 let command = ControlCommand::UpsertParticipants(chunk.to_vec()).encode();
                 raft.client_write(ShardRequest(command))
                     .await
+                    .map_err(|e| anyhow!("recording participants: {e}"))?
+                    .data
+                    .into_results()
                     .map_err(|e| anyhow!("recording participants: {e}"))?;
             }
             info!(count = changed.len(), "participants added or updated");

@@ -127,7 +127,16 @@ pub async fn run(
 /// Appends one control command and waits for it to apply.
 pub async fn write(raft: &ControlRaft, command: Vec<u8>) -> Result<(), ShardError> {
     match raft.client_write(ShardRequest(command)).await {
-        Ok(_) => Ok(()),
+        Ok(response) => {
+            response
+                .data
+                .into_results()
+                .map(drop)
+                .map_err(|message| ShardError::Internal {
+                    group: CONTROL_GROUP,
+                    message,
+                })
+        }
         Err(e) => Err(match e.forward_to_leader() {
             Some(forward) => ShardError::NotLeader {
                 group: CONTROL_GROUP,

@@ -288,7 +288,8 @@ mod tests {
                     assert_eq!(
                         response.data,
                         ShardReply {
-                            results: vec![TxResult::Created]
+                            results: vec![TxResult::Created],
+                            rejected: None,
                         }
                     );
                 }

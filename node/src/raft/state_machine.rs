@@ -20,6 +20,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rkyv::util::AlignedVec;
+use tracing::error;
 
 use super::snapshot_data::{self, frame, split};
 use super::type_config::{LogId, ShardReply, TypeConfig};
@@ -85,12 +86,13 @@ pub trait GroupState: Default + 'static {
     /// `log_index`; fills `reply`. `command` is 16-byte aligned
     /// ([`COMMAND_ALIGN`]), so rkyv archives can be accessed in place.
     ///
-    /// `Err` means the entry cannot be interpreted at all (a proposer bug: the
-    /// log is checksummed) and the state must be unchanged; the group then
-    /// stops with a storage error rather than skip an entry that every
-    /// replica would skip the same way but that a client may have been told
-    /// about. Refusals that are part of the state's rules are `Ok` with a
-    /// reply saying so.
+    /// `Err` means the entry cannot be interpreted at all (a proposer bug or
+    /// a forged entry: the log is checksummed) and the state must be
+    /// unchanged. The entry is then rejected: applied as a no-op on every
+    /// replica alike (the same bytes fail the same way), counted, logged,
+    /// and its proposer answered with the reason. A replica never stops on
+    /// it. Refusals that are part of the state's rules are `Ok` with a reply
+    /// saying so.
     fn apply(
         &mut self,
         log_index: u64,
@@ -232,6 +234,8 @@ pub struct GroupStateMachine<S: GroupState> {
     snapshots: Rc<Snapshots>,
     /// Reused copy of the command being applied, aligned for rkyv.
     scratch: AlignedVec<COMMAND_ALIGN>,
+    /// Committed entries that did not apply (see [`GroupState::apply`]).
+    rejected_entries: u64,
 }
 
 impl<S: GroupState> GroupStateMachine<S> {
@@ -278,6 +282,7 @@ impl<S: GroupState> GroupStateMachine<S> {
                 writer: Semaphore::new(1),
             }),
             scratch: AlignedVec::new(),
+            rejected_entries: 0,
         };
         Ok((machine, state))
     }
@@ -292,20 +297,43 @@ impl<S: GroupState> GroupStateMachine<S> {
         self.last_applied
     }
 
-    fn apply_command(&mut self, log_index: u64, command: &[u8]) -> io::Result<ShardReply> {
+    fn apply_command(&mut self, log_index: u64, command: &[u8]) -> ShardReply {
         self.scratch.clear();
         self.scratch.extend_from_slice(command);
         let mut reply = ShardReply::default();
-        self.state
+        let applied = self
+            .state
             .borrow_mut()
-            .apply(log_index, &self.scratch, &mut reply)
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("entry {log_index} does not apply: {e}"),
-                )
-            })?;
-        Ok(reply)
+            .apply(log_index, &self.scratch, &mut reply);
+        match applied {
+            Ok(()) => {
+                assert!(reply.rejected.is_none());
+                reply
+            }
+            Err(reason) => {
+                self.rejected_entries += 1;
+                error!(
+                    log_index,
+                    bytes = command.len(),
+                    rejected_entries = self.rejected_entries,
+                    %reason,
+                    "a committed entry does not apply: rejected as a no-op on every replica, \
+                     the state is unchanged"
+                );
+                // The state left no trace of it (its contract); only the
+                // applied index moves, as for a blank entry.
+                self.apply_noop(log_index);
+                ShardReply {
+                    results: Vec::new(),
+                    rejected: Some(format!("entry {log_index} does not apply: {reason}")),
+                }
+            }
+        }
+    }
+
+    /// Committed entries rejected since this replica started.
+    pub fn rejected_entries(&self) -> u64 {
+        self.rejected_entries
     }
 
     fn apply_noop(&mut self, log_index: u64) {
@@ -382,7 +410,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
                     self.apply_noop(log_id.index);
                     ShardReply::default()
                 }
-                EntryPayload::Normal(request) => self.apply_command(log_id.index, &request.0)?,
+                EntryPayload::Normal(request) => self.apply_command(log_id.index, &request.0),
                 EntryPayload::Membership(membership) => {
                     self.apply_noop(log_id.index);
                     self.membership = StoredMembership::new(Some(log_id), membership);
@@ -670,7 +698,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_that_does_not_apply_is_an_error_and_changes_nothing() {
+    fn an_entry_that_does_not_apply_is_rejected_as_a_no_op_and_the_group_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let mut rt = GlommioRuntime::new(1);
         rt.block_on(async {
@@ -689,17 +717,31 @@ mod tests {
                 log_id: log_id(1, 2),
                 payload: EntryPayload::Normal(ShardRequest(vec![1, 2, 3])),
             };
-            let err = apply(&mut machine, vec![bad]).await.unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            // Not an error: the replica does not stop on it.
+            apply(&mut machine, vec![bad]).await.unwrap();
+            assert_eq!(machine.rejected_entries(), 1);
+            assert_eq!(machine.applied_state().await.unwrap().0, Some(log_id(1, 2)));
+            let tally = state.borrow().clone();
             assert_eq!(
-                *state.borrow(),
-                Tally {
-                    last_index: 1,
-                    commands: 1,
-                    sum: 3
-                }
+                (tally.commands, tally.sum),
+                (1, 3),
+                "the state is unchanged but for its applied index"
             );
-            assert_eq!(machine.applied_state().await.unwrap().0, Some(log_id(1, 1)));
+            // The next entry applies as usual.
+            apply(&mut machine, entries(&[(1, 3, Some(4))]))
+                .await
+                .unwrap();
+            assert_eq!((state.borrow().commands, state.borrow().sum), (2, 7));
+            // Its proposer is told why, with no results.
+            let reply = machine.apply_command(4, &[9, 9]);
+            assert!(reply.results.is_empty());
+            assert!(
+                reply
+                    .rejected
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("entry 4 does not apply")),
+                "{reply:?}"
+            );
         });
     }
 }

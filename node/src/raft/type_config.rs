@@ -31,6 +31,23 @@ impl fmt::Display for ShardRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardReply {
     pub results: Vec<TxResult>,
+    /// Set when the committed entry did not apply (it cannot be interpreted):
+    /// every replica rejected it the same way and left its state unchanged;
+    /// `results` is then empty.
+    pub rejected: Option<String>,
+}
+
+impl ShardReply {
+    /// The entry's results, or why every replica rejected it.
+    pub fn into_results(self) -> Result<Vec<TxResult>, String> {
+        match self.rejected {
+            None => Ok(self.results),
+            Some(reason) => {
+                assert!(self.results.is_empty(), "a rejected entry has no results");
+                Err(reason)
+            }
+        }
+    }
 }
 
 /// The application payload of a log entry.

@@ -20,7 +20,7 @@ use super::cold::ColdReader;
 use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
 use super::{GroupId, ShardState, TxRecord};
 use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
-use crate::raft::{ShardRaft, ShardReply, ShardRequest};
+use crate::raft::{ShardRaft, ShardRequest};
 
 /// Entries a shard leader has proposed and not yet seen committed. Two keep
 /// the disk busy (one being fsynced, one being written) without letting a
@@ -258,7 +258,10 @@ async fn write(
         .client_write(ShardRequest(encode(command).to_vec()))
         .await
     {
-        Ok(response) => Ok(response.data.results),
+        Ok(response) => response
+            .data
+            .into_results()
+            .map_err(|message| ShardError::Internal { group, message }),
         Err(e) => Err(match e.forward_to_leader() {
             Some(forward) => ShardError::NotLeader {
                 group,
@@ -435,7 +438,10 @@ async fn propose(
     }
     match written {
         Ok(response) => {
-            let ShardReply { results } = response.data;
+            let results = response
+                .data
+                .into_results()
+                .map_err(|message| ShardError::Internal { group, message })?;
             if results.len() != transactions.len() {
                 return Err(ShardError::Internal {
                     group,

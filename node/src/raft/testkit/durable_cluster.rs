@@ -216,3 +216,74 @@ fn deposed_leader_truncates_its_uncommitted_suffix() {
 fn deposed_leader_catches_up_from_a_snapshot_after_purge() {
     deposed_leader_converges(SnapshotPolicy::LogsSinceLast(10));
 }
+
+/// A committed entry that does not apply (forged or buggy bytes) is
+/// rejected as a no-op on every replica: its proposer is told why, no
+/// replica stops, the group takes the next writes, and every replica
+/// restarts from its files (issue 17).
+#[test]
+fn an_entry_that_does_not_apply_is_rejected_everywhere_and_bricks_nothing() {
+    let dirs: BTreeMap<NodeId, TempDir> = (1..=3)
+        .map(|id| (id, tempfile::tempdir().unwrap()))
+        .collect();
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(async {
+        let router = Router::<Machine>::default();
+        let mut nodes = BTreeMap::new();
+        for (&id, dir) in &dirs {
+            nodes.insert(
+                id,
+                start(id, dir.path(), &router, config(SnapshotPolicy::Never)).await,
+            );
+        }
+        nodes[&1]
+            .0
+            .initialize((1..=3).map(|id| (id, addr(id))).collect::<BTreeMap<_, _>>())
+            .await
+            .unwrap();
+        let leader = writable_leader(&nodes, None).await;
+        write_values(&nodes[&leader].0, 1..=5).await;
+        let poison = nodes[&leader]
+            .0
+            .client_write(crate::raft::type_config::ShardRequest(vec![0xde, 0xad]))
+            .await
+            .expect("committed");
+        let reason = poison.data.into_results().expect_err("rejected");
+        assert!(
+            reason.starts_with(&format!("entry {} does not apply", poison.log_id.index)),
+            "{reason}"
+        );
+        let last = write_values(&nodes[&leader].0, 6..=10).await;
+        for (raft, state) in nodes.values() {
+            raft.wait(Some(WAIT_MAX))
+                .applied_index_at_least(Some(last), "past the rejected entry")
+                .await
+                .expect("every replica applies past it");
+            let state = state.borrow();
+            assert_eq!((state.commands, state.sum), (10, (1..=10).sum::<u64>()));
+        }
+        drop(nodes);
+        shutdown_all(&router).await;
+
+        // Every replica replays the rejected entry from its log on restart.
+        let router = Router::<Machine>::default();
+        let mut nodes = BTreeMap::new();
+        for (&id, dir) in &dirs {
+            nodes.insert(
+                id,
+                start(id, dir.path(), &router, config(SnapshotPolicy::Never)).await,
+            );
+        }
+        let leader = writable_leader(&nodes, None).await;
+        let last = write_values(&nodes[&leader].0, 11..=11).await;
+        for (raft, state) in nodes.values() {
+            raft.wait(Some(WAIT_MAX))
+                .applied_index_at_least(Some(last), "restarted and caught up")
+                .await
+                .expect("applied");
+            assert_eq!(state.borrow().sum, (1..=11).sum::<u64>());
+        }
+        drop(nodes);
+        shutdown_all(&router).await;
+    });
+}
