@@ -22,6 +22,7 @@ pub mod http;
 pub mod http_access;
 pub mod http_tls;
 pub mod intake;
+pub mod ownership;
 pub mod participants;
 pub mod raft;
 pub mod server;

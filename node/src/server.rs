@@ -61,6 +61,8 @@ pub struct RunningNode {
     http: Option<crate::http::HttpServer>,
     pub listen: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    /// The data directory is ours until the node is dropped.
+    _dir_lock: crate::ownership::DirLock,
 }
 
 impl RunningNode {
@@ -97,6 +99,12 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     assert!(config.cores >= 1);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Before anything reads or recovers the directory: one owner only.
+    let dir_lock = crate::ownership::DirLock::acquire(&config.data_dir)?;
+    crate::ownership::ensure_port_free("client", config.listen)?;
+    if let Some(cluster) = &config.cluster {
+        crate::ownership::ensure_port_free("peer", cluster.own_addr())?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let participants = Arc::new(ArcSwap::from_pointee(Registry::default()));
     let (router, inboxes, control_inbox) = ShardRouter::new(config.shards.shard_count());
@@ -209,6 +217,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         http,
         listen: config.listen,
         http_addr,
+        _dir_lock: dir_lock,
     })
 }
 
