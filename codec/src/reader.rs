@@ -70,6 +70,24 @@ impl FrameReader {
         self.end - self.start
     }
 
+    /// Bytes the reader holds allocated (what a connection costs in memory).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Frees the buffer when nothing is pending in it (an idle connection
+    /// then costs nothing until its next read). Returns the bytes freed.
+    pub fn release_if_empty(&mut self) -> usize {
+        if self.buffered() > 0 {
+            return 0;
+        }
+        let freed = self.buf.capacity();
+        self.buf = AlignedVec::new();
+        self.start = 0;
+        self.end = 0;
+        freed
+    }
+
     /// The next complete frame, or how many more bytes it needs. An error
     /// leaves the stream out of step: close the connection.
     pub fn next_frame(&mut self) -> Result<ReadStatus<'_>, DecodeError> {

@@ -75,6 +75,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         group: Default::default(),
         cycles: demo_cycles(),
         cluster: None,
+        client_limits: Default::default(),
         security: Some(crate::credentials::ServerSecurity::new(
             &credentials,
             Some(tls.join(settle_security::files::TOKENS)),

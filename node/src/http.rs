@@ -48,6 +48,7 @@ impl HttpServer {
         addr: SocketAddr,
         intake: Intake,
         security: Option<crate::credentials::ServerSecurity>,
+        limits: crate::intake::limits::ClientLimits,
     ) -> anyhow::Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("HTTP listen on {addr}: {e}"))?;
@@ -69,7 +70,7 @@ impl HttpServer {
                 runtime.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("a bound listener");
-                    let listener = crate::http_tls::ClientListener::new(listener, security)
+                    let listener = crate::http_tls::ClientListener::new(listener, security, limits)
                         .expect("a bound listener has an address");
                     if let Some(security) = security_for_reload {
                         tokio::spawn(reload_tokens(security));

@@ -2,17 +2,28 @@
 //! path (bounded in number and time), each connection handed to axum with
 //! the identity of its client certificate, if it offered one. A plaintext
 //! HTTP request is answered 400 with a JSON body saying TLS is required.
+//!
+//! Bounded like the binary port ([`ClientLimits`]): connections at once
+//! (one more is closed at accept), a connection idle too long is closed, and
+//! so is one whose request is still arriving after the frame timeout (slow
+//! senders, slowloris headers).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::{IncomingStream, Listener};
 use settle_security::Identity;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
+
+use crate::intake::limits::ClientLimits;
 
 use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
 
@@ -48,10 +59,14 @@ pub struct ClientListener {
 
 impl ClientListener {
     /// Starts accepting on `listener` (on the current tokio runtime).
-    pub fn new(listener: TcpListener, security: Option<ServerSecurity>) -> std::io::Result<Self> {
+    pub fn new(
+        listener: TcpListener,
+        security: Option<ServerSecurity>,
+        limits: ClientLimits,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUED_MAX);
-        tokio::spawn(accept_loop(listener, security, tx));
+        tokio::spawn(accept_loop(listener, security, limits, tx));
         Ok(ClientListener { ready, addr })
     }
 }
@@ -59,9 +74,12 @@ impl ClientListener {
 async fn accept_loop(
     listener: TcpListener,
     security: Option<ServerSecurity>,
+    limits: ClientLimits,
     ready: mpsc::Sender<(Box<dyn Io>, Caller)>,
 ) {
     let slots = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let connections = Arc::new(Semaphore::new(limits.connections_per_core));
+    let mut refused = 0u64;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -71,6 +89,19 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(connection) = connections.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                warn!(
+                    %addr,
+                    connections_max = limits.connections_per_core,
+                    refused,
+                    "HTTP connection refused: as many are open as may be"
+                );
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let Some(security) = security.clone() else {
             let caller = Caller {
@@ -78,7 +109,8 @@ async fn accept_loop(
                 identity: None,
                 tls: false,
             };
-            if ready.send((Box::new(stream), caller)).await.is_err() {
+            let io = Bounded::new(Box::new(stream), connection, &limits);
+            if ready.send((Box::new(io), caller)).await.is_err() {
                 return;
             }
             continue;
@@ -98,7 +130,8 @@ async fn accept_loop(
                         identity,
                         tls: true,
                     };
-                    let _ = ready.send((io, caller)).await;
+                    let io = Bounded::new(io, connection, &limits);
+                    let _ = ready.send((Box::new(io), caller)).await;
                 }
                 Ok(Err(e)) => debug!(%addr, error = %e, "HTTPS handshake failed"),
                 Err(_) => debug!(%addr, "HTTPS handshake timed out"),
@@ -148,6 +181,117 @@ async fn handshake(
         None => None,
     };
     Ok((Box::new(tls), identity))
+}
+
+/// A connection within the port's bounds: it holds one connection slot
+/// until dropped, and fails its reads (so hyper closes it) once it has been
+/// idle for the idle timeout, or a request has been arriving for longer
+/// than the frame timeout. A request begins with its first byte read after
+/// the last byte written.
+struct Bounded {
+    inner: Box<dyn Io>,
+    _slot: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    request_timeout: Duration,
+    /// When the request now arriving began (`None` between requests).
+    request_started: Option<Instant>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Bounded {
+    fn new(inner: Box<dyn Io>, slot: OwnedSemaphorePermit, limits: &ClientLimits) -> Bounded {
+        Bounded {
+            inner,
+            _slot: slot,
+            idle_timeout: limits.idle_timeout,
+            request_timeout: limits.frame_timeout,
+            request_started: None,
+            deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+        }
+    }
+
+    fn rearm(&mut self) {
+        let deadline = match self.request_started {
+            Some(started) => started + self.request_timeout,
+            None => Instant::now() + self.idle_timeout,
+        };
+        self.deadline.as_mut().reset(deadline);
+    }
+}
+
+impl AsyncRead for Bounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && self.request_started.is_none() {
+                    self.request_started = Some(Instant::now());
+                    self.rearm();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    let why = match self.request_started {
+                        Some(_) => format!(
+                            "a request must arrive whole within {:?}",
+                            self.request_timeout
+                        ),
+                        None => format!("idle for {:?}", self.idle_timeout),
+                    };
+                    debug!(%why, "HTTP connection closed");
+                    Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
+                }
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            // An answer: the request is in; the idle clock starts again.
+            self.request_started = None;
+            self.rearm();
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.request_started = None;
+            self.rearm();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 impl Listener for ClientListener {

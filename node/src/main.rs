@@ -314,6 +314,19 @@ struct StartArgs {
     /// [default: half of the machine's memory].
     #[arg(long)]
     memory_budget: Option<String>,
+    /// Client connections served at once: per core on the binary port, in all on the HTTP port;
+    /// more are closed at accept [default: 1024].
+    #[arg(long)]
+    client_connections_max: Option<usize>,
+    /// A client connection (binary or HTTP) with no request in progress closes after this many
+    /// milliseconds [default: 300000].
+    #[arg(long)]
+    client_idle_timeout_ms: Option<u64>,
+    /// A request (a binary frame, an HTTP request) must arrive whole within this many
+    /// milliseconds of its first byte; a slower sender is closed (told why on the binary port)
+    /// [default: 10000].
+    #[arg(long)]
+    client_frame_timeout_ms: Option<u64>,
     /// Leave each group's leadership where elections put it (by default a leader hands its group
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
@@ -564,6 +577,36 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
 
 type PeerMap = std::collections::BTreeMap<u64, std::net::SocketAddr>;
 
+/// The binary port's bounds from the flags (defaults in `intake::limits`).
+fn client_limits(args: &StartArgs) -> anyhow::Result<settle_node::intake::limits::ClientLimits> {
+    let mut limits = settle_node::intake::limits::ClientLimits::default();
+    if let Some(n) = args.client_connections_max {
+        if n == 0 {
+            return Err(anyhow!("client_connections_max: at least 1"));
+        }
+        limits.connections_per_core = n;
+    }
+    for (name, value, slot) in [
+        (
+            "client_idle_timeout_ms",
+            args.client_idle_timeout_ms,
+            &mut limits.idle_timeout,
+        ),
+        (
+            "client_frame_timeout_ms",
+            args.client_frame_timeout_ms,
+            &mut limits.frame_timeout,
+        ),
+    ] {
+        match value {
+            Some(0) => return Err(anyhow!("{name}: at least 1 ms")),
+            Some(ms) => *slot = Duration::from_millis(ms),
+            None => {}
+        }
+    }
+    Ok(limits)
+}
+
 /// The least `--memory-budget`: the node's fixed overhead and a little per shard.
 const MEMORY_BUDGET_MIN: usize = 1 << 30;
 
@@ -663,6 +706,7 @@ fn security(
 fn start(args: StartArgs) -> anyhow::Result<()> {
     let args = settings(args)?;
     let cycles = cycle_config(&args)?;
+    let client_limits = client_limits(&args)?;
     let (peers, group) = cluster_config(&args)?;
     let data_dir = args
         .data_dir
@@ -708,6 +752,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         group,
         cycles,
         cluster,
+        client_limits,
         security: credentials
             .as_ref()
             .map(|(c, dir)| {
@@ -1087,6 +1132,9 @@ mod tests {
             snapshot_entries: Some(5000),
             keep_entries: Some(100),
             memory_budget: Some("2GiB".into()),
+            client_connections_max: Some(16),
+            client_idle_timeout_ms: Some(1_000),
+            client_frame_timeout_ms: Some(500),
             no_leader_balancing: true,
             tls_dir: Some("/etc/settle/tls".into()),
             insecure: true,

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// TLS of the client ports (binary and HTTP); `None` only with `--insecure`.
     pub security: Option<crate::credentials::ServerSecurity>,
+    /// Bounds of the binary client port, per core.
+    pub client_limits: crate::intake::limits::ClientLimits,
 }
 
 /// A started node; dropping it does not stop it, [`RunningNode::stop`] does.
@@ -205,6 +207,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             addr,
             intake.clone(),
             config.security.clone(),
+            config.client_limits,
         )?),
         None => None,
     };
@@ -397,6 +400,7 @@ async fn open_and_serve(
         listener,
         Rc::new(ctx.intake.clone()),
         config.security.clone(),
+        crate::intake::limits::CoreClients::new(config.client_limits),
     ))
     .detach();
     let _ = ctx.ready.send(Ok(ctx.core));

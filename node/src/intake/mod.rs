@@ -1,6 +1,7 @@
 //! Intake: the binary protocol over TCP and JSON over HTTP, validation, and
 //! the split of each request into per-shard sub-batches.
 
+pub mod limits;
 pub mod router;
 pub mod tcp;
 pub mod validate;

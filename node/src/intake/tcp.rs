@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -17,6 +17,7 @@ use settle_codec::{
 };
 use tracing::{debug, warn};
 
+use super::limits::{ConnectionSlot, CoreClients};
 use super::{Intake, ShardError};
 use crate::access::{Caller, Denied, Op};
 use crate::cluster::conn::with_timeout;
@@ -30,18 +31,39 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves connections accepted by `listener` until the executor stops: over
 /// TLS 1.3 with `security` (a plaintext client is told so and closed),
-/// plaintext without (`--insecure`).
-pub async fn serve(listener: TcpListener, intake: Rc<Intake>, security: Option<ServerSecurity>) {
+/// plaintext without (`--insecure`); within this core's `clients` bounds.
+pub async fn serve(
+    listener: TcpListener,
+    intake: Rc<Intake>,
+    security: Option<ServerSecurity>,
+    clients: Rc<CoreClients>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let Some(mut slot) = clients.admit() else {
+                    // Closed unread: before TLS there is no way to say why.
+                    let refused = clients.refused();
+                    if refused.is_power_of_two() {
+                        warn!(
+                            peer = ?stream.peer_addr().ok(),
+                            connections_max = clients.limits().connections_per_core,
+                            refused,
+                            "client connection refused: this core serves as many as it may"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                };
                 let intake = intake.clone();
                 let security = security.clone();
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
                     let served = match security {
-                        None => serve_connection(stream, &intake, &Caller::Insecure).await,
-                        Some(security) => serve_tls(stream, &intake, security).await,
+                        None => {
+                            serve_connection(stream, &intake, &Caller::Insecure, &mut slot).await
+                        }
+                        Some(security) => serve_tls(stream, &intake, security, &mut slot).await,
                     };
                     if let Err(e) = served {
                         debug!(?peer, error = %e, "connection closed");
@@ -63,6 +85,7 @@ async fn serve_tls(
     mut stream: TcpStream,
     intake: &Intake,
     security: ServerSecurity,
+    slot: &mut ConnectionSlot,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut first = [0u8; 1];
@@ -102,7 +125,7 @@ async fn serve_tls(
                 }
                 None => Caller::Anonymous,
             };
-            serve_connection(stream, intake, &caller).await
+            serve_connection(stream, intake, &caller, slot).await
         }
         Some(Err(e)) => {
             debug!(error = %e, "TLS handshake failed");
@@ -112,19 +135,29 @@ async fn serve_tls(
     }
 }
 
-/// Reads frames, answers each, until EOF or a framing error (after which the
+/// Reads frames, answers each, until EOF, a framing error (after which the
 /// byte stream is out of step and the connection is closed, after telling the
-/// peer why).
-async fn serve_connection<S>(mut stream: S, intake: &Intake, caller: &Caller) -> std::io::Result<()>
+/// peer why) or a bound: idle too long, a frame sent too slowly, the core's
+/// client buffers full.
+async fn serve_connection<S>(
+    mut stream: S,
+    intake: &Intake,
+    caller: &Caller,
+    slot: &mut ConnectionSlot,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let limits = *slot.limits();
     let mut reader = FrameReader::new();
     let mut out = FrameBuf::new();
+    // When the frame being received began to arrive.
+    let mut frame_started: Option<Instant> = None;
     loop {
         out.clear();
         let keep_open = match reader.next_frame() {
             Ok(ReadStatus::Frame(frame)) => {
+                frame_started = None;
                 match authorize(&frame, caller) {
                     Ok(()) => answer(&frame, intake, &mut out).await,
                     Err(denied) => {
@@ -140,11 +173,53 @@ where
                 true
             }
             Ok(ReadStatus::NeedMore(_)) => {
-                let n = stream.read(reader.spare()).await?;
-                if n == 0 {
+                let wait = if reader.buffered() == 0 {
+                    frame_started = None;
+                    if slot.core_is_tight() {
+                        reader.release_if_empty();
+                        let _ = slot.charge(reader.allocated());
+                    }
+                    limits.idle_timeout
+                } else {
+                    let started = *frame_started.get_or_insert_with(Instant::now);
+                    limits.frame_timeout.saturating_sub(started.elapsed())
+                };
+                let _ = reader.spare();
+                if let Err(total) = slot.charge(reader.allocated()) {
+                    warn!(
+                        buffered = total,
+                        bound = limits.buffer_bytes_per_core,
+                        "client refused: this core's client buffers are full"
+                    );
+                    let message = format!(
+                        "the node's client buffers are full ({total} bytes on this core): \
+                         retry later"
+                    );
+                    push_error(&mut out, 0, ErrorCode::Overloaded, &message);
+                    close_with(&mut stream, &out).await?;
                     return Ok(());
                 }
-                reader.commit(n);
+                match with_timeout(wait, stream.read(reader.spare())).await {
+                    Some(Ok(0)) => return Ok(()),
+                    Some(Ok(n)) => reader.commit(n),
+                    Some(Err(e)) => return Err(e),
+                    None if reader.buffered() == 0 => {
+                        debug!(idle = ?limits.idle_timeout, "idle client connection closed");
+                        return Ok(());
+                    }
+                    None => {
+                        let message = format!(
+                            "a frame must arrive whole within {:?} of its first byte; {} bytes \
+                             came",
+                            limits.frame_timeout,
+                            reader.buffered()
+                        );
+                        warn!(buffered = reader.buffered(), "slow client closed");
+                        push_error(&mut out, 0, ErrorCode::BadRequest, &message);
+                        close_with(&mut stream, &out).await?;
+                        return Ok(());
+                    }
+                }
                 continue;
             }
             Err(e) => {
@@ -158,6 +233,16 @@ where
             return Ok(());
         }
     }
+}
+
+/// Writes the error frame in `out` and ends the connection.
+async fn close_with<S>(stream: &mut S, out: &FrameBuf) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    stream.write_all(out.as_slice()).await?;
+    stream.flush().await?;
+    stream.close().await
 }
 
 /// Whether `caller` may make the request in `frame` (see [`crate::access`]).
