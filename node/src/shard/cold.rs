@@ -34,6 +34,7 @@ use super::cycles::CycleNote;
 use super::filter::KeyFilter;
 use super::snapshot::{Reader, Writer, EVENT_BYTES, RECORD_BYTES};
 use super::state::{trail, ExtraEvent, TxRecord, DEDUP_EVENTS_KEPT, DEDUP_WINDOW_US};
+use super::visibility::Visibility;
 use super::GroupId;
 
 /// Bytes of key filter a shard keeps by default (a few generations).
@@ -455,15 +456,20 @@ impl ColdReader {
     }
 
     /// The status and audit trail of a finished transaction (`None` if the
-    /// store has no record of it). `group` is the shard's group id.
+    /// store has no record of it, or `visibility` does not show it). `group`
+    /// is the shard's group id.
     pub fn lookup(
         &self,
         id: u128,
         group: GroupId,
+        visibility: Visibility,
     ) -> Result<Option<(TxStatus, Vec<TxEvent>)>, ColdError> {
         let Some((record, extra)) = self.record(id)? else {
             return Ok(None);
         };
+        if !visibility.shows(&record.tx) {
+            return Ok(None);
+        }
         let mut failed = None;
         let events = trail(
             &record,
@@ -646,10 +652,15 @@ mod tests {
         assert_eq!(s.lookup_record(1).unwrap().tx.amount, 99);
         let failed = ColdReader::new(store.clone()).record(3).unwrap().unwrap().0;
         assert_eq!(failed.status, TxStatus::Failed);
-        let (status, events) = ColdReader::new(store.clone())
-            .lookup(3, 1)
-            .unwrap()
-            .unwrap();
+        let reader = ColdReader::new(store.clone());
+        let (status, events) = reader.lookup(3, 1, Visibility::All).unwrap().unwrap();
+        // Its parties see it; another participant is answered as if unknown.
+        for (viewer, shown) in [(1, true), (2, true), (3, false)] {
+            let found = reader
+                .lookup(3, 1, Visibility::PartyTo(ParticipantId(viewer)))
+                .unwrap();
+            assert_eq!(found.is_some(), shown, "participant {viewer}");
+        }
         assert_eq!(status, TxStatus::Failed);
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         use settle_codec::TxEventKind::*;
