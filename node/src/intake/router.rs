@@ -57,7 +57,8 @@ pub enum ShardMsg {
         ids: Vec<u128>,
         /// Whose transactions the answer may show (hidden ones: NotFound).
         visibility: Visibility,
-        reply: oneshot::Sender<Vec<LookupItem>>,
+        /// Err: the store refused a read (never answered as NotFound).
+        reply: oneshot::Sender<Result<Vec<LookupItem>, ShardError>>,
     },
     /// Set opening balances (idempotent per participant); one result each.
     Open {
@@ -419,7 +420,9 @@ impl ShardRouter {
             })
             .collect();
         for (group, answer) in answers {
-            let items = answer.await.map_err(|_| ShardError::ShuttingDown(group))?;
+            let items = answer
+                .await
+                .map_err(|_| ShardError::ShuttingDown(group))??;
             assert_eq!(items.len(), ids.len(), "a shard answers every id");
             for (slot, item) in merged.iter_mut().zip(items) {
                 if item.status != settle_codec::TxStatus::NotFound {

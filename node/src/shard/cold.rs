@@ -773,6 +773,34 @@ mod tests {
                 })
                 .unwrap();
         }
+        // A flipped byte of a sealed record: the lookup is an error (the
+        // proposer answers it as one), never a record and never "unknown".
+        let mut tampered = Batch::new();
+        sealed
+            .inner()
+            .scan(Column::Ledger, &mut |k, v| {
+                let mut v = v.to_vec();
+                let middle = v.len() / 2;
+                v[middle] ^= 0x10;
+                tampered.put(Column::Ledger, k, &v).unwrap();
+                true
+            })
+            .unwrap();
+        sealed.inner().write(&tampered).unwrap();
+        let refused = ColdReader::new(sealed.clone())
+            .lookup(3, 1, Visibility::All)
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ColdError::Store(StoreError::Sealed {
+                    column: "ledger",
+                    source: settle_storage::SealError::Forged,
+                    ..
+                })
+            ),
+            "{refused}"
+        );
     }
 
     #[test]

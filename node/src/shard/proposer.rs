@@ -189,20 +189,25 @@ fn serve_priority(
         } => {
             let (items, cold) = lookup(&state.borrow(), group, &ids, visibility);
             if cold.is_empty() {
-                let _ = reply.send(items);
+                let _ = reply.send(Ok(items));
             } else {
                 // Finished transactions are in the store: read off the core.
+                // A read the store refuses (damage, tampered ciphertext) is
+                // an error, never "not found".
                 let reader = state.borrow().cold_reader();
                 glommio::spawn_local(async move {
-                    let fallback = items.clone();
                     let items = crate::store_io::run(move || {
                         read_cold(&reader, group, visibility, items, &cold)
                     })
                     .await
-                    .unwrap_or_else(|e| {
+                    .map_err(|e| ShardError::Internal {
+                        group,
+                        message: e.to_string(),
+                    })
+                    .and_then(|read| read);
+                    if let Err(e) = &items {
                         tracing::error!(error = %e, "finished transactions not read");
-                        fallback
-                    });
+                    }
                     let _ = reply.send(items);
                 })
                 .detach();
@@ -526,15 +531,15 @@ fn lookup(
     (items, cold)
 }
 
-/// Fills in the items at `cold` from the store (blocking: a thread of the
-/// executor's blocking pool runs it).
+/// Fills in the items at `cold` from the store (blocking: a store thread
+/// runs it). The first read the store refuses fails the whole lookup.
 fn read_cold(
     reader: &ColdReader,
     group: GroupId,
     visibility: Visibility,
     mut items: Vec<LookupItem>,
     cold: &[usize],
-) -> Vec<LookupItem> {
+) -> Result<Vec<LookupItem>, ShardError> {
     for &at in cold {
         let item = &mut items[at];
         match reader.lookup(item.id, group, visibility) {
@@ -543,8 +548,14 @@ fn read_cold(
                 item.events = events;
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(id = item.id, error = %e, "state store read failed"),
+            Err(e) => {
+                tracing::error!(id = %settle_codec::format_id(item.id), error = %e, "state store read failed");
+                return Err(ShardError::Internal {
+                    group,
+                    message: format!("transaction {}: {e}", settle_codec::format_id(item.id)),
+                });
+            }
         }
     }
-    items
+    Ok(items)
 }
