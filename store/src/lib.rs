@@ -108,7 +108,8 @@ pub enum StoreError {
     },
     #[error(
         "state store {path} was written without an encryption key and is opened with one: \
-         start without the key, or wipe the directory so the node rebuilds it sealed"
+         start without the key, or wipe this node's data directory so that it rebuilds \
+         (sealed) from a peer; nothing seals an existing store in place"
     )]
     NotSealed { path: PathBuf },
     #[error(
