@@ -322,6 +322,10 @@ impl<S: Store> SealedStore<S> {
 
 impl<S: Store> Store for SealedStore<S> {
     fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if column == Column::Meta && key == META_SEAL {
+            // The id key is the sealed store's own: above it, it is not there.
+            return Ok(None);
+        }
         let stored_key = self.hide(column, key)?;
         match self.inner.get(column, &stored_key)? {
             None => Ok(None),
@@ -579,6 +583,7 @@ mod tests {
             ]
         );
         assert_eq!(raw(&store, Column::Meta).len(), 1, "the applied index only");
+        assert_eq!(store.get(Column::Meta, META_SEAL).unwrap(), None);
         // Below: no id (either byte order), no payment, the expiry in clear.
         for column in Column::ALL {
             for (k, v) in raw(store.inner(), column) {
