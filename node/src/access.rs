@@ -5,7 +5,11 @@
 //!
 //! - `submitter` (a bank, its certificate's or token's name is its
 //!   participant name): submit payments with itself as debtor, look up
-//!   transactions by id, read its own balances.
+//!   (status, events, audit trail) the transactions it is party to, as
+//!   debtor or creditor, read its own balances. A lookup of any other
+//!   transaction is answered exactly like an unknown id (HTTP 404, binary
+//!   status NotFound), so a bank cannot learn that another bank's payment
+//!   exists; it is logged ([`Caller::visibility`]).
 //! - `operator`: deposits, participants, limits, FX, cycles, and every read.
 //! - `auditor`: read-only: transactions, audit trails, cycles, balances,
 //!   participants, FX, status.
@@ -13,14 +17,17 @@
 //!   generator).
 //! - a node certificate, or no identity at all: nothing on a client port.
 //!
-//! Known gap: a transaction lookup's answer names no parties, so a
-//! submitter's lookups are not filtered by ownership; it learns the status
-//! and event times of an id it names, never amounts or counterparties.
+//! Known gap: ids are one space for all banks (idempotency is per id), so a
+//! submitter that submits an id another bank already used is answered
+//! Conflict: it learns the id is taken, never by whom or for what (the
+//! conflict's "original" is looked up with the submitter's visibility).
 
 use std::fmt;
 
 use settle_codec::ParticipantId;
 use settle_security::{Identity, Role};
+
+use crate::shard::visibility::Visibility;
 
 /// What a request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +89,21 @@ impl Caller {
                 ParticipantId::from_name(&identity.name)
             }
             _ => None,
+        }
+    }
+
+    /// Whose transactions this caller's lookups show: a submitter's own
+    /// (as debtor or creditor), everything for the other roles (a caller
+    /// that may not look up at all is refused before it matters).
+    pub fn visibility(&self) -> Visibility {
+        match self {
+            Caller::Known(identity) if identity.role == Role::Submitter => {
+                // A submitter named as no participant is refused every
+                // lookup by `check`; were it let through, it sees nothing.
+                self.participant()
+                    .map_or(Visibility::Nothing, Visibility::PartyTo)
+            }
+            _ => Visibility::All,
         }
     }
 
@@ -191,5 +213,21 @@ mod tests {
                 );
             }
         }
+        // What their lookups show: a bank its own, every other role all.
+        let visibility: Vec<_> = matrix.iter().map(|(c, _)| c.visibility()).collect();
+        let all = Visibility::All;
+        assert_eq!(
+            visibility,
+            vec![
+                all,
+                all,
+                all,
+                all,
+                all,
+                Visibility::PartyTo(me),
+                Visibility::Nothing,
+                all
+            ]
+        );
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! - `POST /v1/transactions`: 201 Created, 200 for an idempotent retry,
 //!   409 Conflict with the original, 422 naming the field at fault.
-//! - `GET /v1/transactions/{id}`: status and events, 404 if unknown.
+//! - `GET /v1/transactions/{id}`: status and events, 404 if unknown (or,
+//!   to a bank, if it is no party to it: see [`crate::access`]).
 //! - `GET /v1/transactions/{id}/events`: the audit trail, explained.
 //! - `GET /v1/participants`, `POST /v1/participants`: read, add or update
 //!   (409 for a change to a booked opening balance: use a deposit).
@@ -22,13 +23,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 use settle_codec::{
     parse_id, Currency, Field, ParticipantId, RejectReason, Transaction, TxResult, TxStatus, Window,
 };
 use tokio::sync::oneshot;
 
+use crate::access::Caller;
 use crate::intake::{Intake, ShardError};
 use crate::participants::ParticipantSpec;
 
@@ -195,7 +197,11 @@ fn shard_error(e: &ShardError) -> Response {
     response
 }
 
-async fn post_transaction(State(intake): State<Intake>, body: Bytes) -> Response {
+async fn post_transaction(
+    State(intake): State<Intake>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let tx = match parse_transaction(&body) {
         Ok(tx) => tx,
         Err((field, reason, message)) => {
@@ -215,7 +221,9 @@ async fn post_transaction(State(intake): State<Intake>, body: Bytes) -> Response
         TxResult::Created => (StatusCode::CREATED, Json(json!({ "result": "created", "transaction": view }))).into_response(),
         TxResult::Duplicate => (StatusCode::OK, Json(json!({ "result": "duplicate", "transaction": view }))).into_response(),
         TxResult::Conflict => {
-            let original = match intake.router.lookup(&[tx.id]).await {
+            // The original as the caller may see it: another bank's
+            // payment stays hidden (NotFound, no events).
+            let original = match intake.router.lookup(&[tx.id], caller.visibility()).await {
                 Ok(items) => items.into_iter().next(),
                 Err(e) => return shard_error(&e),
             };
@@ -359,7 +367,11 @@ fn parse_transaction(body: &[u8]) -> Result<Transaction, (&'static str, &'static
     })
 }
 
-async fn get_transaction(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+async fn get_transaction(
+    State(intake): State<Intake>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
     let Some(id) = parse_id(&id) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -370,7 +382,8 @@ async fn get_transaction(State(intake): State<Intake>, Path(id): Path<String>) -
             ),
         );
     };
-    match intake.router.lookup(&[id]).await {
+    // Another bank's transaction is answered 404 like an unknown id.
+    match intake.router.lookup(&[id], caller.visibility()).await {
         Ok(items) => {
             let item = items.into_iter().next().expect("one item per id");
             if item.status == TxStatus::NotFound {
@@ -437,7 +450,11 @@ async fn post_participant(State(intake): State<Intake>, body: Bytes) -> Response
     }
 }
 
-async fn get_events(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+async fn get_events(
+    State(intake): State<Intake>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
     let Some(id) = parse_id(&id) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -448,7 +465,8 @@ async fn get_events(State(intake): State<Intake>, Path(id): Path<String>) -> Res
             ),
         );
     };
-    match intake.router.lookup(&[id]).await {
+    // Another bank's transaction is answered 404 like an unknown id.
+    match intake.router.lookup(&[id], caller.visibility()).await {
         Ok(items) => {
             let item = items.into_iter().next().expect("one item per id");
             if item.status == TxStatus::NotFound {

@@ -1,7 +1,9 @@
 //! HTTP's side of [`crate::access`]: who is calling (client certificate,
 //! else bearer token), what the request does, and a 401 (no or unknown
 //! credentials) or 403 (not allowed) JSON answer, logged, before any
-//! handler runs.
+//! handler runs. A request let through carries its [`Caller`] as an
+//! extension, for the handlers whose answer depends on who asks (a bank's
+//! lookups show only its own transactions).
 
 use std::sync::Arc;
 
@@ -113,7 +115,7 @@ fn op(method: &Method, path: &str, query: Option<&str>, body: Option<&Bytes>) ->
 pub async fn authorize(
     State(access): State<HttpAccess>,
     ConnectInfo(conn): ConnectInfo<crate::http_tls::Caller>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(caller) = caller(&access, &conn, &request) else {
@@ -123,6 +125,7 @@ pub async fn authorize(
         );
     };
     if caller == Caller::Insecure {
+        request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
     let method = request.method().clone();
@@ -148,7 +151,11 @@ pub async fn authorize(
         None => Ok(()),
     };
     match decision {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            let mut request = request;
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(denied) => {
             warn!(peer = %conn.addr, %method, %path, %denied, "HTTP request refused");
             let status = if caller == Caller::Anonymous {

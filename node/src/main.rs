@@ -339,8 +339,9 @@ struct StartArgs {
     /// every start.
     #[arg(long)]
     insecure: bool,
-    /// Seal the Raft log records with AES-256-GCM: a file of 256-bit keys, 64 hex digits each
-    /// (the first seals, all open: rotate by putting a new key first). Also read from the
+    /// Seal the Raft log records, snapshots and state stores with AES-256-GCM: a file of 256-bit
+    /// keys, 64 hex digits each (the first seals, all open: rotate by putting a new key first;
+    /// keep an old key while anything sealed under it is kept). Also read from the
     /// SETTLE_ENCRYPTION_KEY environment variable [default: off].
     #[arg(long)]
     encryption_key_file: Option<PathBuf>,
@@ -660,7 +661,7 @@ fn at_rest_cipher(
     let cipher = settle_storage::Cipher::from_hex(&text).with_context(|| format!("in {source}"))?;
     tracing::info!(
         key_id = format!("{:08x}", cipher.seal_key_id()),
-        "Raft log records sealed with AES-256-GCM (keys from {source})"
+        "Raft log, snapshots and state stores sealed with AES-256-GCM (keys from {source})"
     );
     Ok(Some(std::sync::Arc::new(cipher)))
 }

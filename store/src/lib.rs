@@ -14,14 +14,21 @@
 //! little-endian, microseconds) at which the key may be forgotten, so that
 //! compaction can drop keys that left the dedup window ([`Store::set_clock`])
 //! without knowing anything else about them.
+//!
+//! Encryption at rest is a layer at this boundary: [`SealedStore`] wraps a
+//! store so that values are sealed (AES-256-GCM, the Raft log's keys) and
+//! the ids keys begin with are hidden; [`open_rocks`] opens a node's store
+//! sealed or not, and refuses one written the other way.
 
 mod batch;
 mod mem;
 mod rocks;
+mod sealed;
 
 pub use batch::{Batch, Op};
 pub use mem::MemStore;
 pub use rocks::{rocks_memtables, RocksOptions, RocksStore, MEMTABLES_MAX};
+pub use sealed::{open_rocks, refuse_if_sealed, SealedStore, EXPIRY_BYTES, ID_BYTES, META_SEAL};
 
 use std::path::PathBuf;
 
@@ -90,6 +97,35 @@ pub enum StoreError {
     KeyTooLong(usize),
     #[error("state store: {0} bytes of value exceed VALUE_BYTES_MAX ({VALUE_BYTES_MAX})")]
     ValueTooLong(usize),
+    /// Tampered, misplaced or truncated ciphertext, or a value sealed under
+    /// a key not given: refused like any corruption.
+    #[error("state store {path}: a sealed value in column {column} was refused: {source}")]
+    Sealed {
+        path: PathBuf,
+        column: &'static str,
+        #[source]
+        source: settle_storage::SealError,
+    },
+    #[error(
+        "state store {path} was written without an encryption key and is opened with one: \
+         start without the key, or wipe this node's data directory so that it rebuilds \
+         (sealed) from a peer; nothing seals an existing store in place"
+    )]
+    NotSealed { path: PathBuf },
+    #[error(
+        "state store {path} is sealed: give the encryption key it was sealed with \
+         (--encryption-key-file or SETTLE_ENCRYPTION_KEY)"
+    )]
+    NeedsKey { path: PathBuf },
+    #[error(
+        "state store: column {column} hides the ids its keys begin with, so its keys are \
+         ordered within one id only: a scan from a key, or a bound of another id, is refused"
+    )]
+    UnorderedScan { column: &'static str },
+    #[error("state store: a key of {len} bytes in column {column} is shorter than its id")]
+    KeyWithoutId { column: &'static str, len: usize },
+    #[error("state store: a value of {len} bytes in column keys does not begin with its expiry")]
+    KeyValueShort { len: usize },
 }
 
 /// Counters a store reports (for metrics and benchmarks).
@@ -136,7 +172,9 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
 
     /// Visits the pairs of `column` from the first key ≥ `from`, in key
-    /// order, until `visit` says stop.
+    /// order, until `visit` says stop. (A [`SealedStore`] keeps the order
+    /// within one id only in columns whose keys begin with an id: there it
+    /// visits whole columns only, see its docs.)
     fn scan_from(
         &self,
         column: Column,

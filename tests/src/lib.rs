@@ -259,6 +259,25 @@ impl Node {
         }
     }
 
+    /// Waits until the node logs a line containing `pattern` (lines read
+    /// before are gone), and returns it.
+    pub fn wait_for_line(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(pattern) => return Ok(line),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("the node logged no line with {pattern:?} within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("the node exited before logging {pattern:?}")
+                }
+            }
+        }
+    }
+
     /// kill -9: no chance to flush or say goodbye.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

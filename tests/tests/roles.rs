@@ -1,7 +1,8 @@
 //! Roles, deny by default, over HTTP and the binary port: the whole
 //! role × request matrix; a submitter paying from another bank's account is
 //! refused; a forged or expired token is refused (401), and tokens change
-//! without a restart.
+//! without a restart. A submitter's lookups show only the transactions it
+//! is party to: any other is answered exactly like an unknown id.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,7 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use settle_codec::{ClientError, Currency, ErrorCode, ParticipantId, Transaction, Window};
+use settle_codec::{
+    ClientError, Currency, ErrorCode, ParticipantId, Transaction, TxStatus, Window,
+};
 use settle_security::blocking::Stream;
 use settle_security::rustls::ClientConfig;
 use settle_security::Credentials;
@@ -118,7 +121,7 @@ fn every_role_gets_exactly_its_requests_over_http_and_the_binary_port() {
     assert!(output.status.success(), "{output:?}");
     let participants = write_participants(dir.path(), 4).unwrap();
     let tls_arg = tls.display().to_string();
-    let node = Node::start_with(
+    let mut node = Node::start_with(
         &dir.path().join("data"),
         Some(&participants),
         true,
@@ -259,6 +262,8 @@ fn every_role_gets_exactly_its_requests_over_http_and_the_binary_port() {
     assert!(forbidden(nobody.lookup(&[1])));
     assert!(forbidden(nobody.submit(&[tx(7, 1, 2)])));
 
+    ownership_filters_a_submitters_lookups(&mut node, &tls);
+
     // Control requests over the binary port, through the CLI.
     let cli = |identity: &str, args: &[&str]| {
         Command::new(bin_path("settle"))
@@ -317,4 +322,76 @@ fn every_role_gets_exactly_its_requests_over_http_and_the_binary_port() {
             );
         }
     }
+}
+
+/// bank_01 sees what it pays and what it is paid, over HTTP (status, audit
+/// trail) and the binary port; another bank's payment is answered exactly
+/// like an id nobody used (404 with the same body, status NotFound with no
+/// events), a conflict on its id shows no original, and the refusal is
+/// logged. The auditor sees all of them.
+fn ownership_filters_a_submitters_lookups(node: &mut Node, tls: &Path) {
+    let http = node.http.unwrap();
+    let admin = identity_tls(tls, "admin").unwrap();
+    let bank = identity_tls(tls, "bank_01").unwrap();
+    let auditor = identity_tls(tls, "auditor").unwrap();
+    let (foreign, own, incoming, missing) = (0x7001u128, 0x7002u128, 0x7003u128, 0x7004u128);
+    for (who, id, debtor, creditor) in [
+        (&admin, foreign, "bank_02", "bank_03"),
+        (&bank, own, "bank_01", "bank_02"),
+        (&admin, incoming, "bank_02", "bank_01"),
+    ] {
+        let body = tx_body(id, debtor, creditor);
+        let (status, answer) =
+            https_request(http, who, "POST", "/v1/transactions", Some(&body), None).unwrap();
+        assert_eq!(status, 201, "{answer}");
+    }
+    let get = |who: &Arc<ClientConfig>, path: String| {
+        https_request(http, who, "GET", &path, None, None).unwrap()
+    };
+    for suffix in ["", "/events"] {
+        let path = |id: u128| format!("/v1/transactions/{id:032x}{suffix}");
+        let (status, unknown) = get(&bank, path(missing));
+        assert_eq!(status, 404, "{unknown}");
+        assert_eq!(
+            get(&bank, path(foreign)),
+            (404, unknown.clone()),
+            "another bank's payment looks unknown"
+        );
+        for id in [own, incoming] {
+            let (status, answer) = get(&bank, path(id));
+            assert_eq!(status, 200, "bank_01 reads {id:x}{suffix}: {answer}");
+        }
+        for id in [foreign, own, incoming] {
+            let (status, answer) = get(&auditor, path(id));
+            assert_eq!(status, 200, "the auditor reads {id:x}{suffix}: {answer}");
+        }
+    }
+    node.wait_for_line("no party to", Duration::from_secs(10))
+        .expect("the hidden lookup is logged");
+    // A conflict on another bank's id says the id is taken, and no more.
+    let body = tx_body(foreign, "bank_01", "bank_02");
+    let (status, answer) =
+        https_request(http, &bank, "POST", "/v1/transactions", Some(&body), None).unwrap();
+    assert_eq!(status, 409, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer["original"]["events"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+    // The binary port: the same answers.
+    let mut client = binary(node.listen, &bank);
+    let items = client.lookup(&[foreign, own, incoming, missing]).unwrap();
+    let found: Vec<bool> = items
+        .iter()
+        .map(|i| i.status != TxStatus::NotFound)
+        .collect();
+    assert_eq!(found, [false, true, true, false]);
+    assert!(items[0].events.is_empty() && items[3].events.is_empty());
+    let mut auditor_client = binary(node.listen, &auditor);
+    let items = auditor_client.lookup(&[foreign, own, incoming]).unwrap();
+    assert!(
+        items.iter().all(|i| i.status != TxStatus::NotFound),
+        "{items:?}"
+    );
 }

@@ -437,6 +437,7 @@ impl GroupState for ControlState {
         &mut self,
         dir: &std::path::Path,
         config: &crate::raft::StateStoreConfig,
+        at_rest: Option<&Arc<settle_storage::Cipher>>,
         snapshot_index: u64,
     ) -> Result<(), String> {
         // Cycle records are few and read rarely: a small cache will do.
@@ -445,8 +446,11 @@ impl GroupState for ControlState {
             write_buffer_bytes: 8 << 20,
             background_jobs: config.rocks.background_jobs,
         };
-        let store = settle_store::RocksStore::open(dir, sizes).map_err(|e| e.to_string())?;
-        let flushed = crate::raft::snapshot_data::flushed_for(&store)?;
+        // Keys are cycle ids (a count, not payment data): they stay in clear
+        // and in order, for the range scans of `archive::read_summaries`.
+        let store = settle_store::open_rocks(dir, sizes, at_rest.cloned(), &[])
+            .map_err(|e| e.to_string())?;
+        let flushed = crate::raft::snapshot_data::flushed_for(store.as_ref())?;
         if flushed < snapshot_index {
             return Err(format!(
                 "the control group's store in {} holds the state up to snapshot {flushed}, \
@@ -454,7 +458,7 @@ impl GroupState for ControlState {
                 dir.display()
             ));
         }
-        self.archive = archive::Archive::new(Arc::new(store));
+        self.archive = archive::Archive::new(store);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use settle_codec::{Currency, LookupItem, ParticipantId, Transaction, TxResult, W
 use tokio::sync::{mpsc, oneshot};
 
 use crate::participants::Participant;
+use crate::shard::visibility::Visibility;
 use crate::shard::{Account, BatchOutcome, CycleApply, GroupId, IncomingBatch, CONTROL_GROUP};
 
 /// Requests queued per shard before senders wait. At up to 8,192
@@ -54,7 +55,10 @@ pub enum ShardMsg {
     /// Look these ids up; items for ids this shard does not know have status NotFound.
     Lookup {
         ids: Vec<u128>,
-        reply: oneshot::Sender<Vec<LookupItem>>,
+        /// Whose transactions the answer may show (hidden ones: NotFound).
+        visibility: Visibility,
+        /// Err: the store refused a read (never answered as NotFound).
+        reply: oneshot::Sender<Result<Vec<LookupItem>, ShardError>>,
     },
     /// Set opening balances (idempotent per participant); one result each.
     Open {
@@ -386,8 +390,13 @@ impl ShardRouter {
         answer.await.map_err(|_| ShardError::ShuttingDown(group))?
     }
 
-    /// Looks ids up in every shard and merges: an id lives in at most one shard.
-    pub async fn lookup(&self, ids: &[u128]) -> Result<Vec<LookupItem>, ShardError> {
+    /// Looks ids up in every shard and merges: an id lives in at most one
+    /// shard. Transactions `visibility` does not show are answered NotFound.
+    pub async fn lookup(
+        &self,
+        ids: &[u128],
+        visibility: Visibility,
+    ) -> Result<Vec<LookupItem>, ShardError> {
         let mut answers = Vec::with_capacity(self.priority.len());
         for (i, inbox) in self.priority.iter().enumerate() {
             let (reply, answer) = oneshot::channel();
@@ -395,6 +404,7 @@ impl ShardRouter {
             inbox
                 .send(ShardMsg::Lookup {
                     ids: ids.to_vec(),
+                    visibility,
                     reply,
                 })
                 .await
@@ -410,7 +420,9 @@ impl ShardRouter {
             })
             .collect();
         for (group, answer) in answers {
-            let items = answer.await.map_err(|_| ShardError::ShuttingDown(group))?;
+            let items = answer
+                .await
+                .map_err(|_| ShardError::ShuttingDown(group))??;
             assert_eq!(items.len(), ids.len(), "a shard answers every id");
             for (slot, item) in merged.iter_mut().zip(items) {
                 if item.status != settle_codec::TxStatus::NotFound {

@@ -159,7 +159,7 @@ where
             Ok(ReadStatus::Frame(frame)) => {
                 frame_started = None;
                 match authorize(&frame, caller) {
-                    Ok(()) => answer(&frame, intake, &mut out).await,
+                    Ok(()) => answer(&frame, caller, intake, &mut out).await,
                     Err(denied) => {
                         warn!(%denied, kind = ?frame.kind(), "request refused");
                         push_error(
@@ -285,7 +285,7 @@ fn authorize(frame: &Frame<'_>, caller: &Caller) -> Result<(), Denied> {
 
 /// Writes the answer to one frame into `out`. A bad body is answered with an
 /// error and the connection keeps serving (frame boundaries are intact).
-async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) {
+async fn answer(frame: &Frame<'_>, caller: &Caller, intake: &Intake, out: &mut FrameBuf) {
     let request_id = frame.request_id();
     match frame.kind() {
         MessageKind::SubmitRequest => match decode_body::<SubmitRequest>(frame) {
@@ -295,7 +295,8 @@ async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) {
         MessageKind::LookupRequest => match decode_body::<LookupRequest>(frame) {
             Ok(request) => {
                 let ids: Vec<u128> = request.ids.iter().map(|id| id.to_native()).collect();
-                match intake.router.lookup(&ids).await {
+                // Another bank's transaction is answered NotFound.
+                match intake.router.lookup(&ids, caller.visibility()).await {
                     Ok(items) => push(out, request_id, &LookupResponse { items }),
                     Err(e) => push_shard_error(out, request_id, &e),
                 }

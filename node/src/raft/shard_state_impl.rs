@@ -10,7 +10,7 @@ use rkyv::rancor;
 use super::snapshot_data;
 use super::state_machine::{GroupState, StateStoreConfig};
 use super::type_config::ShardReply;
-use crate::shard::cold::Cold;
+use crate::shard::cold::{Cold, ID_COLUMNS};
 use crate::shard::command::{access, ArchivedShardCommand};
 use crate::shard::{BatchOutcome, CycleApply, ShardState};
 
@@ -125,10 +125,12 @@ impl GroupState for ShardState {
         &mut self,
         dir: &Path,
         config: &StateStoreConfig,
+        at_rest: Option<&Arc<settle_storage::Cipher>>,
         snapshot_index: u64,
     ) -> Result<(), String> {
-        let store = settle_store::RocksStore::open(dir, config.rocks).map_err(|e| e.to_string())?;
-        let flushed = snapshot_data::flushed_for(&store)?;
+        let store = settle_store::open_rocks(dir, config.rocks, at_rest.cloned(), &ID_COLUMNS)
+            .map_err(|e| e.to_string())?;
+        let flushed = snapshot_data::flushed_for(store.as_ref())?;
         if flushed < snapshot_index {
             return Err(format!(
                 "the state store in {} holds the state up to snapshot {flushed}, older than the \
@@ -138,8 +140,7 @@ impl GroupState for ShardState {
                 dir.display()
             ));
         }
-        let mut cold =
-            Cold::open(Arc::new(store), config.key_filter_bytes).map_err(|e| e.to_string())?;
+        let mut cold = Cold::open(store, config.key_filter_bytes).map_err(|e| e.to_string())?;
         cold.records_max = config.hot_records_max;
         ShardState::attach_store(self, cold);
         Ok(())

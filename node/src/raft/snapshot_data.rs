@@ -179,4 +179,64 @@ mod tests {
         assert!(split(b"SNF1").is_err());
         assert!(split(&[b"SNF1".as_slice(), &[200, 0, 0, 0, 0, 0, 0, 0]].concat()).is_err());
     }
+
+    /// Sealed stores hide ids under an id key of their own: a snapshot
+    /// carries the real keys and values (the snapshot itself is sealed on
+    /// disk and sent over mutual TLS), and the replica hides them under its
+    /// own id key; both answer the same, neither holds the ids in clear.
+    #[test]
+    fn a_snapshot_carries_a_sealed_store_to_a_replica_with_another_id_key() {
+        use settle_store::SealedStore;
+        use std::sync::Arc;
+
+        let cipher = Arc::new(settle_storage::Cipher::new(&[[5; 32]]).unwrap());
+        let ids = crate::shard::cold::ID_COLUMNS;
+        let a = SealedStore::open(MemStore::new(), "a", cipher.clone(), &ids).unwrap();
+        let id = 0x5e77_13c0_ffee_u128.to_be_bytes();
+        let mut b = Batch::new();
+        for index in [1u64, 2] {
+            let key = [&id[..], &index.to_be_bytes()].concat();
+            b.put(
+                Column::Keys,
+                &key,
+                &[&7u64.to_le_bytes()[..], b"bank_07"].concat(),
+            )
+            .unwrap();
+            b.put(Column::Ledger, &key, b"bank_07 pays").unwrap();
+        }
+        b.put(Column::Cycles, &3u64.to_be_bytes(), b"cycle 3")
+            .unwrap();
+        a.write(&b).unwrap();
+        let mut data = frame(b"hot");
+        dump_cold(&a, &mut data).unwrap();
+        let (_, cold) = split(&data).unwrap();
+        let replica = SealedStore::open(MemStore::new(), "b", cipher, &ids).unwrap();
+        load_cold(&replica, cold, 9).unwrap();
+        assert_eq!(flushed_for(&replica).unwrap(), 9);
+        let newest = |s: &dyn Store| s.last_with_prefix(Column::Ledger, &id).unwrap();
+        assert_eq!(newest(&replica), newest(&a));
+        assert!(newest(&a).unwrap().0.ends_with(&2u64.to_be_bytes()));
+        for store in [a.inner(), replica.inner()] {
+            store
+                .scan(Column::Ledger, &mut |k, v| {
+                    assert!(!k.starts_with(&id[..8]) && !v.windows(7).any(|w| w == b"bank_07"));
+                    true
+                })
+                .unwrap();
+        }
+        let stored_key = |s: &MemStore| {
+            let mut first = None;
+            s.scan(Column::Ledger, &mut |k, _| {
+                first = Some(k.to_vec());
+                false
+            })
+            .unwrap();
+            first
+        };
+        assert_ne!(
+            stored_key(a.inner()),
+            stored_key(replica.inner()),
+            "each store hides ids under its own key"
+        );
+    }
 }

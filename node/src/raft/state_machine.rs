@@ -113,13 +113,15 @@ pub trait GroupState: Default + 'static {
         false
     }
 
-    /// Opens the state's store in `dir` (a state without one ignores it).
-    /// `snapshot_index` is the snapshot the state was restored from: a store
-    /// not flushed up to it lost data, and is refused.
+    /// Opens the state's store in `dir` (a state without one ignores it),
+    /// sealed with `at_rest` when the node has at-rest keys (the keys of its
+    /// log and snapshots). `snapshot_index` is the snapshot the state was
+    /// restored from: a store not flushed up to it lost data, and is refused.
     fn attach_store(
         &mut self,
         _dir: &Path,
         _config: &StateStoreConfig,
+        _at_rest: Option<&Arc<settle_storage::Cipher>>,
         _snapshot_index: u64,
     ) -> Result<(), String> {
         Ok(())
@@ -248,8 +250,9 @@ impl<S: GroupState> GroupStateMachine<S> {
         store_config: &StateStoreConfig,
         at_rest: Option<Arc<settle_storage::Cipher>>,
     ) -> Result<(Self, Rc<RefCell<S>>), StateMachineError> {
-        // Snapshots are sealed like the log when the node has at-rest keys.
-        let store = settle_storage::SnapshotStore::open_sealed(dir, at_rest).await?;
+        // Snapshots and the state's store are sealed like the log when the
+        // node has at-rest keys.
+        let store = settle_storage::SnapshotStore::open_sealed(dir, at_rest.clone()).await?;
         let (mut state, meta) = match store.read_latest().await? {
             None => (S::default(), None),
             Some(snapshot) => {
@@ -265,7 +268,7 @@ impl<S: GroupState> GroupStateMachine<S> {
             .and_then(|m| m.last_log_id)
             .map_or(0, |id| id.index);
         state
-            .attach_store(store_dir, store_config, snapshot_index)
+            .attach_store(store_dir, store_config, at_rest.as_ref(), snapshot_index)
             .map_err(StateMachineError::Store)?;
         let state = Rc::new(RefCell::new(state));
         glommio::spawn_local(prepare_memory(Rc::downgrade(&state))).detach();

@@ -34,6 +34,7 @@ use super::cycles::CycleNote;
 use super::filter::KeyFilter;
 use super::snapshot::{Reader, Writer, EVENT_BYTES, RECORD_BYTES};
 use super::state::{trail, ExtraEvent, TxRecord, DEDUP_EVENTS_KEPT, DEDUP_WINDOW_US};
+use super::visibility::Visibility;
 use super::GroupId;
 
 /// Bytes of key filter a shard keeps by default (a few generations).
@@ -62,6 +63,14 @@ pub struct ColdKey {
     /// The transaction as first accepted.
     pub body: Transaction,
 }
+
+/// The columns whose keys begin with a transaction id ([`key_bytes`],
+/// [`versioned`]): a sealed store hides those ids
+/// ([`settle_store::SealedStore`]). The lookups below read one id's
+/// versions at a time, which a hidden id keeps in order.
+pub const ID_COLUMNS: [Column; 2] = [Column::Keys, Column::Ledger];
+
+const _: () = assert!(settle_store::ID_BYTES == 16, "a key begins with a u128 id");
 
 fn key_bytes(id: u128) -> [u8; 16] {
     id.to_be_bytes()
@@ -455,15 +464,20 @@ impl ColdReader {
     }
 
     /// The status and audit trail of a finished transaction (`None` if the
-    /// store has no record of it). `group` is the shard's group id.
+    /// store has no record of it, or `visibility` does not show it). `group`
+    /// is the shard's group id.
     pub fn lookup(
         &self,
         id: u128,
         group: GroupId,
+        visibility: Visibility,
     ) -> Result<Option<(TxStatus, Vec<TxEvent>)>, ColdError> {
         let Some((record, extra)) = self.record(id)? else {
             return Ok(None);
         };
+        if !visibility.shows(&record.tx) {
+            return Ok(None);
+        }
         let mut failed = None;
         let events = trail(
             &record,
@@ -646,10 +660,15 @@ mod tests {
         assert_eq!(s.lookup_record(1).unwrap().tx.amount, 99);
         let failed = ColdReader::new(store.clone()).record(3).unwrap().unwrap().0;
         assert_eq!(failed.status, TxStatus::Failed);
-        let (status, events) = ColdReader::new(store.clone())
-            .lookup(3, 1)
-            .unwrap()
-            .unwrap();
+        let reader = ColdReader::new(store.clone());
+        let (status, events) = reader.lookup(3, 1, Visibility::All).unwrap().unwrap();
+        // Its parties see it; another participant is answered as if unknown.
+        for (viewer, shown) in [(1, true), (2, true), (3, false)] {
+            let found = reader
+                .lookup(3, 1, Visibility::PartyTo(ParticipantId(viewer)))
+                .unwrap();
+            assert_eq!(found.is_some(), shown, "participant {viewer}");
+        }
         assert_eq!(status, TxStatus::Failed);
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         use settle_codec::TxEventKind::*;
@@ -713,6 +732,75 @@ mod tests {
             }
             assert_eq!(b.encode_snapshot(), reference.1, "snapshot at {cut}");
         }
+    }
+
+    /// The same script over a sealed store: the same answers, the same
+    /// trails, the same replica digest (it covers what was given to the
+    /// store, not the ciphertext), and no id in the keys underneath.
+    #[test]
+    fn a_sealed_store_answers_exactly_like_a_plain_one() {
+        let cipher = Arc::new(settle_storage::Cipher::new(&[[3; 32]]).unwrap());
+        let sealed = Arc::new(
+            settle_store::SealedStore::open(MemStore::new(), "memory", cipher, &ID_COLUMNS)
+                .unwrap(),
+        );
+        let plain = Arc::new(MemStore::new());
+        let mut a = ShardState::new();
+        let mut b = ShardState::new();
+        attached(&mut a, &plain);
+        b.attach_store(Cold::open(sealed.clone(), 1 << 20).unwrap());
+        for (i, (ts, step)) in script().iter().enumerate() {
+            let index = i as u64 + 1;
+            assert_eq!(run(&mut a, index, *ts, step), run(&mut b, index, *ts, step));
+        }
+        assert_eq!(a.encode_snapshot(), b.encode_snapshot());
+        for id in [1, 2, 3, 100] {
+            let plain_answer = ColdReader::new(plain.clone()).lookup(id, 1, Visibility::All);
+            let sealed_answer = ColdReader::new(sealed.clone()).lookup(id, 1, Visibility::All);
+            assert_eq!(plain_answer.unwrap(), sealed_answer.unwrap(), "id {id}");
+        }
+        // The key filter is rebuilt from the revealed keys.
+        let reopened = Cold::open(sealed.clone(), 1 << 20).unwrap();
+        assert_eq!(reopened.filter.keys(), b.take_cold().filter.keys());
+        for column in ID_COLUMNS {
+            sealed
+                .inner()
+                .scan(column, &mut |k, _| {
+                    for id in [1u128, 2, 3, 100] {
+                        assert!(!k.starts_with(&key_bytes(id)), "{column:?}");
+                    }
+                    true
+                })
+                .unwrap();
+        }
+        // A flipped byte of a sealed record: the lookup is an error (the
+        // proposer answers it as one), never a record and never "unknown".
+        let mut tampered = Batch::new();
+        sealed
+            .inner()
+            .scan(Column::Ledger, &mut |k, v| {
+                let mut v = v.to_vec();
+                let middle = v.len() / 2;
+                v[middle] ^= 0x10;
+                tampered.put(Column::Ledger, k, &v).unwrap();
+                true
+            })
+            .unwrap();
+        sealed.inner().write(&tampered).unwrap();
+        let refused = ColdReader::new(sealed.clone())
+            .lookup(3, 1, Visibility::All)
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ColdError::Store(StoreError::Sealed {
+                    column: "ledger",
+                    source: settle_storage::SealError::Forged,
+                    ..
+                })
+            ),
+            "{refused}"
+        );
     }
 
     #[test]

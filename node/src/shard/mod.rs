@@ -15,6 +15,7 @@ pub mod reservations;
 mod snapshot;
 pub mod state;
 pub mod table;
+pub mod visibility;
 
 use settle_codec::Currency;
 

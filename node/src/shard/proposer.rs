@@ -18,6 +18,7 @@ use tracing::warn;
 
 use super::cold::ColdReader;
 use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
+use super::visibility::Visibility;
 use super::{GroupId, ShardState, TxRecord};
 use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
 use crate::raft::{ShardRaft, ShardRequest};
@@ -181,22 +182,32 @@ fn serve_priority(
     msg: ShardMsg,
 ) {
     match msg {
-        ShardMsg::Lookup { ids, reply } => {
-            let (items, cold) = lookup(&state.borrow(), group, &ids);
+        ShardMsg::Lookup {
+            ids,
+            visibility,
+            reply,
+        } => {
+            let (items, cold) = lookup(&state.borrow(), group, &ids, visibility);
             if cold.is_empty() {
-                let _ = reply.send(items);
+                let _ = reply.send(Ok(items));
             } else {
                 // Finished transactions are in the store: read off the core.
+                // A read the store refuses (damage, tampered ciphertext) is
+                // an error, never "not found".
                 let reader = state.borrow().cold_reader();
                 glommio::spawn_local(async move {
-                    let fallback = items.clone();
-                    let items =
-                        crate::store_io::run(move || read_cold(&reader, group, items, &cold))
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::error!(error = %e, "finished transactions not read");
-                                fallback
-                            });
+                    let items = crate::store_io::run(move || {
+                        read_cold(&reader, group, visibility, items, &cold)
+                    })
+                    .await
+                    .map_err(|e| ShardError::Internal {
+                        group,
+                        message: e.to_string(),
+                    })
+                    .and_then(|read| read);
+                    if let Err(e) = &items {
+                        tracing::error!(error = %e, "finished transactions not read");
+                    }
                     let _ = reply.send(items);
                 })
                 .detach();
@@ -493,44 +504,64 @@ fn answer(outcome: Result<Vec<TxResult>, ShardError>, waiters: Vec<Waiter>) {
 /// Reads the shard's state on its leader (reads are served locally): the
 /// transactions in memory, and the places of those that may be finished
 /// (in the store).
-fn lookup(state: &ShardState, group: GroupId, ids: &[u128]) -> (Vec<LookupItem>, Vec<usize>) {
+fn lookup(
+    state: &ShardState,
+    group: GroupId,
+    ids: &[u128],
+    visibility: Visibility,
+) -> (Vec<LookupItem>, Vec<usize>) {
     let mut cold = Vec::new();
+    let not_found = |id| LookupItem {
+        id,
+        status: TxStatus::NotFound,
+        events: Vec::new(),
+    };
     let items = ids
         .iter()
         .enumerate()
-        .map(|(at, &id)| match state.hot_events(id, group) {
-            Some((status, events)) => LookupItem { id, status, events },
-            None => {
-                cold.push(at);
-                LookupItem {
-                    id,
-                    status: TxStatus::NotFound,
-                    events: Vec::new(),
+        .map(
+            |(at, &id)| match state.hot_tx(id).map(|tx| visibility.shows(tx)) {
+                Some(true) => {
+                    let (status, events) = state.hot_events(id, group).expect("a hot record");
+                    LookupItem { id, status, events }
                 }
-            }
-        })
+                // Answered like an unknown id (see `Visibility`).
+                Some(false) => not_found(id),
+                None => {
+                    cold.push(at);
+                    not_found(id)
+                }
+            },
+        )
         .collect();
     (items, cold)
 }
 
-/// Fills in the items at `cold` from the store (blocking: a thread of the
-/// executor's blocking pool runs it).
+/// Fills in the items at `cold` from the store (blocking: a store thread
+/// runs it). The first read the store refuses fails the whole lookup.
 fn read_cold(
     reader: &ColdReader,
     group: GroupId,
+    visibility: Visibility,
     mut items: Vec<LookupItem>,
     cold: &[usize],
-) -> Vec<LookupItem> {
+) -> Result<Vec<LookupItem>, ShardError> {
     for &at in cold {
         let item = &mut items[at];
-        match reader.lookup(item.id, group) {
+        match reader.lookup(item.id, group, visibility) {
             Ok(Some((status, events))) => {
                 item.status = status;
                 item.events = events;
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(id = item.id, error = %e, "state store read failed"),
+            Err(e) => {
+                tracing::error!(id = %settle_codec::format_id(item.id), error = %e, "state store read failed");
+                return Err(ShardError::Internal {
+                    group,
+                    message: format!("transaction {}: {e}", settle_codec::format_id(item.id)),
+                });
+            }
         }
     }
-    items
+    Ok(items)
 }

@@ -516,6 +516,11 @@ impl ShardState {
     }
 
     /// The status and audit trail of an unfinished transaction (in memory).
+    /// The transaction of an unfinished (in memory) record.
+    pub fn hot_tx(&self, id: u128) -> Option<&Transaction> {
+        self.records.get(&id).map(|r| &r.tx)
+    }
+
     pub fn hot_events(&self, id: u128, group: GroupId) -> Option<(TxStatus, Vec<TxEvent>)> {
         let r = self.records.get(&id)?;
         let extra = self.extra_events.get(&id).map_or(&[][..], Vec::as_slice);
@@ -533,7 +538,7 @@ impl ShardState {
             return events;
         }
         self.cold_reader()
-            .lookup(id, group)
+            .lookup(id, group, super::visibility::Visibility::All)
             .ok()
             .flatten()
             .map_or_else(Vec::new, |(_, events)| events)
