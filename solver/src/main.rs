@@ -87,6 +87,9 @@ enum Command {
         /// Override SolveOptions::global_repair.
         #[arg(long)]
         global_repair: Option<bool>,
+        /// Override SolveOptions::eject_candidates (0: no ejection with refill).
+        #[arg(long)]
+        eject_candidates: Option<usize>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             bound_iterations,
             neighbourhood_nodes,
             global_repair,
+            eject_candidates,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -195,6 +199,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = bound_iterations {
                 opts.bound_iterations = v;
+            }
+            if let Some(v) = eject_candidates {
+                opts.eject_candidates = v;
             }
             if let Some(v) = neighbourhood_nodes {
                 opts.neighbourhood_nodes = v;

@@ -161,6 +161,10 @@ pub struct SolveOptions {
     /// [`BOUND_WORK`] / transactions (at least [`BOUND_ITERATIONS_MIN`]).
     /// 0 keeps only the bound the liquidity-priced start found on the way.
     pub bound_iterations: usize,
+    /// Settled payments the ejection-with-refill pass tries per pass (the
+    /// least loss per USD first; see `Search::eject_refill_pass`). 0 turns
+    /// it off.
+    pub eject_candidates: usize,
 }
 
 impl Default for SolveOptions {
@@ -177,6 +181,7 @@ impl Default for SolveOptions {
             guide_iterations: 150,
             global_repair: true,
             bound_iterations: 200,
+            eject_candidates: 32,
         }
     }
 }
@@ -528,6 +533,8 @@ struct Search<'a> {
     guide_start: bool,
     /// Best lower bound on the optimum found (USD; 0 when none).
     lower_bound: f64,
+    /// See [`SolveOptions::eject_candidates`].
+    eject_candidates: usize,
 }
 
 struct Index {
@@ -636,7 +643,10 @@ impl<'a> Search<'a> {
                 self.fund_chain_pass(deadline);
                 self.refresh_fx();
                 if self.total() > converged - 1e-7 {
-                    break;
+                    self.eject_refill_pass(deadline);
+                    if self.total() > converged - 1e-7 {
+                        break;
+                    }
                 }
             }
         }
@@ -995,6 +1005,7 @@ impl<'a> Search<'a> {
             global_start: false,
             guide_start: false,
             lower_bound: 0.0,
+            eject_candidates: opts.eject_candidates,
         }
     }
 
@@ -1301,7 +1312,11 @@ impl<'a> Search<'a> {
     fn add_pass(&mut self) {
         for i in 0..self.n {
             let t = self.urgency[i] as usize;
-            if !self.x[t] && self.can_add(t) && self.delta_add(t) < -IMPROVEMENT_EPS_USD {
+            if !self.x[t]
+                && !self.pinned[t]
+                && self.can_add(t)
+                && self.delta_add(t) < -IMPROVEMENT_EPS_USD
+            {
                 self.set(t, true);
             }
         }
@@ -1688,7 +1703,7 @@ impl<'a> Search<'a> {
                 return;
             }
             let t = self.urgency[i] as usize;
-            if self.x[t] || self.can_add(t) || !self.changed_since(t, since) {
+            if self.x[t] || self.pinned[t] || self.can_add(t) || !self.changed_since(t, since) {
                 continue;
             }
             let c = self.inst.transactions[t].creditor as usize;
@@ -1701,6 +1716,70 @@ impl<'a> Search<'a> {
             self.try_funding_chain(t);
         }
         self.close_group_chains(deadline);
+    }
+
+    /// Ejection with refill: defer a settled payment that holds much
+    /// liquidity for little loss (keeping it out), repair what its missing
+    /// credit overdraws, then refill the freed balance with the add pass and
+    /// funding chains; kept when the whole is cheaper, else undone. This is
+    /// the trade the funding chains cannot start from: the local optimum
+    /// spends a hub's liquidity on one large, cheap-to-defer payment, the
+    /// optimum spends it on many dearer ones, and the circulations those
+    /// fund.
+    fn eject_refill_pass(&mut self, deadline: Instant) {
+        let mut candidates: Vec<(f64, usize)> = (0..self.n)
+            .filter(|&t| self.x[t])
+            .map(|t| (self.loss[t].max(0.0) / self.inst.value_usd(t).max(1e-9), t))
+            .collect();
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        candidates.truncate(self.eject_candidates);
+        let mut saved = self.x.clone();
+        for (_, t) in candidates {
+            if Instant::now() >= deadline {
+                return;
+            }
+            if !self.x[t] || !self.has_blocked_debit(self.deb_slot[t] as usize) {
+                continue;
+            }
+            let before = self.total();
+            saved.clone_from(&self.x);
+            self.set(t, false);
+            self.pinned[t] = true;
+            // Spend the freed liquidity first: what it settles may be what
+            // covers the creditor's loss of the credit.
+            self.add_pass();
+            let cs = self.cred_slot[t] as usize;
+            if self.bal[cs] < 0 {
+                let gain = (before - self.total()).max(0.0);
+                let mut flips = Vec::with_capacity(FUND_CHAIN_STEPS_MAX);
+                // Left short when it fails: the repair below finishes.
+                self.cover_shortfalls(cs, &mut flips, gain);
+                for &u in &flips {
+                    self.pinned[u] = false;
+                }
+                self.refresh_fx();
+            }
+            self.repair();
+            self.add_pass();
+            self.fund_chain_pass(deadline);
+            self.add_pass();
+            self.pinned[t] = false;
+            self.add_pass();
+            self.drop_pass();
+            self.refresh_fx();
+            debug_assert!(self.is_feasible(), "a refilled assignment is feasible");
+            if self.total() >= before - IMPROVEMENT_EPS_USD {
+                self.restore(&saved);
+            }
+        }
+    }
+
+    /// Whether balance `s` has a deferred debit that would pay off but does
+    /// not fit: what freeing liquidity there could buy.
+    fn has_blocked_debit(&self, s: usize) -> bool {
+        self.idx.out.get(s).iter().any(|&u| {
+            !self.x[u as usize] && self.loss[u as usize] > 0.0 && !self.can_add(u as usize)
+        })
     }
 
     /// Closing chains: defer every settled member of a small group whose
@@ -2220,5 +2299,97 @@ mod tests {
             "everything back to deferred"
         );
         assert!((search.total() - before).abs() < 1e-9);
+    }
+
+    /// A hub `h` spends its whole balance on `t0` to `a`, which passes it on
+    /// in `t1`; the dearer `t2` and `t3` from `h` are deferred. Every
+    /// single move and every chain that settles one of them first loses
+    /// (deferring `t0` needs `t1` deferred too: 700 USD of losses for one
+    /// payment's 500), the trade of both for both saves 300 USD.
+    fn hub_trade() -> Instance {
+        let text = r#"{
+          "version": 1, "max_batch_size": 100, "wire_usd": 5.0,
+          "consolidation_discount": 0.15,
+          "spread_bps": [],
+          "defer_bps": {"RTGS": 50.0, "T0": 10.0, "T1": 2.0, "T2": 1.0},
+          "currencies": {"USD": {"minor_units": 2, "usd_per_unit": 1.0}},
+          "participants": [
+            {"id": "h", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 100000000}},
+            {"id": "a", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}},
+            {"id": "b", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}},
+            {"id": "c", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}},
+            {"id": "d", "counterparty_limit_usd": 1.0e9, "balances": {"USD": 0}}
+          ],
+          "transactions": [
+            {"id": "t0", "debtor": "h", "creditor": "a", "amount": 100000000,
+             "send": "USD", "receive": "USD", "window": "T1", "defer_usd": 350.0},
+            {"id": "t1", "debtor": "a", "creditor": "d", "amount": 100000000,
+             "send": "USD", "receive": "USD", "window": "T1", "defer_usd": 350.0},
+            {"id": "t2", "debtor": "h", "creditor": "b", "amount": 50000000,
+             "send": "USD", "receive": "USD", "window": "T0", "defer_usd": 500.0},
+            {"id": "t3", "debtor": "h", "creditor": "c", "amount": 50000000,
+             "send": "USD", "receive": "USD", "window": "T0", "defer_usd": 500.0}
+          ]
+        }"#;
+        Instance::from_json(text).expect("a valid instance")
+    }
+
+    /// A search of `hub_trade` at its local optimum: t0 and t1 settled.
+    fn hub_trade_stuck<'a>(inst: &'a Instance, opts: &SolveOptions) -> Search<'a> {
+        let mut search = Search::new(inst, opts, false);
+        search.set_quietly(0, true);
+        search.set_quietly(1, true);
+        search.fx.refresh();
+        assert!(search.is_feasible());
+        assert!(
+            (search.total() - 1010.0).abs() < 1e-6,
+            "1,000 deferred + 2 wires"
+        );
+        search
+    }
+
+    #[test]
+    fn no_single_move_or_chain_leaves_the_hub_trade() {
+        let inst = hub_trade();
+        let opts = SolveOptions::default();
+        let mut search = hub_trade_stuck(&inst, &opts);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        search.add_pass();
+        search.drop_pass();
+        search.group_pass();
+        search.swap_pass();
+        search.gridlock_pass();
+        search.netting_pass();
+        search.chain_pass();
+        search.fund_chain_pass(deadline);
+        assert_eq!(search.x, vec![true, true, false, false], "stuck");
+        assert!((search.total() - 1010.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ejection_with_refill_trades_one_cheap_payment_for_two_dear_ones() {
+        let inst = hub_trade();
+        let opts = SolveOptions::default();
+        let mut search = hub_trade_stuck(&inst, &opts);
+        search.eject_refill_pass(Instant::now() + Duration::from_secs(10));
+        assert!(search.is_feasible());
+        assert_eq!(search.x, vec![false, false, true, true]);
+        assert!(
+            (search.total() - 710.0).abs() < 1e-6,
+            "700 deferred + 2 wires"
+        );
+        assert!(search.pinned.iter().all(|&p| !p), "no payment left pinned");
+    }
+
+    #[test]
+    fn ejection_with_refill_is_off_with_no_candidates() {
+        let inst = hub_trade();
+        let opts = SolveOptions {
+            eject_candidates: 0,
+            ..SolveOptions::default()
+        };
+        let mut search = hub_trade_stuck(&inst, &opts);
+        search.eject_refill_pass(Instant::now() + Duration::from_secs(10));
+        assert_eq!(search.x, vec![true, true, false, false]);
     }
 }
