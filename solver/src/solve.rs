@@ -17,6 +17,8 @@ use crate::exact::{exact_with_incumbent, Base, Bb, ExactLimits};
 use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
 
+mod oscillate;
+
 /// A move must improve the cost by more than this (USD) to be taken: keeps
 /// float noise from cycling the search.
 const IMPROVEMENT_EPS_USD: f64 = 1e-9;
@@ -25,6 +27,10 @@ const IMPROVEMENT_EPS_USD: f64 = 1e-9;
 /// shortfall covered rather than per unit freed, repair rounds re-ranked by
 /// liquidity prices).
 const START_VARIANTS: [(bool, usize); 4] = [(false, 1), (true, 1), (false, 3), (true, 3)];
+
+/// Cap on the steps of the strategic oscillation (small instances; see
+/// [`SolveOptions::oscillation_work`]).
+const OSCILLATION_STEPS_MAX: usize = 2_000;
 
 /// Local search passes at most; each pass is O(transactions x dual vertices).
 const PASSES_MAX: usize = 12;
@@ -161,6 +167,13 @@ pub struct SolveOptions {
     /// [`BOUND_WORK`] / transactions (at least [`BOUND_ITERATIONS_MIN`]).
     /// 0 keeps only the bound the liquidity-priced start found on the way.
     pub bound_iterations: usize,
+    /// Work of the strategic oscillation run on the best start (see
+    /// `solve/oscillate.rs`), in transaction visits: each step weighs
+    /// every payment, so `oscillation_work / transactions` steps (at most
+    /// [`OSCILLATION_STEPS_MAX`]). 0 turns it off. Suite at 1,000 tx
+    /// (aggregate gap): 0 -> 1.96 %, 300,000 -> 1.65 %, 1,000,000 -> 1.53 %,
+    /// 3,000,000 -> 1.51 %.
+    pub oscillation_work: usize,
     /// Settled payments the ejection-with-refill pass tries per pass (the
     /// least loss per USD first; see `Search::eject_refill_pass`). 0 turns
     /// it off.
@@ -181,6 +194,7 @@ impl Default for SolveOptions {
             guide_iterations: 150,
             global_repair: true,
             bound_iterations: 200,
+            oscillation_work: 1_000_000,
             eject_candidates: 32,
         }
     }
@@ -229,6 +243,19 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         }
     }
     let (_, mut settled) = best.expect("at least one start");
+    let n = inst.transactions.len();
+    let steps = (opts.oscillation_work / n.max(1)).min(OSCILLATION_STEPS_MAX);
+    if steps > 0 && Instant::now() < deadline {
+        // On the best start only: its steps cost a pass over every payment.
+        let mut search = Search::new(inst, opts, false);
+        search.restore(&settled);
+        search.oscillate(steps, deadline);
+        search.add_pass();
+        search.drop_pass();
+        search.fund_chain_pass(deadline);
+        search.refresh_fx();
+        settled = search.x;
+    }
     let mut proven = false;
     assert!(
         is_feasible(inst, &settled),
@@ -491,6 +518,11 @@ struct Search<'a> {
     fund_epoch: Option<u64>,
     /// USD per minor unit of each currency.
     unit_usd: Vec<f64>,
+    /// USD per unit of the fixed-point USD values (limits).
+    fixed_unit: f64,
+    /// Per payment, the most its flip can change the FX cost (USD): its
+    /// value times the cheapest conversion between its currencies.
+    fx_reach: Vec<f64>,
     /// Per payment, its amount (minor units) and what it uses of its
     /// creditor's limit (fixed-point USD), as floats for the repair's ranks.
     amount_f: Vec<f64>,
@@ -974,6 +1006,13 @@ impl<'a> Search<'a> {
                 .currencies
                 .iter()
                 .map(|c| c.usd_per_unit.to_f64() / 10f64.powi(c.minor_units as i32))
+                .collect(),
+            fixed_unit: 10f64.powi(-inst.usd_scale),
+            fx_reach: (0..n)
+                .map(|t| {
+                    let tx = &txs[t];
+                    inst.value_usd(t) * inst.fx().dist(tx.send, tx.receive) * (1.0 + 1e-9)
+                })
                 .collect(),
             pinned: vec![false; n],
             gridlock_epoch: None,
@@ -2391,5 +2430,30 @@ mod tests {
         let mut search = hub_trade_stuck(&inst, &opts);
         search.eject_refill_pass(Instant::now() + Duration::from_secs(10));
         assert_eq!(search.x, vec![true, true, false, false]);
+    }
+
+    #[test]
+    fn the_oscillation_leaves_the_hub_trade_for_the_optimum() {
+        let inst = hub_trade();
+        let opts = SolveOptions::default();
+        let mut search = hub_trade_stuck(&inst, &opts);
+        search.oscillate(50, Instant::now() + Duration::from_secs(10));
+        assert!(search.is_feasible());
+        assert_eq!(search.x, vec![false, false, true, true]);
+        assert!((search.total() - 710.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_oscillation_never_ends_worse_than_it_starts() {
+        // Already optimal: every step away is worse; it must come back.
+        let inst = hub_trade();
+        let opts = SolveOptions::default();
+        let mut search = Search::new(&inst, &opts, false);
+        search.set_quietly(2, true);
+        search.set_quietly(3, true);
+        search.fx.refresh();
+        search.oscillate(50, Instant::now() + Duration::from_secs(10));
+        assert!(search.is_feasible());
+        assert!((search.total() - 710.0).abs() < 1e-6);
     }
 }
