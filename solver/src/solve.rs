@@ -250,10 +250,10 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         let mut search = Search::new(inst, opts, false);
         search.restore(&settled);
         search.oscillate(steps, deadline);
-        search.add_pass();
-        search.drop_pass();
-        search.fund_chain_pass(deadline);
-        search.refresh_fx();
+        // The oscillation ends where no single flip improves, but the wider
+        // moves often still do (suite, 1,000 tx: 1.53 -> 1.44 %; 100 tx:
+        // 0.50 -> 0.30 %).
+        search.run(deadline, 0);
         settled = search.x;
     }
     let mut proven = false;
@@ -584,7 +584,9 @@ struct Index {
 
 impl<'a> Search<'a> {
     /// Settle all, drop the unprofitable, repair, then local search passes
-    /// until one improves nothing or the deadline passes.
+    /// until one improves nothing or the deadline passes. With no rounds
+    /// and neither special start: the passes alone, from the current
+    /// assignment.
     fn run(&mut self, deadline: Instant, rounds: usize) {
         let mut best: Option<(f64, Vec<bool>)> = None;
         let rounds = if self.global_start || self.guide_start {
