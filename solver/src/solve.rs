@@ -377,6 +377,36 @@ impl<'a> FxState<'a> {
         }
     }
 
+    /// The dual vertex whose value is the current FX cost, if the graph
+    /// prices by vertices and the cost is above zero (else none is needed:
+    /// see [`FxState::delta_at_vertex`]).
+    pub(crate) fn maximising_vertex(&self) -> Option<usize> {
+        self.inst.fx().dual_vertices()?;
+        let mut best: Option<(f64, usize)> = None;
+        for &v in &self.top {
+            let v = v as usize;
+            if best.is_none_or(|(b, _)| self.vp[v] > b) {
+                best = Some((self.vp[v], v));
+            }
+        }
+        best.map(|(_, v)| v)
+    }
+
+    /// A lower bound on `cost_with(s, r, usd) - cost()`: the new value of
+    /// vertex `v` alone (the cost is a maximum over vertices and zero).
+    pub(crate) fn delta_at_vertex(&self, s: u32, r: u32, usd: f64, v: usize) -> f64 {
+        if s == r {
+            return 0.0;
+        }
+        let dv = self
+            .inst
+            .fx()
+            .dual_vertices()
+            .expect("a vertex implies vertices");
+        let value = self.vp[v] + usd * (dv.columns[s as usize][v] - dv.columns[r as usize][v]);
+        value.max(0.0) - self.cost
+    }
+
     /// FX cost after several flows (s, r, usd) at once, without changing
     /// anything.
     pub(crate) fn cost_with_many(&self, flows: &[(u32, u32, f64)]) -> f64 {
