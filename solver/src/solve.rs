@@ -1779,9 +1779,6 @@ impl<'a> Search<'a> {
         }
         let since = self.fund_epoch.replace(self.epoch);
         for i in 0..self.n {
-            if Instant::now() >= deadline {
-                return;
-            }
             let t = self.urgency[i] as usize;
             if self.x[t] || self.pinned[t] || self.can_add(t) || !self.changed_since(t, since) {
                 continue;
@@ -1792,6 +1789,11 @@ impl<'a> Search<'a> {
             }
             if -self.delta_add(t) <= IMPROVEMENT_EPS_USD {
                 continue;
+            }
+            // The clock only before a chain: reading it for every payment
+            // was 6 % of a 1,000-transaction solve.
+            if Instant::now() >= deadline {
+                return;
             }
             self.try_funding_chain(t);
         }
