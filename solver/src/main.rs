@@ -19,6 +19,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the suite's knobs make its variant large, and
+// boxing them would only obscure the clap derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Print the optimised solution JSON of INSTANCE.
@@ -87,6 +90,12 @@ enum Command {
         /// Override SolveOptions::global_repair.
         #[arg(long)]
         global_repair: Option<bool>,
+        /// Override SolveOptions::oscillation_work (0: no strategic oscillation).
+        #[arg(long)]
+        oscillation_work: Option<usize>,
+        /// Override SolveOptions::eject_candidates (0: no ejection with refill).
+        #[arg(long)]
+        eject_candidates: Option<usize>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -172,6 +181,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             bound_iterations,
             neighbourhood_nodes,
             global_repair,
+            oscillation_work,
+            eject_candidates,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -195,6 +206,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = bound_iterations {
                 opts.bound_iterations = v;
+            }
+            if let Some(v) = oscillation_work {
+                opts.oscillation_work = v;
+            }
+            if let Some(v) = eject_candidates {
+                opts.eject_candidates = v;
             }
             if let Some(v) = neighbourhood_nodes {
                 opts.neighbourhood_nodes = v;

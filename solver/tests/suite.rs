@@ -24,9 +24,10 @@ use settle_solver::suite::{load_entries, load_instance, run_one};
 use settle_solver::{SolveOptions, COST_TOLERANCE_USD};
 
 /// Aggregate gap (Σ cost / Σ optimum − 1) allowed per size, percent: the
-/// measured figure at the commit that added this test plus a margin for
-/// changes that trade a little on one family for more on another.
-const GAP_PCT_MAX: [(usize, f64); 2] = [(100, 2.0), (1_000, 3.5)];
+/// measured figure plus a margin for changes that trade a little on one
+/// family for more on another (third pass of issue 15: 0.30 % at 100,
+/// 1.44 % at 1,000; the guards were 2.0 and 3.5 before it).
+const GAP_PCT_MAX: [(usize, f64); 2] = [(100, 0.6), (1_000, 2.0)];
 
 fn suite_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/suite"))
