@@ -12,6 +12,7 @@
 # insecure (plaintext) measures what security costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node-lib.sh
 batch=${1:?batch}
 clients=${2:?clients}
 duration=${3:-10s}
@@ -23,25 +24,12 @@ if [ -z "${BIN_DIR:-}" ]; then
 fi
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$BIN_DIR/settle-loadgen" participants --count "$participants" > "$dir/participants.json"
-security=${SECURITY:-tls}
-node_security=()
-client_security=(--tls-dir "$dir/data/tls")
-case "$security" in
-    tls) ;;
-    tls+at-rest)
-        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/at-rest.key"
-        node_security=(--encryption-key-file "$dir/at-rest.key") ;;
-    insecure)
-        node_security=(--insecure)
-        client_security=(--insecure) ;;
-    *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
-esac
+security_flags "$dir"
 "$BIN_DIR/settle" start --data-dir "$dir/data" --listen "127.0.0.1:$port" \
     --participants "$dir/participants.json" "${node_security[@]}" 2> "$dir/node.log" &
-for _ in $(seq 1 200); do grep -q "listening on" "$dir/node.log" && break; sleep 0.1; done
-grep -q "listening on" "$dir/node.log" || { cat "$dir/node.log"; exit 1; }
+wait_listening "$dir/node.log"
 args=(--target "127.0.0.1:$port" --duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants" "${client_security[@]}")
 [ -n "$rate" ] && args+=(--rate "$rate")
 "$BIN_DIR/settle-loadgen" "${args[@]}" 2>/dev/null

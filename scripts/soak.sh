@@ -15,6 +15,7 @@
 # scripts/bench-intake.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node-lib.sh
 minutes=${1:-10}
 rate=${2:-300000}
 batch=${3:-1000}
@@ -27,21 +28,9 @@ if [ -z "${BIN_DIR:-}" ]; then
 fi
 dir=$(mktemp -d -p "${SOAK_DIR:-/tmp}")
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$BIN_DIR/settle-loadgen" participants --count "$participants" --liquidity 1000 > "$dir/participants.json"
-security=${SECURITY:-tls}
-node_security=()
-client_security=(--tls-dir "$dir/data/tls")
-case "$security" in
-    tls) ;;
-    tls+at-rest)
-        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/at-rest.key"
-        node_security=(--encryption-key-file "$dir/at-rest.key") ;;
-    insecure)
-        node_security=(--insecure)
-        client_security=(--insecure) ;;
-    *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
-esac
+security_flags "$dir"
 # Every window cycles every second (the day's cut-offs would leave T0-T2
 # payments pending all soak long); NODE_FLAGS replaces this.
 read -r -a node_flags <<< "${NODE_FLAGS:---window-schedule T0=every:1s --window-schedule T1=every:1s --window-schedule T2=every:1s}"
@@ -49,8 +38,7 @@ node_args=(start --data-dir "$dir/data" --listen "127.0.0.1:$port" --participant
 [ -n "$budget" ] && node_args+=(--memory-budget "$budget")
 "$BIN_DIR/settle" "${node_args[@]}" 2> "$dir/node.log" &
 node=$!
-for _ in $(seq 1 200); do grep -q "listening on" "$dir/node.log" && break; sleep 0.1; done
-grep -q "listening on" "$dir/node.log" || { cat "$dir/node.log"; exit 1; }
+wait_listening "$dir/node.log"
 printf '%-6s %10s %10s %9s %9s %9s %9s %9s %10s\n' minute "answered/s" "created/s" "p50_ms" "p99_ms" "max_ms" "rss_MiB" "disk_MiB" "settled/s"
 for m in $(seq 1 "$minutes"); do
     args=(--target "127.0.0.1:$port" --duration 60s --clients "$clients" --batch "$batch"
