@@ -31,6 +31,19 @@ fn path_of(n: u32) -> String {
     format!("/v1/transactions/{:032x}", 0x5700 + n)
 }
 
+/// Posts transaction `n` with `amount`; its HTTP status and body.
+fn post(http: std::net::SocketAddr, n: u32, amount: u64) -> (u16, String) {
+    http_request(http, "POST", "/v1/transactions", Some(&body(n, amount))).unwrap()
+}
+
+/// Posts transactions `ns`, each with `amount(n)`; every one must be created.
+fn post_all(http: std::net::SocketAddr, ns: std::ops::Range<u32>, amount: impl Fn(u32) -> u64) {
+    for n in ns {
+        let (status, text) = post(http, n, amount(n));
+        assert_eq!(status, 201, "transaction {n}: {text}");
+    }
+}
+
 /// Waits until every transaction's trail shows it settled and confirmed.
 fn wait_settled(node: &Node, count: u32) {
     let http = node.http.unwrap();
@@ -67,38 +80,18 @@ fn finished_transactions_keep_answering_from_the_store_across_kill9_and_snapshot
     .unwrap();
     let http = node.http.unwrap();
     let count = 40;
-    for n in 0..count {
-        let (status, text) = http_request(
-            http,
-            "POST",
-            "/v1/transactions",
-            Some(&body(n, 100 + u64::from(n))),
-        )
-        .unwrap();
-        assert_eq!(status, 201, "{text}");
-    }
+    post_all(http, 0..count, |n| 100 + u64::from(n));
     wait_settled(&node, count);
     // More entries after they settled: snapshots (store flushed), log purged.
-    for n in count..count + 40 {
-        let (status, _) =
-            http_request(http, "POST", "/v1/transactions", Some(&body(n, 1))).unwrap();
-        assert_eq!(status, 201);
-    }
+    post_all(http, count..count + 40, |_| 1);
     node.kill9();
     node.restart().unwrap();
     let http = node.http.unwrap();
     for n in 0..count {
         // The id is still taken: the same body is a duplicate, another a conflict.
-        let (status, text) = http_request(
-            http,
-            "POST",
-            "/v1/transactions",
-            Some(&body(n, 100 + u64::from(n))),
-        )
-        .unwrap();
+        let (status, text) = post(http, n, 100 + u64::from(n));
         assert_eq!(status, 200, "transaction {n} after restart: {text}");
-        let (status, text) =
-            http_request(http, "POST", "/v1/transactions", Some(&body(n, 7))).unwrap();
+        let (status, text) = post(http, n, 7);
         assert_eq!(status, 409, "transaction {n} after restart: {text}");
         // Its whole trail, from the store.
         let (status, text) = http_request(http, "GET", &path_of(n), None).unwrap();
@@ -139,17 +132,9 @@ fn a_damaged_store_file_is_refused_at_start_naming_it() {
     let participants = write_participants(dir.path(), 8).unwrap();
     let mut node = Node::start_with(&data, Some(&participants), true, 1, FLAGS).unwrap();
     let http = node.http.unwrap();
-    for n in 0..30 {
-        let (status, _) =
-            http_request(http, "POST", "/v1/transactions", Some(&body(n, 5))).unwrap();
-        assert_eq!(status, 201);
-    }
+    post_all(http, 0..30, |_| 5);
     wait_settled(&node, 30);
-    for n in 30..60 {
-        let (status, _) =
-            http_request(http, "POST", "/v1/transactions", Some(&body(n, 5))).unwrap();
-        assert_eq!(status, 201);
-    }
+    post_all(http, 30..60, |_| 5);
     node.terminate().unwrap();
     let files = table_files(&data);
     assert!(!files.is_empty(), "the stores were flushed");
