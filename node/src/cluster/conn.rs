@@ -131,6 +131,10 @@ pub enum ReadError {
     Io(#[from] io::Error),
     #[error("bad frame: {0}")]
     Decode(#[from] DecodeError),
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    #[error("a frame not whole within {0:?} of its first byte ({1} bytes came)")]
+    Slow(Duration, usize),
 }
 
 /// Reads until one whole frame is buffered and hands it to `f`; `None` at
@@ -153,6 +157,44 @@ where
             return Ok(None);
         }
         reader.commit(n);
+    }
+}
+
+/// [`read_frame`] within bounds: the next frame's first byte within `idle`,
+/// its last within `whole` of its first.
+pub async fn read_frame_within<R, T>(
+    reader: &mut FrameReader,
+    source: &mut R,
+    idle: Duration,
+    whole: Duration,
+    f: impl FnOnce(&Frame<'_>) -> T,
+) -> Result<Option<T>, ReadError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut started: Option<std::time::Instant> = None;
+    loop {
+        match reader.next_frame()? {
+            ReadStatus::Frame(frame) => return Ok(Some(f(&frame))),
+            ReadStatus::NeedMore(_) => {}
+        }
+        let wait = if reader.buffered() == 0 {
+            idle
+        } else {
+            let since = *started.get_or_insert_with(std::time::Instant::now);
+            whole.saturating_sub(since.elapsed())
+        };
+        match with_timeout(wait, source.read(reader.spare())).await {
+            Some(read) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                reader.commit(n);
+            }
+            None if reader.buffered() == 0 => return Err(ReadError::Idle(idle)),
+            None => return Err(ReadError::Slow(whole, reader.buffered())),
+        }
     }
 }
 

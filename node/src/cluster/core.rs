@@ -204,6 +204,8 @@ pub struct CoreCluster {
     /// Where forwarded shard commands go (the proposer's priority inbox).
     shard_priority: RefCell<BTreeMap<GroupId, mpsc::Sender<ShardMsg>>>,
     control_inbox: RefCell<Option<mpsc::Sender<ControlMsg>>>,
+    /// This core's bounds on its peer connections.
+    pub peer_bounds: Rc<super::bounds::PeerBounds>,
 }
 
 impl CoreCluster {
@@ -225,6 +227,7 @@ impl CoreCluster {
             shard_inboxes: RefCell::new(BTreeMap::new()),
             shard_priority: RefCell::new(BTreeMap::new()),
             control_inbox: RefCell::new(None),
+            peer_bounds: super::bounds::PeerBounds::new(),
         });
         let handoffs = node
             .handoff_inboxes

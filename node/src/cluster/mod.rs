@@ -40,6 +40,7 @@
 //!   replica's state). A node started without `--peers` answers it on its
 //!   client port ([`solo`]).
 
+pub mod bounds;
 pub mod conn;
 pub mod core;
 pub mod forward;

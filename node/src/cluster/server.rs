@@ -32,7 +32,8 @@ use settle_codec::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::conn::{read_frame, run_writer, with_timeout, Outbox};
+use super::bounds::{HandshakeSlot, PEER_FRAME_TIMEOUT, PEER_IDLE_TIMEOUT};
+use super::conn::{read_frame, read_frame_within, run_writer, with_timeout, Outbox};
 use super::core::CoreCluster;
 use super::handle::{group_status, GroupHandle};
 use super::proto::*;
@@ -89,7 +90,18 @@ async fn accept_loop(listener: TcpListener, cluster: Rc<CoreCluster>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(accepted(stream, cluster.clone())).detach();
+                let Some(slot) = cluster.peer_bounds.handshake() else {
+                    let refused = cluster.peer_bounds.refused();
+                    if refused.is_power_of_two() {
+                        warn!(
+                            handshakes_max = super::bounds::PEER_HANDSHAKES_PER_CORE_MAX,
+                            refused, "peer connection refused: as many are saying hello as may"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                };
+                glommio::spawn_local(accepted(stream, cluster.clone(), slot)).detach();
             }
             Err(e) => {
                 warn!(error = %e, "peer accept failed");
@@ -104,7 +116,15 @@ async fn handoff_loop(mut handoffs: mpsc::Receiver<Handoff>, cluster: Rc<CoreClu
         // SAFETY: the descriptor is an open, connected TCP socket that the
         // handoff owned; ownership moves into the stream.
         let stream = unsafe { TcpStream::from_raw_fd(handoff.fd.into_raw_fd()) };
-        glommio::spawn_local(serve(stream, handoff.hello, cluster.clone())).detach();
+        // Its TLS handshake is still to come, on this core: counted here.
+        let Some(slot) = cluster.peer_bounds.handshake() else {
+            warn!(
+                peer = handoff.hello.node_id,
+                "peer connection refused: as many are saying hello as may"
+            );
+            continue;
+        };
+        glommio::spawn_local(serve(stream, handoff.hello, cluster.clone(), slot)).detach();
     }
 }
 
@@ -143,13 +163,13 @@ fn refusal(cluster: &CoreCluster, hello: &Hello) -> Option<String> {
 /// The first byte of a TLS handshake record: a tool starting TLS at once.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-async fn accepted(mut stream: TcpStream, cluster: Rc<CoreCluster>) {
+async fn accepted(mut stream: TcpStream, cluster: Rc<CoreCluster>, slot: HandshakeSlot) {
     let _ = stream.set_nodelay(true);
     if let Some(tls) = cluster.node.config.tls.clone() {
         let mut first = [0u8; 1];
         let peeked = with_timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await;
         if matches!(peeked, Some(Ok(1))) && first[0] == TLS_HANDSHAKE_RECORD {
-            tool_over_tls(stream, tls, cluster).await;
+            tool_over_tls(stream, tls, cluster, slot).await;
             return;
         }
     }
@@ -175,9 +195,11 @@ async fn accepted(mut stream: TcpStream, cluster: Rc<CoreCluster>) {
         return;
     }
     if hello.core == cluster.core {
-        serve(stream, hello, cluster).await;
+        serve(stream, hello, cluster, slot).await;
         return;
     }
+    // The core it is for counts it from here.
+    drop(slot);
     // SAFETY: `stream` is open for the duration of this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
     drop(stream);
@@ -227,7 +249,12 @@ fn admit(
 }
 
 /// A tool that started TLS at once: served on this core, status only.
-async fn tool_over_tls(stream: TcpStream, tls: super::PeerTls, cluster: Rc<CoreCluster>) {
+async fn tool_over_tls(
+    stream: TcpStream,
+    tls: super::PeerTls,
+    cluster: Rc<CoreCluster>,
+    slot: HandshakeSlot,
+) {
     let fd = stream.as_raw_fd();
     let accept = futures_rustls::TlsAcceptor::from(tls.server).accept(stream);
     let mut stream = match with_timeout(HELLO_TIMEOUT, accept).await {
@@ -249,6 +276,7 @@ async fn tool_over_tls(stream: TcpStream, tls: super::PeerTls, cluster: Rc<CoreC
         return;
     };
     let identity = settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
+    drop(slot);
     match admit(identity, &hello) {
         Ok(Caller::Tool) => serve_conn(stream, fd, hello, Caller::Tool, cluster).await,
         Ok(Caller::Member) | Err(_) => {
@@ -282,10 +310,11 @@ async fn answer_once<S: AsyncWrite + Unpin>(
 
 /// Serves one connection on the core it is for, until it closes: over
 /// mutual TLS unless the node runs `--insecure`.
-async fn serve(mut stream: TcpStream, hello: Hello, cluster: Rc<CoreCluster>) {
+async fn serve(mut stream: TcpStream, hello: Hello, cluster: Rc<CoreCluster>, slot: HandshakeSlot) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let Some(tls) = cluster.node.config.tls.clone() else {
+        drop(slot);
         let caller = if hello.node_id == 0 {
             Caller::Tool
         } else {
@@ -315,6 +344,7 @@ async fn serve(mut stream: TcpStream, hello: Hello, cluster: Rc<CoreCluster>) {
             return;
         }
     };
+    drop(slot);
     let identity = settle_security::tls::peer_identity(stream.get_ref().1.peer_certificates());
     match admit(identity, &hello) {
         Ok(caller) => serve_conn(stream, fd, hello, caller, cluster).await,
@@ -335,6 +365,17 @@ async fn serve_conn<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    let Some(_node_slot) = cluster.peer_bounds.connection(hello.node_id) else {
+        let reason = format!(
+            "node {} holds as many connections to core {} as it may ({})",
+            hello.node_id,
+            cluster.core,
+            super::bounds::PEER_CONNECTIONS_PER_NODE_MAX
+        );
+        warn!(peer = hello.node_id, %reason, "peer connection refused");
+        let _ = answer_once(&mut stream, STATUS_REFUSED, reason.into_bytes()).await;
+        return;
+    };
     let ack = HelloAck {
         node_id: cluster.node.node_id(),
         core: cluster.core,
@@ -367,6 +408,10 @@ async fn serve_conn<S>(
     });
     conn.read_loop(read_half).await;
     conn.outbox.close();
+    // Requests left half-reassembled give their bytes back.
+    conn.cluster
+        .peer_bounds
+        .release_reassembly(conn.partial_bytes.get());
 }
 
 /// A request as read from the wire.
@@ -452,7 +497,15 @@ impl ServerConn {
     async fn read_loop<R: AsyncRead + Unpin>(self: &Rc<Self>, mut source: R) {
         let mut reader = FrameReader::new();
         loop {
-            let incoming = match read_frame(&mut reader, &mut source, decode_incoming).await {
+            let incoming = match read_frame_within(
+                &mut reader,
+                &mut source,
+                PEER_IDLE_TIMEOUT,
+                PEER_FRAME_TIMEOUT,
+                decode_incoming,
+            )
+            .await
+            {
                 Ok(Some(incoming)) => incoming,
                 Ok(None) => return,
                 Err(e) => {
@@ -551,6 +604,14 @@ impl ServerConn {
             self.outbox.close();
             return None;
         }
+        if let Err(core_total) = self.cluster.peer_bounds.reserve_reassembly(payload.len()) {
+            warn!(
+                peer = self.peer,
+                core_total, "chunked requests of this core's connections over their bound; closing"
+            );
+            self.outbox.close();
+            return None;
+        }
         self.partial_bytes.set(total);
         let entry = partial.entry(id).or_insert_with(|| Partial {
             group,
@@ -564,6 +625,9 @@ impl ServerConn {
         let whole = partial.remove(&id).expect("inserted above");
         self.partial_bytes
             .set(self.partial_bytes.get() - whole.bytes.len());
+        self.cluster
+            .peer_bounds
+            .release_reassembly(whole.bytes.len());
         Some((whole.group, whole.op, whole.bytes))
     }
 
