@@ -237,6 +237,7 @@ impl Coordinator {
                 let full = outcome
                     .as_ref()
                     .is_ok_and(|s| s.candidates as usize >= self.config.candidates_max);
+                count_cycle(&outcome);
                 if let Err(e) = &outcome {
                     warn!(%window, error = %e, "cycle failed");
                 }
@@ -720,6 +721,25 @@ fn command_name(command: &CycleCommand) -> String {
             format!("the decision of cycle {}", record.summary.cycle_id)
         }
         CycleCommand::Complete { cycle_id, .. } => format!("the completion of cycle {cycle_id}"),
+    }
+}
+
+/// Feeds the settlement metrics with a cycle's outcome (cycle id 0: there
+/// was nothing to settle, not a cycle).
+fn count_cycle(outcome: &Result<CycleSummary, ShardError>) {
+    match outcome {
+        Ok(summary) => {
+            if let Some(latency_us) = summary.latency_us().filter(|_| summary.cycle_id != 0) {
+                crate::metrics::cells::cycle_applied(crate::metrics::CycleFigures {
+                    settled: u64::from(summary.settled),
+                    latency_ms: latency_us as f64 / 1e3,
+                    fx_usd: summary.cost.fx,
+                    cost_usd: summary.cost.total,
+                    naive_cost_usd: summary.naive_cost.total,
+                });
+            }
+        }
+        Err(_) => crate::metrics::cells::cycle_failed(),
     }
 }
 

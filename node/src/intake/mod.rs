@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use settle_codec::{Currency, ParticipantId, Transaction, TxResult};
 
+use crate::metrics;
 use crate::participants::Registry;
 use crate::shard::{GroupId, ShardMap};
 pub use router::{ShardError, ShardRouter};
@@ -38,16 +39,46 @@ impl Intake {
     /// A shard failure fails the whole request: some of its transactions may
     /// have been reserved or accepted, which a retry (same ids, same bodies)
     /// answers as Duplicate, so nothing is lost or doubled.
+    ///
+    /// Every transaction is counted in this thread's metrics cells, by
+    /// booking shard and result, with the request's latency.
     pub async fn submit(
         &self,
         transactions: impl ExactSizeIterator<Item = Transaction>,
+    ) -> Result<Vec<TxResult>, ShardError> {
+        let started = std::time::Instant::now();
+        let transactions: Vec<Transaction> = transactions.collect();
+        let answered = self.submit_counted(&transactions).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let group_of = |tx: &Transaction| self.shards.shard_of(tx.send);
+        match &answered {
+            Ok(results) => metrics::cells::transactions_answered(
+                transactions
+                    .iter()
+                    .zip(results)
+                    .map(|(tx, r)| (group_of(tx), metrics::Outcome::of(r))),
+                latency_ms,
+            ),
+            Err(_) => metrics::cells::transactions_answered(
+                transactions
+                    .iter()
+                    .map(|tx| (group_of(tx), metrics::Outcome::Unavailable)),
+                latency_ms,
+            ),
+        }
+        answered
+    }
+
+    async fn submit_counted(
+        &self,
+        transactions: &[Transaction],
     ) -> Result<Vec<TxResult>, ShardError> {
         let count = transactions.len();
         let participants = self.participants.load();
         let mut results = vec![TxResult::Created; count];
         let mut claims = Vec::new();
         let mut bookings = Vec::with_capacity(count);
-        for (position, tx) in transactions.enumerate() {
+        for (position, &tx) in transactions.iter().enumerate() {
             match validate::validate(&tx, &participants, &self.shards) {
                 Ok(()) => {
                     let books = self

@@ -489,11 +489,13 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
 }
 
 /// A storage error as the `io::Error` openraft's traits speak, keeping the
-/// OS error kind when there is one.
+/// OS error kind when there is one; corruption is counted as a data loss event.
 pub(crate) fn storage_to_io(e: settle_storage::Error) -> io::Error {
     let kind = match &e {
         settle_storage::Error::Io { source, .. } => source.kind(),
         settle_storage::Error::Corrupt { .. } | settle_storage::Error::CorruptFile { .. } => {
+            // Only a read's checksum or header check finds these.
+            crate::metrics::cells::data_loss_event();
             io::ErrorKind::InvalidData
         }
         _ => io::ErrorKind::Other,

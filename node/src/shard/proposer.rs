@@ -436,6 +436,7 @@ async fn propose(
     match written {
         Ok(response) => {
             let ShardReply { results } = response.data;
+            crate::metrics::cells::batch_committed(group);
             if results.len() != transactions.len() {
                 return Err(ShardError::Internal {
                     group,
