@@ -258,6 +258,7 @@ async fn open_and_serve(
     let config = &ctx.config;
     let mut shutdowns = Vec::new();
     let mut sampler = crate::core_metrics::CoreSampler::default();
+    settle_storage::stats::observe(Some(crate::metrics::cells::durable_write));
     // In a cluster: this core's peer listener and links; groups are opened
     // as replicas once the formation rule has decided how.
     let cluster = match &ctx.cluster {

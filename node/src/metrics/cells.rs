@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use settle_codec::messages::MAX_CURRENCIES;
 use settle_codec::TxResult;
+use settle_storage::stats::DurableWrite;
 
 use super::histogram::LatencyHistogram;
 
@@ -78,6 +79,65 @@ pub struct Counts {
     pub cost_savings_usd: f64,
     /// Corrupt records or files met on a read of the log or a snapshot.
     pub data_loss_events: u64,
+    /// Durable writes by [`DurableWrite`] kind (log group, file): latency and bytes.
+    pub fsync_latency_ms: [LatencyHistogram; DURABLE_KINDS],
+    pub fsync_bytes: [u64; DURABLE_KINDS],
+    /// Execution engine events by [`RailEvent`].
+    pub rail_events: [u64; RailEvent::ALL.len()],
+}
+
+/// What the execution engine reported about a wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RailEvent {
+    Initiated = 0,
+    Rerouted = 1,
+    RetryScheduled = 2,
+    Confirmed = 3,
+    Failed = 4,
+    Reversed = 5,
+}
+
+impl RailEvent {
+    pub const ALL: [RailEvent; 6] = [
+        RailEvent::Initiated,
+        RailEvent::Rerouted,
+        RailEvent::RetryScheduled,
+        RailEvent::Confirmed,
+        RailEvent::Failed,
+        RailEvent::Reversed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RailEvent::Initiated => "initiated",
+            RailEvent::Rerouted => "rerouted",
+            RailEvent::RetryScheduled => "retry_scheduled",
+            RailEvent::Confirmed => "confirmed",
+            RailEvent::Failed => "failed",
+            RailEvent::Reversed => "reversed",
+        }
+    }
+}
+
+/// A rail's circuit breaker as last seen by the thread that drives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RailGauge {
+    pub rail: String,
+    /// 0 closed, 1 half-open (the next wire is a trial), 2 open.
+    pub breaker_state: u8,
+    pub times_opened: u64,
+}
+
+/// Kinds of durable write counted apart: the log's group writes, and
+/// meta or snapshot files.
+pub const DURABLE_KINDS: usize = 2;
+
+/// The `kind` label of a durable write and its slot.
+pub fn durable_kind(kind: DurableWrite) -> (usize, &'static str) {
+    match kind {
+        DurableWrite::LogGroup => (0, "log"),
+        DurableWrite::File => (1, "file"),
+    }
 }
 
 impl Default for Counts {
@@ -94,6 +154,9 @@ impl Default for Counts {
             settlement_costs_usd: 0.0,
             cost_savings_usd: 0.0,
             data_loss_events: 0,
+            fsync_latency_ms: [LatencyHistogram::default(), LatencyHistogram::default()],
+            fsync_bytes: [0; DURABLE_KINDS],
+            rail_events: [0; RailEvent::ALL.len()],
         }
     }
 }
@@ -118,6 +181,19 @@ impl Counts {
         self.settlement_costs_usd += other.settlement_costs_usd;
         self.cost_savings_usd += other.cost_savings_usd;
         self.data_loss_events += other.data_loss_events;
+        for (m, t) in self
+            .fsync_latency_ms
+            .iter_mut()
+            .zip(&other.fsync_latency_ms)
+        {
+            m.add(t);
+        }
+        for (m, t) in self.fsync_bytes.iter_mut().zip(&other.fsync_bytes) {
+            *m += t;
+        }
+        for (m, t) in self.rail_events.iter_mut().zip(&other.rail_events) {
+            *m += t;
+        }
     }
 
     /// Transactions answered (any outcome), all shards.
@@ -128,6 +204,38 @@ impl Counts {
 
 thread_local! {
     static COUNTS: RefCell<Counts> = RefCell::new(Counts::default());
+    /// The rails this thread drives (empty on threads that drive none).
+    static RAILS: RefCell<Vec<RailGauge>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The rails' breakers as this thread last set them.
+pub fn rails() -> Vec<RailGauge> {
+    RAILS.with(|r| r.borrow().clone())
+}
+
+/// Sets rail `at`'s breaker as seen now (the rails are registered once, so
+/// names are copied only the first time).
+pub fn set_rail(at: usize, rail: &str, breaker_state: u8, times_opened: u64) {
+    RAILS.with(|r| {
+        let mut rails = r.borrow_mut();
+        if rails.len() <= at {
+            rails.resize_with(at + 1, || RailGauge {
+                rail: String::new(),
+                breaker_state: 0,
+                times_opened: 0,
+            });
+        }
+        let g = &mut rails[at];
+        if g.rail != rail {
+            g.rail = rail.to_string();
+        }
+        g.breaker_state = breaker_state;
+        g.times_opened = times_opened;
+    });
+}
+
+pub fn rail_event(event: RailEvent) {
+    with(|c| c.rail_events[event as usize] += 1);
 }
 
 /// Runs `f` on this thread's cells.
@@ -199,6 +307,16 @@ pub fn cycle_failed() {
 /// A read met a record or file that failed its checksum or header check.
 pub fn data_loss_event() {
     with(|c| c.data_loss_events += 1);
+}
+
+/// A durable write finished on this thread: set as the storage crate's
+/// observer on every core (`settle_storage::stats::observe`).
+pub fn durable_write(kind: DurableWrite, elapsed: std::time::Duration, bytes: u64) {
+    let (slot, _) = durable_kind(kind);
+    with(|c| {
+        c.fsync_latency_ms[slot].observe_n(elapsed.as_secs_f64() * 1e3, 1);
+        c.fsync_bytes[slot] += bytes;
+    });
 }
 
 #[cfg(test)]

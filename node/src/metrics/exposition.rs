@@ -11,7 +11,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::cells::{Outcome, GROUP_SLOTS};
+use settle_storage::stats::DurableWrite;
+
+use super::cells::{durable_kind, Outcome, RailEvent, RailGauge, GROUP_SLOTS};
 use super::histogram::LatencyHistogram;
 use super::hub::{Hub, Merged};
 
@@ -78,6 +80,22 @@ fn histogram(
     metric.encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.cumulative(), None)
 }
 
+/// A histogram family: one histogram per label set.
+fn histograms<'h>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels, &'h LatencyHistogram)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in samples {
+        metric
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.cumulative(), None)?;
+    }
+    Ok(())
+}
+
 fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -104,6 +122,8 @@ impl prometheus_client::collector::Collector for HubCollector {
         self.throughput(&mut encoder, &m)?;
         self.settlement(&mut encoder, &m)?;
         self.raft(&mut encoder, &m)?;
+        self.storage(&mut encoder, &m)?;
+        self.rails(&mut encoder, &m)?;
         self.books(&mut encoder, &m)
     }
 }
@@ -299,6 +319,72 @@ impl HubCollector {
             groups.iter().filter_map(|g| {
                 g.replication_lag
                     .map(|lag| (labels(g), ConstGauge::new(lag as i64)))
+            }),
+        )
+    }
+
+    fn storage(&self, e: &mut DescriptorEncoder, m: &Merged) -> Result<(), std::fmt::Error> {
+        let c = &m.counts;
+        let kinds = [DurableWrite::LogGroup, DurableWrite::File].map(durable_kind);
+        histograms(
+            e,
+            "settle_storage_fsync_latency_ms",
+            "Milliseconds per durable write: kind=log, one O_DSYNC write of a group of Raft log records (the log's fsync); kind=file, a meta or snapshot file replaced atomically (write, fdatasync, rename, directory fsync).",
+            kinds
+                .iter()
+                .map(|&(slot, kind)| (vec![("kind", kind.to_string())], &c.fsync_latency_ms[slot])),
+        )?;
+        family(
+            e,
+            "settle_storage_written_bytes",
+            "Bytes made durable by those writes, by kind (log: whole blocks, padding included).",
+            MetricType::Counter,
+            kinds.iter().map(|&(slot, kind)| {
+                (
+                    vec![("kind", kind.to_string())],
+                    ConstCounter::new(c.fsync_bytes[slot]),
+                )
+            }),
+        )
+    }
+
+    fn rails(&self, e: &mut DescriptorEncoder, m: &Merged) -> Result<(), std::fmt::Error> {
+        let rails = &m.gauges.rails;
+        let labels = |r: &RailGauge| vec![("rail", r.rail.clone())];
+        family(
+            e,
+            "settle_rail_breaker_state",
+            "A payment rail's circuit breaker on the node that drives the wires (the control group's leader, with --execution): 0 closed, 1 half-open (the next wire is a trial), 2 open.",
+            MetricType::Gauge,
+            rails
+                .iter()
+                .map(|r| (labels(r), ConstGauge::new(i64::from(r.breaker_state)))),
+        )?;
+        family(
+            e,
+            "settle_rail_breaker_opened",
+            "Times a rail's breaker opened since the wires started on this node.",
+            MetricType::Counter,
+            rails
+                .iter()
+                .map(|r| (labels(r), ConstCounter::new(r.times_opened))),
+        )?;
+        counter(
+            e,
+            "settle_rail_retries",
+            "Wire attempts that failed and were scheduled again (execution engine retries).",
+            m.counts.rail_events[RailEvent::RetryScheduled as usize],
+        )?;
+        family(
+            e,
+            "settle_rail_wire_events",
+            "Execution engine events: initiated, rerouted (a rail skipped within an attempt), retry_scheduled, confirmed, failed (no more attempts), reversed.",
+            MetricType::Counter,
+            RailEvent::ALL.iter().map(|&ev| {
+                (
+                    vec![("event", ev.label().to_string())],
+                    ConstCounter::new(m.counts.rail_events[ev as usize]),
+                )
             }),
         )
     }

@@ -1,14 +1,14 @@
 //! Fixed-bucket latency histograms: a plain one a core counts in, and the
 //! same shape summed over cores at scrape time.
 
-/// Upper bounds (ms) of the latency buckets: log-linear from 0.1 ms to 10 s
+/// Upper bounds (ms) of the latency buckets: log-linear from 0.05 ms to 10 s
 /// (about 4 per factor of 2 up to 1 s), fine enough that
 /// `histogram_quantile` places p50/p95/p99/p99.9 within a quarter of
 /// their true value; Prometheus adds `+Inf`.
-pub const LATENCY_MS_BOUNDS: [f64; 41] = [
-    0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0,
-    12.5, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0,
-    400.0, 500.0, 750.0, 1_000.0, 2_000.0, 3_000.0, 5_000.0, 10_000.0,
+pub const LATENCY_MS_BOUNDS: [f64; 43] = [
+    0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0,
+    8.0, 10.0, 12.5, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 125.0, 150.0, 200.0,
+    250.0, 300.0, 400.0, 500.0, 750.0, 1_000.0, 2_000.0, 3_000.0, 5_000.0, 10_000.0,
 ];
 
 /// Buckets including the last, unbounded one.
@@ -86,7 +86,8 @@ mod tests {
         h.observe_n(0.05, 1);
         h.observe_n(60_000.0, 2);
         let c = h.cumulative();
-        assert_eq!(c[0], (0.1, 1));
+        assert_eq!(c[0], (0.05, 0));
+        assert_eq!(c[2], (0.1, 1));
         let one = c.iter().find(|(b, _)| *b == 1.0).unwrap();
         assert_eq!(one.1, 4);
         assert_eq!(c.last().unwrap(), &(f64::INFINITY, 6));

@@ -70,6 +70,7 @@ pub struct Gauges {
     pub groups: Vec<GroupGauges>,
     pub pending: Vec<PendingGauge>,
     pub balances: Vec<BalanceGauge>,
+    pub rails: Vec<cells::RailGauge>,
 }
 
 /// One thread's published state.
@@ -150,6 +151,7 @@ impl Hub {
                 out.gauges
                     .balances
                     .extend(p.gauges.balances.iter().cloned());
+                out.gauges.rails.extend(p.gauges.rails.iter().cloned());
             }
         }
         out.gauges.groups.sort_by_key(|g| g.group);
@@ -172,8 +174,9 @@ impl Publisher {
     }
 
     /// Copies this thread's cells and `gauges` into the slot.
-    pub fn publish(&mut self, gauges: Gauges) {
+    pub fn publish(&mut self, mut gauges: Gauges) {
         let counts = cells::snapshot();
+        gauges.rails = cells::rails();
         let now = Instant::now();
         let total = counts.transactions_total();
         let transactions_per_second = self.rate(now, total);
