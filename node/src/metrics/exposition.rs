@@ -77,7 +77,7 @@ fn histogram(
 ) -> Result<(), std::fmt::Error> {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
     let mut metric = metric;
-    metric.encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.cumulative(), None)
+    metric.encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.buckets(), None)
 }
 
 /// A histogram family: one histogram per label set.
@@ -91,7 +91,7 @@ fn histograms<'h>(
     for (labels, h) in samples {
         metric
             .encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.cumulative(), None)?;
+            .encode_histogram::<NoLabelSet>(h.sum_ms, h.count, &h.buckets(), None)?;
     }
     Ok(())
 }
@@ -428,5 +428,56 @@ impl HubCollector {
                 .iter()
                 .map(|b| (account(b), ConstGauge::new(b.incoming as i64))),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::cells::{transactions_answered, Outcome};
+
+    #[test]
+    fn histograms_are_cumulative_with_an_inf_bucket_and_counters_end_in_total() {
+        let hub = Hub::new(1, vec!["control".into(), "USD".into()]);
+        let mut publisher = hub.publisher(0);
+        std::thread::spawn(move || {
+            transactions_answered([(Some(1), Outcome::Created)].into_iter(), 0.3);
+            transactions_answered([(Some(1), Outcome::Created)].into_iter(), 7.0);
+            publisher.publish(Default::default());
+        })
+        .join()
+        .unwrap();
+        let text = Exposition::new(hub).encode().unwrap();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .to_string()
+        };
+        assert_eq!(
+            line("settle_transaction_latency_ms_bucket{le=\"0.2\"}"),
+            "settle_transaction_latency_ms_bucket{le=\"0.2\"} 0"
+        );
+        assert_eq!(
+            line("settle_transaction_latency_ms_bucket{le=\"0.3\"}"),
+            "settle_transaction_latency_ms_bucket{le=\"0.3\"} 1"
+        );
+        assert_eq!(
+            line("settle_transaction_latency_ms_bucket{le=\"8.0\"}"),
+            "settle_transaction_latency_ms_bucket{le=\"8.0\"} 2"
+        );
+        assert_eq!(
+            line("settle_transaction_latency_ms_bucket{le=\"+Inf\"}"),
+            "settle_transaction_latency_ms_bucket{le=\"+Inf\"} 2"
+        );
+        assert_eq!(
+            line("settle_transaction_latency_ms_count"),
+            "settle_transaction_latency_ms_count 2"
+        );
+        assert_eq!(
+            line("settle_transactions_total{shard=\"USD\",result=\"created\"}"),
+            "settle_transactions_total{shard=\"USD\",result=\"created\"} 2"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

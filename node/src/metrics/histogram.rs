@@ -61,17 +61,20 @@ impl LatencyHistogram {
         self.count += other.count;
     }
 
-    /// (upper bound, cumulative count) pairs, `+Inf` last, as the exposition wants them.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        let mut out = Vec::with_capacity(LATENCY_BUCKETS);
-        for (i, count) in self.buckets.iter().enumerate() {
-            total += count;
-            let bound = LATENCY_MS_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
-            out.push((bound, total));
-        }
-        debug_assert_eq!(total, self.count, "every sample is in one bucket");
-        out
+    /// (upper bound, count in that bucket alone) pairs as `prometheus-client`
+    /// wants them: it accumulates them itself, and writes `+Inf` for the
+    /// last bound, `f64::MAX`.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        debug_assert_eq!(
+            self.buckets.iter().sum::<u64>(),
+            self.count,
+            "every sample is in one bucket"
+        );
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| (LATENCY_MS_BOUNDS.get(i).copied().unwrap_or(f64::MAX), count))
+            .collect()
     }
 }
 
@@ -85,12 +88,12 @@ mod tests {
         h.observe_n(1.0, 3);
         h.observe_n(0.05, 1);
         h.observe_n(60_000.0, 2);
-        let c = h.cumulative();
-        assert_eq!(c[0], (0.05, 0));
-        assert_eq!(c[2], (0.1, 1));
-        let one = c.iter().find(|(b, _)| *b == 1.0).unwrap();
-        assert_eq!(one.1, 4);
-        assert_eq!(c.last().unwrap(), &(f64::INFINITY, 6));
+        let b = h.buckets();
+        assert_eq!(b[0], (0.05, 1));
+        assert_eq!(b[2], (0.1, 0));
+        let one = b.iter().find(|(bound, _)| *bound == 1.0).unwrap();
+        assert_eq!(one.1, 3);
+        assert_eq!(b.last().unwrap(), &(f64::MAX, 2));
         assert_eq!(h.count, 6);
         assert!((h.sum_ms - (3.0 + 0.05 + 120_000.0)).abs() < 1e-9);
     }
@@ -104,6 +107,6 @@ mod tests {
         b.observe_n(500.0, 1);
         a.add(&b);
         assert_eq!(a.count, 4);
-        assert_eq!(a.cumulative().last().unwrap().1, 4);
+        assert_eq!(a.buckets().iter().map(|(_, n)| n).sum::<u64>(), 4);
     }
 }
