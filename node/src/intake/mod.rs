@@ -47,44 +47,44 @@ impl Intake {
         transactions: impl ExactSizeIterator<Item = Transaction>,
     ) -> Result<Vec<TxResult>, ShardError> {
         let started = std::time::Instant::now();
-        let transactions: Vec<Transaction> = transactions.collect();
-        let answered = self.submit_counted(&transactions).await;
+        // Each transaction's booking shard (its send currency's), for the count.
+        let mut groups: Vec<Option<GroupId>> = Vec::with_capacity(transactions.len());
+        let answered = self.submit_grouped(transactions, &mut groups).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        let group_of = |tx: &Transaction| self.shards.shard_of(tx.send);
         match &answered {
             Ok(results) => metrics::cells::transactions_answered(
-                transactions
+                groups
                     .iter()
                     .zip(results)
-                    .map(|(tx, r)| (group_of(tx), metrics::Outcome::of(r))),
+                    .map(|(&g, r)| (g, metrics::Outcome::of(r))),
                 latency_ms,
             ),
             Err(_) => metrics::cells::transactions_answered(
-                transactions
-                    .iter()
-                    .map(|tx| (group_of(tx), metrics::Outcome::Unavailable)),
+                groups.iter().map(|&g| (g, metrics::Outcome::Unavailable)),
                 latency_ms,
             ),
         }
         answered
     }
 
-    async fn submit_counted(
+    /// [`Intake::submit`]'s work; pushes each transaction's booking shard
+    /// to `groups` as it goes.
+    async fn submit_grouped(
         &self,
-        transactions: &[Transaction],
+        transactions: impl ExactSizeIterator<Item = Transaction>,
+        groups: &mut Vec<Option<GroupId>>,
     ) -> Result<Vec<TxResult>, ShardError> {
         let count = transactions.len();
         let participants = self.participants.load();
         let mut results = vec![TxResult::Created; count];
         let mut claims = Vec::new();
         let mut bookings = Vec::with_capacity(count);
-        for (position, &tx) in transactions.iter().enumerate() {
+        for (position, tx) in transactions.enumerate() {
+            let group = self.shards.shard_of(tx.send);
+            groups.push(group);
             match validate::validate(&tx, &participants, &self.shards) {
                 Ok(()) => {
-                    let books = self
-                        .shards
-                        .shard_of(tx.send)
-                        .expect("validated: the send currency has a shard");
+                    let books = group.expect("validated: the send currency has a shard");
                     let home = self.shards.home_of(tx.id);
                     if home != books {
                         claims.push((home, tx, position as u32));
