@@ -9,7 +9,9 @@
 # (for interleaved A/B runs of two builds). SECURITY=tls (default: the node's
 # own, TLS 1.3 on the client port, the load generator with the admin's
 # certificate), tls+at-rest (and the Raft log sealed with AES-256-GCM), or
-# insecure (plaintext) measures what security costs.
+# insecure (plaintext) measures what security costs. SCRAPE=1 also starts the
+# node's HTTP port and scrapes GET /metrics every second while the load runs
+# (as Prometheus would; the admin's token over TLS, plain with insecure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:?batch}
@@ -38,10 +40,23 @@ case "$security" in
         client_security=(--insecure) ;;
     *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
 esac
+http=()
+if [ -n "${SCRAPE:-}" ]; then
+    http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    http=(--http "127.0.0.1:$http_port")
+fi
 "$BIN_DIR/settle" start --data-dir "$dir/data" --listen "127.0.0.1:$port" \
-    --participants "$dir/participants.json" "${node_security[@]}" 2> "$dir/node.log" &
+    --participants "$dir/participants.json" "${node_security[@]}" "${http[@]}" 2> "$dir/node.log" &
 for _ in $(seq 1 200); do grep -q "listening on" "$dir/node.log" && break; sleep 0.1; done
 grep -q "listening on" "$dir/node.log" || { cat "$dir/node.log"; exit 1; }
+if [ -n "${SCRAPE:-}" ]; then
+    if [ "$security" = insecure ]; then
+        scrape=(curl -sf "http://127.0.0.1:$http_port/metrics")
+    else
+        scrape=(curl -sf --cacert "$dir/data/tls/ca.pem" -H "Authorization: Bearer $(cat "$dir/data/tls/admin.token")" "https://127.0.0.1:$http_port/metrics")
+    fi
+    while true; do "${scrape[@]}" > /dev/null || echo "scrape failed" >&2; sleep 1; done &
+fi
 args=(--target "127.0.0.1:$port" --duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants" "${client_security[@]}")
 [ -n "$rate" ] && args+=(--rate "$rate")
 "$BIN_DIR/settle-loadgen" "${args[@]}" 2>/dev/null

@@ -127,6 +127,19 @@ impl Prometheus {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         std::fs::copy(deploy_dir().join("alerts.yml"), dir.join("alerts.yml")).unwrap();
+        // The shipped file names credentials under /etc; with this test's,
+        // it must pass promtool's configuration check (rules included).
+        let checked = Command::new(prometheus_tool("promtool"))
+            .args(["check", "config"])
+            .arg(dir.join("prometheus.yml"))
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "promtool check config:\n{}\n{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
         let addr = free_port();
         let child = Command::new(prometheus_tool("prometheus"))
             .arg(format!(

@@ -545,6 +545,26 @@ mod tests {
     }
 
     #[test]
+    fn a_checksum_failure_on_read_is_counted_as_a_data_loss_event() {
+        std::thread::spawn(|| {
+            let corrupt = settle_storage::Error::Corrupt {
+                segment: "00000001.log".into(),
+                offset: 4096,
+                reason: settle_storage::CorruptReason::BadChecksum,
+            };
+            assert_eq!(storage_to_io(corrupt).kind(), io::ErrorKind::InvalidData);
+            let other = settle_storage::Error::IndexGap {
+                expected: 2,
+                got: 3,
+            };
+            storage_to_io(other);
+            assert_eq!(crate::metrics::cells::snapshot().data_loss_events, 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn snapshots_persist_restore_on_open_and_install_elsewhere() {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut rt = GlommioRuntime::new(1);
