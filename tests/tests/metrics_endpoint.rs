@@ -1,8 +1,10 @@
 //! `GET /metrics` on a real node started `--insecure`: plain HTTP, open to
 //! anyone (as every route of such a node); each transaction is counted once
 //! under its shard and result; the families exported are exactly those
-//! `deploy/prometheus/README.md` documents. (A secure node's `/metrics`, by
-//! role, is in `roles.rs`; scraped over TLS with a token in `prometheus.rs`.)
+//! `deploy/prometheus/README.md` documents; the Grafana dashboard asks for
+//! no other. (A secure node's `/metrics`, by role, is in `roles.rs`;
+//! scraped over TLS with a token in `prometheus.rs`, which also runs every
+//! panel's query against a real Prometheus.)
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -97,4 +99,53 @@ fn an_insecure_node_serves_metrics_over_plain_http_counting_each_transaction_onc
         documented(),
         "exported families (left) and deploy/prometheus/README.md's table (right) differ"
     );
+}
+
+/// The metric families a PromQL expression names (`settle_…`, the
+/// histogram and counter suffixes taken off).
+fn families_in(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("settle_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let mut family = name.as_str();
+        for suffix in ["_bucket", "_sum", "_count"] {
+            family = family.strip_suffix(suffix).unwrap_or(family);
+        }
+        out.push(family.strip_suffix("_total").unwrap_or(family).to_string());
+    }
+    out
+}
+
+#[test]
+fn every_grafana_panel_queries_only_metrics_the_node_exports() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/settle.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exported = documented();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "panel {title:?} has no query");
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let families = families_in(expr);
+            assert!(
+                !families.is_empty(),
+                "{title:?}: {expr} names no settle metric"
+            );
+            for family in families {
+                assert!(
+                    exported.contains(&family),
+                    "{title:?}: {expr} asks for {family}, which the node does not export"
+                );
+            }
+        }
+    }
 }

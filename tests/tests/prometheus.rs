@@ -5,7 +5,9 @@
 //! - a real Prometheus, configured from `deploy/prometheus/prometheus.yml`
 //!   (HTTPS, an auditor's bearer token, the cluster's CA) and loading
 //!   `alerts.yml`, scrapes a three-node cluster every second while the load
-//!   generator runs; its answers are compared with the generator's report.
+//!   generator runs; its answers are compared with the generator's report,
+//!   and every query of the Grafana dashboard (`deploy/grafana/settle.json`)
+//!   runs on it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -191,6 +193,16 @@ impl Prometheus {
             .collect()
     }
 
+    /// Whether Prometheus accepts `promql` (parses and evaluates it).
+    fn accepts(&self, promql: &str) -> Result<(), String> {
+        let path = format!("/api/v1/query?query={}", percent_encode(promql));
+        match http_request(self.addr, "GET", &path, None) {
+            Ok((200, body)) if body.contains(r#""status":"success""#) => Ok(()),
+            Ok((status, body)) => Err(format!("{status} {body}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The single value of `promql` at `time`, once Prometheus has one.
     fn value(&self, promql: &str, time: f64) -> Option<f64> {
         match self.query(promql, time).as_slice() {
@@ -354,6 +366,20 @@ fn a_real_prometheus_scrapes_a_three_node_cluster_under_load_and_agrees_with_the
         rounds_during >= batches && rounds_during <= batches + ROUNDS_NOT_BATCHES_MAX,
         "{rounds_during} Raft entries committed during the load, {batches} batches counted"
     );
+    // The Grafana dashboard's queries run as they are on real data.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy_dir().join("../grafana/settle.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            if let Err(e) = prometheus.accepts(expr) {
+                panic!("panel {}: {expr}: {e}", panel["title"]);
+            }
+        }
+    }
+
     // Group commit: never more entries than (request, shard) pairs; each
     // request is split over at most 4 booking shards and 4 id claims.
     let requests = report["requests"].as_f64().unwrap();
