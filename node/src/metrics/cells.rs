@@ -65,8 +65,11 @@ pub struct Counts {
     pub batches: [u64; GROUP_SLOTS],
     /// Intake to answer, per transaction.
     pub transaction_latency_ms: LatencyHistogram,
-    /// A cycle's start to its applied entry, per applied cycle.
+    /// Per settled transaction: from when it began to wait in its window
+    /// to its cycle's apply.
     pub settlement_latency_ms: LatencyHistogram,
+    /// A cycle's start to its applied entry, per applied cycle.
+    pub cycle_latency_ms: LatencyHistogram,
     /// Cycles that ended in an error (retried later by recovery).
     pub settlement_failures: u64,
     /// Cycles applied that settled at least one transaction.
@@ -147,6 +150,7 @@ impl Default for Counts {
             batches: [0; GROUP_SLOTS],
             transaction_latency_ms: LatencyHistogram::default(),
             settlement_latency_ms: LatencyHistogram::default(),
+            cycle_latency_ms: LatencyHistogram::default(),
             settlement_failures: 0,
             cycles_settled: 0,
             settled_transactions: 0,
@@ -174,6 +178,7 @@ impl Counts {
         self.transaction_latency_ms
             .add(&other.transaction_latency_ms);
         self.settlement_latency_ms.add(&other.settlement_latency_ms);
+        self.cycle_latency_ms.add(&other.cycle_latency_ms);
         self.settlement_failures += other.settlement_failures;
         self.cycles_settled += other.cycles_settled;
         self.settled_transactions += other.settled_transactions;
@@ -289,13 +294,22 @@ pub struct CycleFigures {
 
 pub fn cycle_applied(cycle: CycleFigures) {
     with(|c| {
-        c.settlement_latency_ms.observe_n(cycle.latency_ms, 1);
+        c.cycle_latency_ms.observe_n(cycle.latency_ms, 1);
         if cycle.settled > 0 {
             c.cycles_settled += 1;
             c.settled_transactions += cycle.settled;
             c.fx_costs_usd += cycle.fx_usd;
             c.settlement_costs_usd += cycle.cost_usd;
             c.cost_savings_usd += cycle.naive_cost_usd - cycle.cost_usd;
+        }
+    });
+}
+
+/// The waits of the transactions a cycle settled, ms each.
+pub fn settled_after(waits_ms: impl Iterator<Item = f64>) {
+    with(|c| {
+        for ms in waits_ms {
+            c.settlement_latency_ms.observe_n(ms, 1);
         }
     });
 }

@@ -196,8 +196,14 @@ impl HubCollector {
         histogram(
             e,
             "settle_settlement_latency_ms",
-            "Milliseconds from a settlement cycle's start entry to its applied entry (close, decide, apply), one sample per cycle that applied, on the control group's leader.",
+            "Milliseconds from when a transaction began to wait in its window (its acceptance, or its roll into a later window) to the apply of the cycle that settled it, one sample per settled transaction, on the control group's leader (cycles it closed itself; a cycle finished by recovery after a restart is not measured).",
             &c.settlement_latency_ms,
+        )?;
+        histogram(
+            e,
+            "settle_cycle_latency_ms",
+            "Milliseconds from a settlement cycle's start entry to its applied entry (close, decide, apply), one sample per applied cycle, on the control group's leader.",
+            &c.cycle_latency_ms,
         )?;
         counter(
             e,
