@@ -9,7 +9,9 @@
 # (for interleaved A/B runs of two builds). SECURITY=tls (default: the node's
 # own, TLS 1.3 on the client port, the load generator with the admin's
 # certificate), tls+at-rest (and the Raft log sealed with AES-256-GCM), or
-# insecure (plaintext) measures what security costs.
+# insecure (plaintext) measures what security costs. SCRAPE=1 also starts the
+# node's HTTP port and scrapes GET /metrics every second while the load runs
+# (as Prometheus would; the admin's token over TLS, plain with insecure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/node-lib.sh
@@ -27,9 +29,22 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$di
 port=$(free_port)
 "$BIN_DIR/settle-loadgen" participants --count "$participants" > "$dir/participants.json"
 security_flags "$dir"
+http=()
+if [ -n "${SCRAPE:-}" ]; then
+    http_port=$(free_port)
+    http=(--http "127.0.0.1:$http_port")
+fi
 "$BIN_DIR/settle" start --data-dir "$dir/data" --listen "127.0.0.1:$port" \
-    --participants "$dir/participants.json" "${node_security[@]}" 2> "$dir/node.log" &
+    --participants "$dir/participants.json" "${node_security[@]}" "${http[@]}" 2> "$dir/node.log" &
 wait_listening "$dir/node.log"
+if [ -n "${SCRAPE:-}" ]; then
+    if [ "${SECURITY:-tls}" = insecure ]; then
+        scrape=(curl -sf "http://127.0.0.1:$http_port/metrics")
+    else
+        scrape=(curl -sf --cacert "$dir/data/tls/ca.pem" -H "Authorization: Bearer $(cat "$dir/data/tls/admin.token")" "https://127.0.0.1:$http_port/metrics")
+    fi
+    while true; do "${scrape[@]}" > /dev/null || echo "scrape failed" >&2; sleep 1; done &
+fi
 args=(--target "127.0.0.1:$port" --duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants" "${client_security[@]}")
 [ -n "$rate" ] && args+=(--rate "$rate")
 "$BIN_DIR/settle-loadgen" "${args[@]}" 2>/dev/null

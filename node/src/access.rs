@@ -12,7 +12,8 @@
 //!   exists; it is logged ([`Caller::visibility`]).
 //! - `operator`: deposits, participants, limits, FX, cycles, and every read.
 //! - `auditor`: read-only: transactions, audit trails, cycles, balances,
-//!   participants, FX, status.
+//!   participants, FX, status, metrics (`GET /metrics`: Prometheus scrapes
+//!   with an auditor's token or certificate).
 //! - `admin`: everything, including submitting for any bank (the load
 //!   generator).
 //! - a node certificate, or no identity at all: nothing on a client port.
@@ -48,6 +49,9 @@ pub enum Op {
     ReadCycles,
     /// Groups, leaders, logs (`settle status`).
     Status,
+    /// `GET /metrics`: counters, Raft state, pending work and every
+    /// participant's balances (so not a submitter's).
+    ReadMetrics,
 }
 
 /// Who is calling.
@@ -137,6 +141,7 @@ impl Caller {
                     | Op::ReadFx
                     | Op::ReadCycles
                     | Op::Status
+                    | Op::ReadMetrics
             ),
             Role::Submitter => {
                 let Some(me) = self.participant() else {
@@ -181,28 +186,29 @@ mod tests {
             Op::RunCycle,
             Op::ReadCycles,
             Op::Status,
+            Op::ReadMetrics,
         ];
         // One row per caller: 1 = allowed, in the order of `ops`.
-        let matrix: [(Caller, [u8; 14]); 8] = [
-            (Caller::Insecure, [1; 14]),
-            (Caller::Anonymous, [0; 14]),
-            (known(Role::Admin, "admin"), [1; 14]),
+        let matrix: [(Caller, [u8; 15]); 8] = [
+            (Caller::Insecure, [1; 15]),
+            (Caller::Anonymous, [0; 15]),
+            (known(Role::Admin, "admin"), [1; 15]),
             (
                 known(Role::Operator, "operator"),
-                [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
             ),
             (
                 known(Role::Auditor, "auditor"),
-                [0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1],
+                [0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1],
             ),
             (
                 known(Role::Submitter, "bank_01"),
-                [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             ),
             // A submitter whose name is no participant's may do nothing.
-            (known(Role::Submitter, "mallory"), [0; 14]),
+            (known(Role::Submitter, "mallory"), [0; 15]),
             // A node certificate is for the peer port only.
-            (known(Role::Node, "node-1"), [0; 14]),
+            (known(Role::Node, "node-1"), [0; 15]),
         ];
         for (caller, row) in &matrix {
             for (op, allowed) in ops.iter().zip(row) {

@@ -15,6 +15,8 @@
 //! - `POST /v1/cycles` (`{"window":"T0"}`: run one now), `GET /v1/cycles`
 //!   (`?after=K&max=N`), `GET /v1/cycles/{k}` (record re-costed by the checker).
 //! - `GET /v1/fx`, `PUT /v1/fx`: the cycle parameters.
+//! - `GET /metrics`: Prometheus (OpenMetrics text; auditor, operator or
+//!   admin). This thread publishes its own metrics cells like a core does.
 
 use std::net::SocketAddr;
 
@@ -51,6 +53,7 @@ impl HttpServer {
         intake: Intake,
         security: Option<crate::credentials::ServerSecurity>,
         limits: crate::intake::limits::ClientLimits,
+        mut metrics: crate::metrics::Publisher,
     ) -> anyhow::Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("HTTP listen on {addr}: {e}"))?;
@@ -77,7 +80,16 @@ impl HttpServer {
                     if let Some(security) = security_for_reload {
                         tokio::spawn(reload_tokens(security));
                     }
+                    let exposition =
+                        std::sync::Arc::new(crate::metrics::Exposition::new(metrics.hub()));
+                    tokio::spawn(async move {
+                        loop {
+                            metrics.publish(crate::metrics::Gauges::default());
+                            tokio::time::sleep(crate::metrics::PUBLISH_INTERVAL).await;
+                        }
+                    });
                     let app = router(intake)
+                        .merge(metrics_router(exposition))
                         .layer(axum::middleware::from_fn_with_state(
                             access,
                             crate::http_access::authorize,
@@ -142,6 +154,29 @@ fn router(intake: Intake) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(intake)
+}
+
+fn metrics_router(exposition: std::sync::Arc<crate::metrics::Exposition>) -> Router {
+    Router::new()
+        .route("/metrics", get(get_metrics))
+        .with_state(exposition)
+}
+
+async fn get_metrics(
+    State(exposition): State<std::sync::Arc<crate::metrics::Exposition>>,
+) -> Response {
+    match exposition.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()),
+    }
 }
 
 /// Largest plain-text error body the JSON wrapper reads (axum's own

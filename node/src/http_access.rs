@@ -106,6 +106,7 @@ fn op(method: &Method, path: &str, query: Option<&str>, body: Option<&Bytes>) ->
         ("GET", ["v1", "cycles"]) | ("GET", ["v1", "cycles", _]) => Op::ReadCycles,
         ("GET", ["v1", "fx"]) => Op::ReadFx,
         ("PUT", ["v1", "fx"]) => Op::WriteFx,
+        ("GET", ["metrics"]) => Op::ReadMetrics,
         _ => return None,
     };
     Some(op)

@@ -142,6 +142,17 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         )
     });
 
+    // One metrics slot per core, and the last for the HTTP thread.
+    let mut group_names = vec!["control".to_string()];
+    group_names.extend(
+        config
+            .shards
+            .currencies()
+            .iter()
+            .map(|c| c.as_str().to_string()),
+    );
+    let metrics = crate::metrics::Hub::new(config.cores + 1, group_names);
+
     let groups_ready = Arc::new(AtomicUsize::new(0));
     let cores_running = Arc::new(AtomicUsize::new(config.cores));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
@@ -157,6 +168,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             ready: ready_tx.clone(),
             cluster: cluster.clone(),
         };
+        let publisher = metrics.publisher(core);
         let running = cores_running.clone();
         let control_inbox = if config.shards.core_of(CONTROL_GROUP, config.cores) == core {
             control_inbox.take()
@@ -167,7 +179,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .name(&format!("settle-core-{core}"))
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)
             .spawn(move || async move {
-                let result = run_core(ctx, inboxes, control_inbox).await;
+                let result = run_core(ctx, inboxes, control_inbox, publisher).await;
                 running.fetch_sub(1, Ordering::SeqCst);
                 result
             })
@@ -208,6 +220,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             intake.clone(),
             config.security.clone(),
             config.client_limits,
+            metrics.publisher(config.cores),
         )?),
         None => None,
     };
@@ -239,8 +252,9 @@ async fn run_core(
     ctx: CoreContext,
     inboxes: Vec<(GroupId, ShardInbox)>,
     control_inbox: Option<mpsc::Receiver<ControlMsg>>,
+    publisher: crate::metrics::Publisher,
 ) -> anyhow::Result<()> {
-    let result = open_and_serve(&ctx, inboxes, control_inbox).await;
+    let result = open_and_serve(&ctx, inboxes, control_inbox, publisher).await;
     if let Err(e) = &result {
         let _ = ctx.ready.send(Err(format!("core {}: {e:#}", ctx.core)));
     }
@@ -251,9 +265,12 @@ async fn open_and_serve(
     ctx: &CoreContext,
     inboxes: Vec<(GroupId, ShardInbox)>,
     control_inbox: Option<mpsc::Receiver<ControlMsg>>,
+    publisher: crate::metrics::Publisher,
 ) -> anyhow::Result<()> {
     let config = &ctx.config;
     let mut shutdowns = Vec::new();
+    let mut sampler = crate::core_metrics::CoreSampler::default();
+    settle_storage::stats::observe(Some(crate::metrics::cells::durable_write));
     // In a cluster: this core's peer listener and links; groups are opened
     // as replicas once the formation rule has decided how.
     let cluster = match &ctx.cluster {
@@ -291,6 +308,7 @@ async fn open_and_serve(
         if cluster.is_none() {
             crate::cluster::solo::register_group(CONTROL_GROUP, "control", Rc::new(raft.clone()));
         }
+        sampler.add_group(CONTROL_GROUP, "control", Rc::new(raft.clone()));
         state.borrow_mut().publish_to(ctx.participants.clone());
         let current = state.borrow().registry();
         let changed: Vec<Participant> = config
@@ -363,6 +381,8 @@ async fn open_and_serve(
             crate::cluster::solo::register_group(group, currency.as_str(), Rc::new(raft.clone()));
         }
         info!(group, %currency, transactions = state.borrow().len(), "shard open");
+        sampler.add_group(group, currency.as_str(), Rc::new(raft.clone()));
+        sampler.add_shard(group, currency.as_str(), state.clone());
         let mut inbox = inbox;
         if let Some(c) = &cluster {
             // Submits go through the forwarder (to the leader's node when
@@ -394,6 +414,12 @@ async fn open_and_serve(
         }
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
+    glommio::spawn_local(crate::core_metrics::run(
+        publisher,
+        sampler,
+        ctx.stop.clone(),
+    ))
+    .detach();
     let listener = glommio::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow!("listening on {}: {e}", config.listen))?;
     glommio::spawn_local(tcp::serve(

@@ -192,6 +192,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// temporary file, fdatasync it, rename it over `path`, fsync the directory.
 /// After a crash `path` holds either the old or the new content, never a mix.
 pub(crate) async fn write_file_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let started = std::time::Instant::now();
     let tmp = tmp_path(path);
     let file = BufferedFile::create(&tmp).await?;
     let mut pos = 0u64;
@@ -211,7 +212,9 @@ pub(crate) async fn write_file_atomic(path: &Path, parts: &[&[u8]]) -> io::Resul
     file.fdatasync().await?;
     file.close().await?;
     rename(&tmp, path).await?;
-    sync_dir(parent_dir(path)).await
+    sync_dir(parent_dir(path)).await?;
+    crate::stats::report(crate::stats::DurableWrite::File, started.elapsed(), pos);
+    Ok(())
 }
 
 /// Creates an empty file at `path`, atomically replacing any file there, and

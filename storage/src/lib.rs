@@ -20,6 +20,7 @@ pub mod meta;
 mod recovery;
 pub mod seal;
 pub mod snapshot;
+pub mod stats;
 
 pub use error::{Error, Result};
 pub use format::{CorruptReason, BLOCK_BYTES, GROUP_BYTES_MAX, HEADER_BYTES, PAYLOAD_BYTES_MAX};

@@ -755,8 +755,14 @@ impl Log {
             let seg = Segment::empty(pending.first, path.clone(), file.clone(), capacity);
             self.inner.borrow_mut().segments.push(seg);
         }
+        let started = std::time::Instant::now();
         file.write_at(&pending.buf, pos).await.at(&path)?;
         // Durable on completion: segment files are opened O_DSYNC.
+        crate::stats::report(
+            crate::stats::DurableWrite::LogGroup,
+            started.elapsed(),
+            pending.buf.len() as u64,
+        );
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.last_mut().expect("log has a segment");
         assert_eq!(

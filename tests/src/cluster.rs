@@ -46,6 +46,8 @@ pub struct ClusterOptions {
     /// Credentials from `settle certs init` for every node and for `settle
     /// status` (peer links over mutual TLS); off: `--insecure`.
     pub tls: bool,
+    /// Give every member an HTTP port (`--http`, [`Member::http`]).
+    pub http: bool,
 }
 
 impl Default for ClusterOptions {
@@ -61,6 +63,7 @@ impl Default for ClusterOptions {
                 .unwrap_or_default(),
             cycles: false,
             tls: true,
+            http: false,
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct Member {
     pub listen: SocketAddr,
     /// The address this member's peer listener binds.
     pub peer: SocketAddr,
+    /// Its HTTP port, when the cluster was started with `http`.
+    pub http: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// The `--peers` value this member is started with (proxies in between
     /// when the cluster is proxied).
@@ -128,6 +133,7 @@ impl Cluster {
                     id,
                     listen: free_port(),
                     peer: peers[&id],
+                    http: options.http.then(free_port),
                     data_dir: dir.join(format!("node-{id}")),
                     peers_arg: view.join(","),
                     child: None,
@@ -204,6 +210,12 @@ impl Cluster {
             .arg(cores.to_string())
             .arg("--participants")
             .arg(&participants)
+            .args(
+                member
+                    .http
+                    .iter()
+                    .flat_map(|h| ["--http".to_string(), h.to_string()]),
+            )
             .args(cycle_flags)
             .args(&security)
             .args(&extra)

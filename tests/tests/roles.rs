@@ -60,16 +60,17 @@ fn requests(
         ("write fx".into(), "PUT", "/v1/fx".into(), Some(fx.to_string())),
         ("run a cycle".into(), "POST", "/v1/cycles".into(), Some(r#"{"window":"T2"}"#.into())),
         ("read cycles".into(), "GET", "/v1/cycles".into(), None),
+        ("scrape metrics".into(), "GET", "/metrics".into(), None),
     ]
 }
 
 /// Allowed (1) or not, per request of [`requests`], for each caller.
-const MATRIX: [(&str, [u8; 13]); 5] = [
-    ("admin", [1; 13]),
-    ("operator", [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-    ("auditor", [0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1]),
-    ("bank_01", [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    ("anonymous", [0; 13]),
+const MATRIX: [(&str, [u8; 14]); 5] = [
+    ("admin", [1; 14]),
+    ("operator", [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+    ("auditor", [0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1]),
+    ("bank_01", [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    ("anonymous", [0; 14]),
 ];
 
 fn read_token(dir: &Path, name: &str) -> String {

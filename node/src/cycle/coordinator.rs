@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 use openraft::async_runtime::WatchReceiver;
 use settle_codec::messages::{
-    CycleCost, CycleStatus, CycleSummary, DecisionMethod, MAX_CYCLE_TRANSACTIONS,
+    CycleCost, CycleOutcome, CycleRecord, CycleStatus, CycleSummary, DecisionMethod,
+    MAX_CYCLE_TRANSACTIONS,
 };
 use settle_codec::{TxResult, Window};
 use tokio::sync::{mpsc, oneshot};
@@ -237,6 +238,7 @@ impl Coordinator {
                 let full = outcome
                     .as_ref()
                     .is_ok_and(|s| s.candidates as usize >= self.config.candidates_max);
+                count_cycle(&outcome);
                 if let Err(e) = &outcome {
                     warn!(%window, error = %e, "cycle failed");
                 }
@@ -499,6 +501,9 @@ impl Coordinator {
         let mut laps = Laps::new();
         // The instance the decision was made on, when made by this call.
         let mut decided_on = None;
+        // When each candidate began to wait, when closed by this call (a
+        // recovered cycle's candidates are not known here: not measured).
+        let mut waiting_since = None;
         if current.decision_index.is_none() {
             let closes = join_all(
                 groups
@@ -524,6 +529,7 @@ impl Coordinator {
                 });
             }
             laps.lap("close");
+            waiting_since = Some(waiting_since_of(&closed));
             self.crash_point("closed", cycle_id);
             let (fx, registry) = {
                 let state = self.state.borrow();
@@ -637,6 +643,12 @@ impl Coordinator {
             outcome?;
         }
         laps.lap("apply");
+        if let Some(since) = &waiting_since {
+            let applied_at_us = now_us();
+            crate::metrics::cells::settled_after(
+                settled_waits(&record, since, applied_at_us).map(|us| us as f64 / 1e3),
+            );
+        }
         if let (Some(wires), Some(inst)) = (&self.wires, &inst) {
             let indices = instance_indices(&set_aside_in(&record));
             let sent = super::wires::instructions(&record, |t| {
@@ -723,9 +735,105 @@ fn command_name(command: &CycleCommand) -> String {
     }
 }
 
+/// Each candidate's id and since when it waits, as the shards closed them.
+fn waiting_since_of(closed: &[Closed]) -> rustc_hash::FxHashMap<u128, u64> {
+    closed
+        .iter()
+        .flat_map(|c| {
+            c.candidates
+                .iter()
+                .map(|t| t.id)
+                .zip(c.since_us.iter().copied())
+        })
+        .collect()
+}
+
+/// How long each transaction the record settles waited, µs: from when it
+/// began to wait in its window until `applied_at_us`.
+fn settled_waits<'r>(
+    record: &'r CycleRecord,
+    since: &'r rustc_hash::FxHashMap<u128, u64>,
+    applied_at_us: u64,
+) -> impl Iterator<Item = u64> + 'r {
+    record
+        .transactions
+        .iter()
+        .zip(&record.outcomes)
+        .filter(|(_, outcome)| matches!(outcome, CycleOutcome::Settled { .. }))
+        .filter_map(move |(t, _)| since.get(&t.id))
+        .map(move |&since_us| applied_at_us.saturating_sub(since_us))
+}
+
+/// Feeds the settlement metrics with a cycle's outcome (cycle id 0: there
+/// was nothing to settle, not a cycle).
+fn count_cycle(outcome: &Result<CycleSummary, ShardError>) {
+    match outcome {
+        Ok(summary) => {
+            if let Some(latency_us) = summary.latency_us().filter(|_| summary.cycle_id != 0) {
+                crate::metrics::cells::cycle_applied(crate::metrics::CycleFigures {
+                    settled: u64::from(summary.settled),
+                    latency_ms: latency_us as f64 / 1e3,
+                    fx_usd: summary.cost.fx,
+                    cost_usd: summary.cost.total,
+                    naive_cost_usd: summary.naive_cost.total,
+                });
+            }
+        }
+        Err(_) => crate::metrics::cells::cycle_failed(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settlement_latency_is_each_settled_transactions_wait_until_the_apply() {
+        let tx = |id| settle_codec::Transaction {
+            id,
+            debtor: settle_codec::ParticipantId(1),
+            creditor: settle_codec::ParticipantId(2),
+            amount: 100,
+            send: settle_codec::Currency::USD,
+            receive: settle_codec::Currency::USD,
+            window: Window::T0,
+            client_timestamp_us: 0,
+        };
+        let closed = [Closed {
+            currency: settle_codec::Currency::USD,
+            candidates: vec![tx(1), tx(2), tx(3)],
+            since_us: vec![1_000, 4_000, 2_000],
+            balances: Vec::new(),
+        }];
+        let since = waiting_since_of(&closed);
+        let mut record = CycleRecord {
+            summary: super::empty_summary(Window::T0),
+            fallback_reason: String::new(),
+            max_batch_size: 10,
+            wire_usd: 5.0,
+            consolidation_discount: 0.0,
+            defer_bps: [0.0; 4],
+            currencies: Vec::new(),
+            spreads: Vec::new(),
+            participants: Vec::new(),
+            balances: Vec::new(),
+            transactions: vec![tx(3), tx(1), tx(2)],
+            defer_usd: Vec::new(),
+            outcomes: Vec::new(),
+            fx_trades: Vec::new(),
+            net_flows: Vec::new(),
+        };
+        record.outcomes = vec![
+            CycleOutcome::Settled { batch: 1 },
+            CycleOutcome::Settled { batch: 1 },
+            CycleOutcome::Deferred {
+                reason: settle_codec::tx::DeferReason::Liquidity { short: 1 },
+            },
+        ];
+        // tx 3 waited 10,000 - 2,000, tx 1 10,000 - 1,000; tx 2 was deferred.
+        let waits: Vec<u64> = settled_waits(&record, &since, 10_000).collect();
+        assert_eq!(waits, vec![8_000, 9_000]);
+    }
 
     #[test]
     fn quotas_take_everything_that_fits_and_share_the_rest() {

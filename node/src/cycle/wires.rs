@@ -20,11 +20,13 @@ use settle_codec::{Currency, ParticipantId, Window};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::execution::breaker::BreakerState;
 use crate::execution::{
     BackoffSchedule, EnqueueError, ExecutionConfig, ExecutionEngine, ExecutionEventKind,
     SettlementInstruction, SimulatedRail, TimeWindow, DEFAULT_MAX_RETRIES,
 };
 use crate::intake::router::{ShardError, ShardRouter};
+use crate::metrics::cells::RailEvent;
 use crate::shard::{BatchOutcome, GroupId, ShardMap};
 
 /// Instruction lists (one per applied cycle) queued for the wires task
@@ -165,6 +167,7 @@ pub async fn run(
             }
         }
         let outcomes = collect(engine.poll(now_us()));
+        count_breakers(&engine);
         if !outcomes.is_empty() {
             record(&router, &shards, outcomes).await;
             continue;
@@ -194,10 +197,34 @@ pub async fn run(
     }
 }
 
+/// Publishes every rail's breaker state to this core's metrics.
+fn count_breakers(engine: &ExecutionEngine<SimulatedRail>) {
+    let now = now_us();
+    for id in engine.rail_ids() {
+        let (Some(name), Some(breaker)) = (engine.rail_name(id), engine.breaker(id)) else {
+            continue;
+        };
+        let state = match breaker.state(now) {
+            BreakerState::Closed { .. } => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open { .. } => 2,
+        };
+        crate::metrics::cells::set_rail(id.index(), name, state, breaker.times_opened());
+    }
+}
+
 /// The final answers among engine events, as shard outcomes.
 fn collect(events: Vec<crate::execution::ExecutionEvent>) -> Vec<BatchOutcome> {
     let mut outcomes = Vec::new();
     for e in events {
+        crate::metrics::cells::rail_event(match &e.kind {
+            ExecutionEventKind::Initiated => RailEvent::Initiated,
+            ExecutionEventKind::Rerouted { .. } => RailEvent::Rerouted,
+            ExecutionEventKind::RetryScheduled { .. } => RailEvent::RetryScheduled,
+            ExecutionEventKind::Confirmed { .. } => RailEvent::Confirmed,
+            ExecutionEventKind::Failed { .. } => RailEvent::Failed,
+            ExecutionEventKind::Reversed { .. } => RailEvent::Reversed,
+        });
         let cycle_id = e.cycle_id;
         let batch = (e.batch_id & ((1 << 20) - 1)) as u32;
         match e.kind {

@@ -211,6 +211,11 @@ impl<R: PaymentRail> ExecutionEngine<R> {
         self.rails.get_mut(id.index()).map(|slot| &mut slot.rail)
     }
 
+    /// Every registered rail, in registration order.
+    pub fn rail_ids(&self) -> impl Iterator<Item = RailId> + '_ {
+        (0..self.rails.len()).map(|i| RailId(u8::try_from(i).expect("at most RAILS_MAX rails")))
+    }
+
     pub fn rail_name(&self, id: RailId) -> Option<&str> {
         self.rail(id).map(|rail| rail.name())
     }

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use settle_codec::{Currency, ParticipantId, Transaction, TxResult};
 
+use crate::metrics;
 use crate::participants::Registry;
 use crate::shard::{GroupId, ShardMap};
 pub use router::{ShardError, ShardRouter};
@@ -39,9 +40,40 @@ impl Intake {
     /// A shard failure fails the whole request: some of its transactions may
     /// have been reserved or accepted, which a retry (same ids, same bodies)
     /// answers as Duplicate, so nothing is lost or doubled.
+    ///
+    /// Every transaction is counted in this thread's metrics cells, by
+    /// booking shard and result, with the request's latency.
     pub async fn submit(
         &self,
         transactions: impl ExactSizeIterator<Item = Transaction>,
+    ) -> Result<Vec<TxResult>, ShardError> {
+        let started = std::time::Instant::now();
+        // Each transaction's booking shard (its send currency's), for the count.
+        let mut groups: Vec<Option<GroupId>> = Vec::with_capacity(transactions.len());
+        let answered = self.submit_grouped(transactions, &mut groups).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        match &answered {
+            Ok(results) => metrics::cells::transactions_answered(
+                groups
+                    .iter()
+                    .zip(results)
+                    .map(|(&g, r)| (g, metrics::Outcome::of(r))),
+                latency_ms,
+            ),
+            Err(_) => metrics::cells::transactions_answered(
+                groups.iter().map(|&g| (g, metrics::Outcome::Unavailable)),
+                latency_ms,
+            ),
+        }
+        answered
+    }
+
+    /// [`Intake::submit`]'s work; pushes each transaction's booking shard
+    /// to `groups` as it goes.
+    async fn submit_grouped(
+        &self,
+        transactions: impl ExactSizeIterator<Item = Transaction>,
+        groups: &mut Vec<Option<GroupId>>,
     ) -> Result<Vec<TxResult>, ShardError> {
         let count = transactions.len();
         let participants = self.participants.load();
@@ -49,12 +81,11 @@ impl Intake {
         let mut claims = Vec::new();
         let mut bookings = Vec::with_capacity(count);
         for (position, tx) in transactions.enumerate() {
+            let group = self.shards.shard_of(tx.send);
+            groups.push(group);
             match validate::validate(&tx, &participants, &self.shards) {
                 Ok(()) => {
-                    let books = self
-                        .shards
-                        .shard_of(tx.send)
-                        .expect("validated: the send currency has a shard");
+                    let books = group.expect("validated: the send currency has a shard");
                     let home = self.shards.home_of(tx.id);
                     if home != books {
                         claims.push((home, tx, position as u32));

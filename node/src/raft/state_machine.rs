@@ -520,11 +520,13 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
 }
 
 /// A storage error as the `io::Error` openraft's traits speak, keeping the
-/// OS error kind when there is one.
+/// OS error kind when there is one; corruption is counted as a data loss event.
 pub(crate) fn storage_to_io(e: settle_storage::Error) -> io::Error {
     let kind = match &e {
         settle_storage::Error::Io { source, .. } => source.kind(),
         settle_storage::Error::Corrupt { .. } | settle_storage::Error::CorruptFile { .. } => {
+            // Only a read's checksum or header check finds these.
+            crate::metrics::cells::data_loss_event();
             io::ErrorKind::InvalidData
         }
         _ => io::ErrorKind::Other,
@@ -571,6 +573,26 @@ mod tests {
     async fn apply(machine: &mut GroupStateMachine<Tally>, entries: Vec<Entry>) -> io::Result<()> {
         let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
         machine.apply(stream).await
+    }
+
+    #[test]
+    fn a_checksum_failure_on_read_is_counted_as_a_data_loss_event() {
+        std::thread::spawn(|| {
+            let corrupt = settle_storage::Error::Corrupt {
+                segment: "00000001.log".into(),
+                offset: 4096,
+                reason: settle_storage::CorruptReason::BadChecksum,
+            };
+            assert_eq!(storage_to_io(corrupt).kind(), io::ErrorKind::InvalidData);
+            let other = settle_storage::Error::IndexGap {
+                expected: 2,
+                got: 3,
+            };
+            storage_to_io(other);
+            assert_eq!(crate::metrics::cells::snapshot().data_loss_events, 1);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

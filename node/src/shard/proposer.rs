@@ -453,6 +453,7 @@ async fn propose(
                 .data
                 .into_results()
                 .map_err(|message| ShardError::Internal { group, message })?;
+            crate::metrics::cells::batch_committed(group);
             if results.len() != transactions.len() {
                 return Err(ShardError::Internal {
                     group,
