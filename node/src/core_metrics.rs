@@ -72,6 +72,10 @@ impl CoreSampler {
                 continue;
             }
             let state = state.borrow();
+            gauges.rolled.push(crate::metrics::hub::RolledGauge {
+                shard: currency.clone(),
+                transactions: state.rolled_total(),
+            });
             for window in Window::ALL {
                 gauges.pending.push(PendingGauge {
                     shard: currency.clone(),

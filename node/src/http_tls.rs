@@ -91,6 +91,7 @@ async fn accept_loop(
         };
         let Ok(connection) = connections.clone().try_acquire_owned() else {
             refused += 1;
+            crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Http);
             if refused.is_power_of_two() {
                 warn!(
                     %addr,

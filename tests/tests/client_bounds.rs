@@ -170,4 +170,20 @@ fn over_its_bounds_a_client_is_closed_and_the_node_serves_the_others() {
     for id in 2..=10 {
         assert_eq!(submit_one(&node, id), TxResult::Created);
     }
+
+    // Each refusal was counted, by port (cores publish every 250 ms).
+    let refused = |port: &str| -> f64 {
+        let (status, body) = http_request(http, "GET", "/metrics", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let series = format!("settle_connections_refused_total{{port=\"{port}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {body}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while refused("binary") < 1.0 || refused("http") < 1.0 {
+        assert!(Instant::now() < deadline, "refusals not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

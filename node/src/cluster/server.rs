@@ -91,6 +91,7 @@ async fn accept_loop(listener: TcpListener, cluster: Rc<CoreCluster>) {
         match listener.accept().await {
             Ok(stream) => {
                 let Some(slot) = cluster.peer_bounds.handshake() else {
+                    crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Peer);
                     let refused = cluster.peer_bounds.refused();
                     if refused.is_power_of_two() {
                         warn!(
@@ -118,6 +119,7 @@ async fn handoff_loop(mut handoffs: mpsc::Receiver<Handoff>, cluster: Rc<CoreClu
         let stream = unsafe { TcpStream::from_raw_fd(handoff.fd.into_raw_fd()) };
         // Its TLS handshake is still to come, on this core: counted here.
         let Some(slot) = cluster.peer_bounds.handshake() else {
+            crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Peer);
             warn!(
                 peer = handoff.hello.node_id,
                 "peer connection refused: as many are saying hello as may"
@@ -366,6 +368,7 @@ async fn serve_conn<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let Some(_node_slot) = cluster.peer_bounds.connection(hello.node_id) else {
+        crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Peer);
         let reason = format!(
             "node {} holds as many connections to core {} as it may ({})",
             hello.node_id,
@@ -605,6 +608,7 @@ impl ServerConn {
             return None;
         }
         if let Err(core_total) = self.cluster.peer_bounds.reserve_reassembly(payload.len()) {
+            crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Peer);
             warn!(
                 peer = self.peer,
                 core_total, "chunked requests of this core's connections over their bound; closing"

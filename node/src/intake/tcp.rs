@@ -42,6 +42,7 @@ pub async fn serve(
         match listener.accept().await {
             Ok(stream) => {
                 let Some(mut slot) = clients.admit() else {
+                    crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Binary);
                     // Closed unread: before TLS there is no way to say why.
                     let refused = clients.refused();
                     if refused.is_power_of_two() {
@@ -186,6 +187,7 @@ where
                 };
                 let _ = reader.spare();
                 if let Err(total) = slot.charge(reader.allocated()) {
+                    crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Binary);
                     warn!(
                         buffered = total,
                         bound = limits.buffer_bytes_per_core,

@@ -82,6 +82,10 @@ pub struct Counts {
     pub cost_savings_usd: f64,
     /// Corrupt records or files met on a read of the log or a snapshot.
     pub data_loss_events: u64,
+    /// Committed log entries rejected as no-ops (they did not apply).
+    pub entries_rejected: u64,
+    /// Connections refused at a port's bound, by port.
+    pub connections_refused: [u64; Port::ALL.len()],
     /// Durable writes by [`DurableWrite`] kind (log group, file): latency and bytes.
     pub fsync_latency_ms: [LatencyHistogram; DURABLE_KINDS],
     pub fsync_bytes: [u64; DURABLE_KINDS],
@@ -158,6 +162,8 @@ impl Default for Counts {
             settlement_costs_usd: 0.0,
             cost_savings_usd: 0.0,
             data_loss_events: 0,
+            entries_rejected: 0,
+            connections_refused: [0; Port::ALL.len()],
             fsync_latency_ms: [LatencyHistogram::default(), LatencyHistogram::default()],
             fsync_bytes: [0; DURABLE_KINDS],
             rail_events: [0; RailEvent::ALL.len()],
@@ -186,6 +192,14 @@ impl Counts {
         self.settlement_costs_usd += other.settlement_costs_usd;
         self.cost_savings_usd += other.cost_savings_usd;
         self.data_loss_events += other.data_loss_events;
+        self.entries_rejected += other.entries_rejected;
+        for (m, t) in self
+            .connections_refused
+            .iter_mut()
+            .zip(&other.connections_refused)
+        {
+            *m += t;
+        }
         for (m, t) in self
             .fsync_latency_ms
             .iter_mut()
@@ -316,6 +330,36 @@ pub fn settled_after(waits_ms: impl Iterator<Item = f64>) {
 
 pub fn cycle_failed() {
     with(|c| c.settlement_failures += 1);
+}
+
+/// A committed log entry did not apply and was rejected as a no-op.
+pub fn entry_rejected() {
+    with(|c| c.entries_rejected += 1);
+}
+
+/// The node's listening ports, for refusals at their bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Binary = 0,
+    Http = 1,
+    Peer = 2,
+}
+
+impl Port {
+    pub const ALL: [Port; 3] = [Port::Binary, Port::Http, Port::Peer];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Port::Binary => "binary",
+            Port::Http => "http",
+            Port::Peer => "peer",
+        }
+    }
+}
+
+/// A connection (or a peer's chunked request) was refused at a bound.
+pub fn connection_refused(port: Port) {
+    with(|c| c.connections_refused[port as usize] += 1);
 }
 
 /// A read met a record or file that failed its checksum or header check.

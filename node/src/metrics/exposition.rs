@@ -257,6 +257,24 @@ impl HubCollector {
             "settle_data_loss_events",
             "Reads of a Raft log record, meta file or snapshot that failed its checksum or header check (corruption found on read). Should stay 0.",
             c.data_loss_events,
+        )?;
+        counter(
+            e,
+            "settle_log_entries_rejected",
+            "Committed log entries that did not apply (a proposer bug or forged bytes) and were rejected as no-ops on this replica. Should stay 0.",
+            c.entries_rejected,
+        )?;
+        family(
+            e,
+            "settle_connections_refused",
+            "Connections refused at a port's bound (connections, handshakes, per-node connections, buffer or reassembly bytes), by port: binary, http, peer.",
+            MetricType::Counter,
+            super::cells::Port::ALL.iter().map(|p| {
+                (
+                    vec![("port", p.label().to_string())],
+                    ConstCounter::new(c.connections_refused[*p as usize]),
+                )
+            }),
         )
     }
 
@@ -405,6 +423,18 @@ impl HubCollector {
                 (
                     vec![("shard", p.shard.clone()), ("window", p.window.to_string())],
                     ConstGauge::new(p.transactions as i64),
+                )
+            }),
+        )?;
+        family(
+            e,
+            "settle_transactions_rolled",
+            "Transactions a shard rolled to a later window because they could not be funded by their deadline (each with a TRANSACTION_ROLLED event), since its log began, on the shard's leader.",
+            MetricType::Counter,
+            m.gauges.rolled.iter().map(|r| {
+                (
+                    vec![("shard", r.shard.clone())],
+                    ConstCounter::new(r.transactions),
                 )
             }),
         )?;

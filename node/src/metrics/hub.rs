@@ -55,6 +55,14 @@ pub struct PendingGauge {
     pub transactions: u64,
 }
 
+/// Transactions a shard rolled to a later window (unfunded at their
+/// deadline), since its log began: its leader's count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledGauge {
+    pub shard: String,
+    pub transactions: u64,
+}
+
 /// One participant's account in one currency, minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceGauge {
@@ -69,6 +77,7 @@ pub struct BalanceGauge {
 pub struct Gauges {
     pub groups: Vec<GroupGauges>,
     pub pending: Vec<PendingGauge>,
+    pub rolled: Vec<RolledGauge>,
     pub balances: Vec<BalanceGauge>,
     pub rails: Vec<cells::RailGauge>,
 }

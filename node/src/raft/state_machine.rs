@@ -315,6 +315,7 @@ impl<S: GroupState> GroupStateMachine<S> {
             }
             Err(reason) => {
                 self.rejected_entries += 1;
+                crate::metrics::cells::entry_rejected();
                 error!(
                     log_index,
                     bytes = command.len(),
