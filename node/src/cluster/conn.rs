@@ -172,18 +172,13 @@ pub async fn read_frame_within<R, T>(
 where
     R: AsyncRead + Unpin,
 {
-    let mut started: Option<std::time::Instant> = None;
+    let mut started = None;
     loop {
         match reader.next_frame()? {
             ReadStatus::Frame(frame) => return Ok(Some(f(&frame))),
             ReadStatus::NeedMore(_) => {}
         }
-        let wait = if reader.buffered() == 0 {
-            idle
-        } else {
-            let since = *started.get_or_insert_with(std::time::Instant::now);
-            whole.saturating_sub(since.elapsed())
-        };
+        let wait = next_read_within(reader, &mut started, idle, whole);
         match with_timeout(wait, source.read(reader.spare())).await {
             Some(read) => {
                 let n = read?;
@@ -196,6 +191,23 @@ where
             None => return Err(ReadError::Slow(whole, reader.buffered())),
         }
     }
+}
+
+/// How long the next read of a connection may take: `idle` while no frame
+/// has begun, else what is left of `whole` since the frame's first byte
+/// (`started` keeps when; it is cleared between frames).
+pub fn next_read_within(
+    reader: &FrameReader,
+    started: &mut Option<std::time::Instant>,
+    idle: Duration,
+    whole: Duration,
+) -> Duration {
+    if reader.buffered() == 0 {
+        *started = None;
+        return idle;
+    }
+    let since = *started.get_or_insert_with(std::time::Instant::now);
+    whole.saturating_sub(since.elapsed())
 }
 
 /// `fut`, or `None` once `limit` has passed.

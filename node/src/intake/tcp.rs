@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use super::limits::{ConnectionSlot, CoreClients};
 use super::{Intake, ShardError};
 use crate::access::{Caller, Denied, Op};
-use crate::cluster::conn::with_timeout;
+use crate::cluster::conn::{next_read_within, with_timeout};
 use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
 
 /// Bytes of a refused plaintext client read away before closing.
@@ -153,11 +153,12 @@ where
     let mut reader = FrameReader::new();
     let mut out = FrameBuf::new();
     // When the frame being received began to arrive.
-    let mut frame_started: Option<Instant> = None;
+    let mut frame_started = None;
     loop {
         out.clear();
         let keep_open = match reader.next_frame() {
             Ok(ReadStatus::Frame(frame)) => {
+                // The next frame's time starts with its own first byte.
                 frame_started = None;
                 match authorize(&frame, caller) {
                     Ok(()) => answer(&frame, caller, intake, &mut out).await,
@@ -174,17 +175,16 @@ where
                 true
             }
             Ok(ReadStatus::NeedMore(_)) => {
-                let wait = if reader.buffered() == 0 {
-                    frame_started = None;
-                    if slot.core_is_tight() {
-                        reader.release_if_empty();
-                        let _ = slot.charge(reader.allocated());
-                    }
-                    limits.idle_timeout
-                } else {
-                    let started = *frame_started.get_or_insert_with(Instant::now);
-                    limits.frame_timeout.saturating_sub(started.elapsed())
-                };
+                if reader.buffered() == 0 && slot.core_is_tight() {
+                    reader.release_if_empty();
+                    let _ = slot.charge(reader.allocated());
+                }
+                let wait = next_read_within(
+                    &reader,
+                    &mut frame_started,
+                    limits.idle_timeout,
+                    limits.frame_timeout,
+                );
                 let _ = reader.spare();
                 if let Err(total) = slot.charge(reader.allocated()) {
                     crate::metrics::cells::connection_refused(crate::metrics::cells::Port::Binary);
