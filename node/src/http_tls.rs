@@ -186,16 +186,24 @@ async fn handshake(
 
 /// A connection within the port's bounds: it holds one connection slot
 /// until dropped, and fails its reads (so hyper closes it) once it has been
-/// idle for the idle timeout, or a request has been arriving for longer
-/// than the frame timeout. A request begins with its first byte read after
-/// the last byte written.
+/// idle for the idle timeout, or a request's head (request line and
+/// headers, up to the blank line) has been arriving for longer than the
+/// frame timeout (slowloris). A request begins with its first byte read
+/// after the last byte written; once its head is in, only the idle timeout
+/// applies, so a slow handler is never cut off. (A body is at most
+/// `HTTP_BODY_BYTES_MAX`.)
 struct Bounded {
     inner: Box<dyn Io>,
     _slot: OwnedSemaphorePermit,
     idle_timeout: Duration,
     request_timeout: Duration,
-    /// When the request now arriving began (`None` between requests).
+    /// When the head of the request now arriving began (`None` between
+    /// requests and once the head is in).
     request_started: Option<Instant>,
+    /// Bytes of the blank line ending a head ("\r\n\r\n") matched so far.
+    head_end_matched: usize,
+    /// The head of the request now arriving is in (its body may follow).
+    head_done: bool,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -207,6 +215,8 @@ impl Bounded {
             idle_timeout: limits.idle_timeout,
             request_timeout: limits.frame_timeout,
             request_started: None,
+            head_end_matched: 0,
+            head_done: false,
             deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
         }
     }
@@ -229,9 +239,18 @@ impl AsyncRead for Bounded {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && self.request_started.is_none() {
-                    self.request_started = Some(Instant::now());
-                    self.rearm();
+                let filled = buf.filled().len();
+                if filled > before {
+                    let this = &mut *self;
+                    if !this.head_done {
+                        this.request_started.get_or_insert_with(Instant::now);
+                        if head_ends(&mut this.head_end_matched, &buf.filled()[before..filled]) {
+                            // The head is in: the rest is the handler's time.
+                            this.head_done = true;
+                            this.request_started = None;
+                        }
+                    }
+                    this.rearm();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -254,6 +273,25 @@ impl AsyncRead for Bounded {
     }
 }
 
+/// Feeds `bytes` to the search for "\r\n\r\n"; true once it is found.
+fn head_ends(matched: &mut usize, bytes: &[u8]) -> bool {
+    const END: &[u8; 4] = b"\r\n\r\n";
+    for &b in bytes {
+        *matched = if b == END[*matched] {
+            *matched + 1
+        } else if b == b'\r' {
+            1
+        } else {
+            0
+        };
+        if *matched == END.len() {
+            *matched = 0;
+            return true;
+        }
+    }
+    false
+}
+
 impl AsyncWrite for Bounded {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -264,6 +302,8 @@ impl AsyncWrite for Bounded {
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             // An answer: the request is in; the idle clock starts again.
             self.request_started = None;
+            self.head_end_matched = 0;
+            self.head_done = false;
             self.rearm();
         }
         written
@@ -285,6 +325,8 @@ impl AsyncWrite for Bounded {
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.request_started = None;
+            self.head_end_matched = 0;
+            self.head_done = false;
             self.rearm();
         }
         written
@@ -319,5 +361,21 @@ impl Listener for ClientListener {
 impl axum::extract::connect_info::Connected<IncomingStream<'_, ClientListener>> for Caller {
     fn connect_info(stream: IncomingStream<'_, ClientListener>) -> Self {
         stream.remote_addr().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_ends;
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_across_reads() {
+        let mut matched = 0;
+        assert!(!head_ends(&mut matched, b"GET / HTTP/1.1\r\nhost: a\r"));
+        assert!(!head_ends(&mut matched, b"\n"));
+        assert!(head_ends(&mut matched, b"\r\nbody"));
+        let mut matched = 0;
+        assert!(!head_ends(&mut matched, b"a\r\n\r\r\nb"), "no blank line");
+        assert!(head_ends(&mut matched, b"\r\n\r\n"));
     }
 }
