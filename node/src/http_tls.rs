@@ -221,6 +221,16 @@ impl Bounded {
         }
     }
 
+    /// An answer went out: the request is in; the idle clock starts again.
+    fn after_write(&mut self, written: &Poll<std::io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.request_started = None;
+            self.head_end_matched = 0;
+            self.head_done = false;
+            self.rearm();
+        }
+    }
+
     fn rearm(&mut self) {
         let deadline = match self.request_started {
             Some(started) => started + self.request_timeout,
@@ -299,13 +309,7 @@ impl AsyncWrite for Bounded {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            // An answer: the request is in; the idle clock starts again.
-            self.request_started = None;
-            self.head_end_matched = 0;
-            self.head_done = false;
-            self.rearm();
-        }
+        self.after_write(&written);
         written
     }
 
@@ -323,12 +327,7 @@ impl AsyncWrite for Bounded {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.request_started = None;
-            self.head_end_matched = 0;
-            self.head_done = false;
-            self.rearm();
-        }
+        self.after_write(&written);
         written
     }
 
