@@ -66,6 +66,22 @@ async fn start(
     (raft, state)
 }
 
+/// Every node of `dirs`, started from its files on `router`.
+async fn start_all(
+    dirs: &BTreeMap<NodeId, TempDir>,
+    router: &Router<Machine>,
+    snapshot_policy: &SnapshotPolicy,
+) -> BTreeMap<NodeId, (Raft<Machine>, Rc<RefCell<Tally>>)> {
+    let mut nodes = BTreeMap::new();
+    for (&id, dir) in dirs {
+        nodes.insert(
+            id,
+            start(id, dir.path(), router, config(snapshot_policy.clone())).await,
+        );
+    }
+    nodes
+}
+
 async fn leader_of(raft: &Raft<Machine>, not: Option<NodeId>) -> NodeId {
     let metrics = raft
         .wait(Some(WAIT_MAX))
@@ -127,13 +143,7 @@ fn deposed_leader_converges(snapshot_policy: SnapshotPolicy) {
     let mut rt = GlommioRuntime::new(1);
     rt.block_on(async {
         let router = Router::<Machine>::default();
-        let mut nodes = BTreeMap::new();
-        for (&id, dir) in &dirs {
-            nodes.insert(
-                id,
-                start(id, dir.path(), &router, config(snapshot_policy.clone())).await,
-            );
-        }
+        let nodes = start_all(&dirs, &router, &snapshot_policy).await;
         nodes[&1]
             .0
             .initialize((1..=3).map(|id| (id, addr(id))).collect::<BTreeMap<_, _>>())
@@ -190,13 +200,7 @@ fn deposed_leader_converges(snapshot_policy: SnapshotPolicy) {
 
         // Restart every node from its files.
         let router = Router::<Machine>::default();
-        let mut nodes = BTreeMap::new();
-        for (&id, dir) in &dirs {
-            nodes.insert(
-                id,
-                start(id, dir.path(), &router, config(snapshot_policy.clone())).await,
-            );
-        }
+        let nodes = start_all(&dirs, &router, &snapshot_policy).await;
         let leader = writable_leader(&nodes, None).await;
         let last = write_values(&nodes[&leader].0, 61..=61).await;
         for (raft, state) in nodes.values() {
@@ -233,13 +237,7 @@ fn an_entry_that_does_not_apply_is_rejected_everywhere_and_bricks_nothing() {
     let mut rt = GlommioRuntime::new(1);
     rt.block_on(async {
         let router = Router::<Machine>::default();
-        let mut nodes = BTreeMap::new();
-        for (&id, dir) in &dirs {
-            nodes.insert(
-                id,
-                start(id, dir.path(), &router, config(SnapshotPolicy::Never)).await,
-            );
-        }
+        let nodes = start_all(&dirs, &router, &SnapshotPolicy::Never).await;
         nodes[&1]
             .0
             .initialize((1..=3).map(|id| (id, addr(id))).collect::<BTreeMap<_, _>>())
@@ -271,13 +269,7 @@ fn an_entry_that_does_not_apply_is_rejected_everywhere_and_bricks_nothing() {
 
         // Every replica replays the rejected entry from its log on restart.
         let router = Router::<Machine>::default();
-        let mut nodes = BTreeMap::new();
-        for (&id, dir) in &dirs {
-            nodes.insert(
-                id,
-                start(id, dir.path(), &router, config(SnapshotPolicy::Never)).await,
-            );
-        }
+        let nodes = start_all(&dirs, &router, &SnapshotPolicy::Never).await;
         let leader = writable_leader(&nodes, None).await;
         let last = write_values(&nodes[&leader].0, 11..=11).await;
         for (raft, state) in nodes.values() {
