@@ -127,6 +127,22 @@ pub fn client(addr: SocketAddr) -> anyhow::Result<settle_codec::Client<Stream>> 
     Ok(settle_codec::Client::over(stream))
 }
 
+/// Submits one T0 payment `id` of 1.00 USD from bank_01 to bank_02 over a
+/// fresh connection to `addr`; its result.
+pub fn submit_one(addr: SocketAddr, id: u128) -> settle_codec::TxResult {
+    let tx = settle_codec::Transaction {
+        id,
+        debtor: settle_codec::ParticipantId(1),
+        creditor: settle_codec::ParticipantId(2),
+        amount: 100,
+        send: settle_codec::Currency::USD,
+        receive: settle_codec::Currency::USD,
+        window: settle_codec::Window::T0,
+        client_timestamp_us: 0,
+    };
+    client(addr).unwrap().submit(&[tx]).unwrap()[0]
+}
+
 /// The admin's TLS client configuration in a credentials directory.
 pub fn admin_tls(dir: &Path) -> anyhow::Result<Arc<ClientConfig>> {
     identity_tls(dir, "admin")

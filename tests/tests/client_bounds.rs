@@ -7,11 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use settle_codec::{
-    Currency, FrameBuf, FrameReader, MessageKind, ParticipantId, ReadStatus, Transaction, TxResult,
-    Window,
-};
-use settle_tests::{client, http_request, write_participants, Node};
+use settle_codec::{FrameBuf, FrameReader, MessageKind, ReadStatus, TxResult};
+use settle_tests::{http_request, submit_one, write_participants, Node};
 
 /// Reads until the node closes the connection (or `within` passes: then
 /// the test fails); returns what it sent before closing and how long it took.
@@ -56,20 +53,6 @@ fn error_text(bytes: &[u8]) -> String {
         }
         ReadStatus::NeedMore(_) => panic!("no whole error frame: {bytes:?}"),
     }
-}
-
-fn submit_one(node: &Node, id: u128) -> TxResult {
-    let tx = Transaction {
-        id,
-        debtor: ParticipantId(1),
-        creditor: ParticipantId(2),
-        amount: 100,
-        send: Currency::USD,
-        receive: Currency::USD,
-        window: Window::T0,
-        client_timestamp_us: 0,
-    };
-    client(node.listen).unwrap().submit(&[tx]).unwrap()[0]
 }
 
 #[test]
@@ -127,7 +110,7 @@ fn over_its_bounds_a_client_is_closed_and_the_node_serves_the_others() {
         "closed after {:?}, before the idle timeout",
         started.elapsed()
     );
-    assert_eq!(submit_one(&node, 1), TxResult::Created);
+    assert_eq!(submit_one(node.listen, 1), TxResult::Created);
 
     // A frame sent too slowly: its first half, then nothing. The node says
     // why and closes, about a second later.
@@ -168,7 +151,7 @@ fn over_its_bounds_a_client_is_closed_and_the_node_serves_the_others() {
 
     // Through it all the node served and serves everyone else.
     for id in 2..=10 {
-        assert_eq!(submit_one(&node, id), TxResult::Created);
+        assert_eq!(submit_one(node.listen, id), TxResult::Created);
     }
 
     // Each refusal was counted, by port (cores publish every 250 ms).

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use settle_codec::{Currency, ParticipantId, Transaction, TxResult, TxStatus, Window};
-use settle_tests::{bin_path, client, free_port, write_participants, Node};
+use settle_codec::{TxResult, TxStatus};
+use settle_tests::{bin_path, client, free_port, submit_one, write_participants, Node};
 
 /// A second `settle start` with these directory and address; it must exit
 /// on its own (a refusal), so it gets a deadline.
@@ -33,27 +33,13 @@ fn second_start(data_dir: &Path, participants: &Path, listen: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn submit(node: &Node, id: u128) -> TxResult {
-    let tx = Transaction {
-        id,
-        debtor: ParticipantId(1),
-        creditor: ParticipantId(2),
-        amount: 100,
-        send: Currency::USD,
-        receive: Currency::USD,
-        window: Window::T0,
-        client_timestamp_us: 0,
-    };
-    client(node.listen).unwrap().submit(&[tx]).unwrap()[0]
-}
-
 #[test]
 fn a_second_process_gets_neither_the_data_directory_nor_the_port() {
     let dir = tempfile::tempdir().unwrap();
     let participants = write_participants(dir.path(), 4).unwrap();
     let data = dir.path().join("data");
     let mut node = Node::start(&data, Some(&participants), false, 1).unwrap();
-    assert_eq!(submit(&node, 1), TxResult::Created);
+    assert_eq!(submit_one(node.listen, 1), TxResult::Created);
 
     // The same directory, another port: refused, naming the holder.
     let other_port = free_port().to_string();
@@ -86,7 +72,7 @@ fn a_second_process_gets_neither_the_data_directory_nor_the_port() {
     // its own, and what it acknowledged is there.
     assert!(node.is_running());
     for id in 2..=20 {
-        assert_eq!(submit(&node, id), TxResult::Created, "tx {id}");
+        assert_eq!(submit_one(node.listen, id), TxResult::Created, "tx {id}");
     }
     let mut c = client(node.listen).unwrap();
     let ids: Vec<u128> = (1..=20).collect();
