@@ -38,7 +38,7 @@ fi
     --participants "$dir/participants.json" "${node_security[@]}" "${http[@]}" 2> "$dir/node.log" &
 wait_listening "$dir/node.log"
 if [ -n "${SCRAPE:-}" ]; then
-    if [ "${SECURITY:-tls}" = insecure ]; then
+    if [ "${SECURITY:-tls}" = insecure ] || [ "${SECURITY:-tls}" = legacy ]; then
         scrape=(curl -sf "http://127.0.0.1:$http_port/metrics")
     else
         scrape=(curl -sf --cacert "$dir/data/tls/ca.pem" -H "Authorization: Bearer $(cat "$dir/data/tls/admin.token")" "https://127.0.0.1:$http_port/metrics")

@@ -8,7 +8,8 @@ free_port() {
 # Sets the arrays node_security (flags of `settle start`) and client_security
 # (flags of the load generator) for SECURITY=tls (default: the node's own
 # certificates in DIR/data/tls), tls+at-rest (also the log and stores sealed
-# with a fresh key in DIR) or insecure (plaintext).
+# with a fresh key in DIR), insecure (plaintext) or legacy (no flags: a
+# build from before TLS).
 security_flags() {
     local dir=$1
     local security=${SECURITY:-tls}
@@ -22,6 +23,11 @@ security_flags() {
         insecure)
             node_security=(--insecure)
             client_security=(--insecure) ;;
+        legacy)
+            # Builds from before TLS (plaintext, no security flags at all):
+            # for A/B runs against them.
+            node_security=()
+            client_security=() ;;
         *) echo "SECURITY=$security: tls, tls+at-rest or insecure" >&2; exit 2 ;;
     esac
 }
