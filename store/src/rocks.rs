@@ -282,8 +282,17 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        // In key order, so the memtable's skip list can start each insert's
+        // search from the previous one's place (its sequential-insert
+        // hint). Ids arrive in any order (random ids, and every id once the
+        // store is sealed), and the search from the top per key was a
+        // quarter of a sealed node's CPU at 200 k keys/s; sorting won back
+        // a little of it (BENCHMARKS.md, issue 16), not all. The sort is
+        // stable, so two writes of one key keep their order (the later wins).
+        let mut ops: Vec<Op<'_>> = batch.ops().collect();
+        ops.sort_by(|a, b| op_place(a).cmp(&op_place(b)));
         let mut wb = WriteBatch::default();
-        for op in batch.ops() {
+        for op in ops {
             match op {
                 Op::Put { column, key, value } => wb.put_cf(self.cf(column), key, value),
                 Op::Delete { column, key } => wb.delete_cf(self.cf(column), key),
@@ -345,5 +354,12 @@ impl Store for RocksStore {
             cache_bytes: self.int_property(None, "rocksdb.block-cache-usage"),
             keys_estimate: self.int_property(Some(Column::Keys), "rocksdb.estimate-num-keys"),
         }
+    }
+}
+
+/// Where an operation lands: its column, then its key.
+fn op_place<'a>(op: &Op<'a>) -> (Column, &'a [u8]) {
+    match *op {
+        Op::Put { column, key, .. } | Op::Delete { column, key } => (column, key),
     }
 }

@@ -30,6 +30,30 @@ fn contract(store: &dyn Store) {
         store.get(Column::Keys, b"id-1").unwrap(),
         Some(key_value(100, b"body"))
     );
+    // Within one batch, in any key order, the later write of a key wins
+    // (a store may reorder a batch by key, never two writes of one key).
+    let mut b = Batch::new();
+    b.put(Column::Ledger, b"zz-order", b"old").unwrap();
+    b.put(Column::Ledger, b"aa-order", b"a-old").unwrap();
+    b.put(Column::Ledger, b"zz-order", b"new").unwrap();
+    b.delete(Column::Ledger, b"aa-order").unwrap();
+    b.put(Column::Ledger, b"mm-order", b"kept").unwrap();
+    b.delete(Column::Ledger, b"mm-gone").unwrap();
+    store.write(&b).unwrap();
+    assert_eq!(
+        store.get(Column::Ledger, b"zz-order").unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(store.get(Column::Ledger, b"aa-order").unwrap(), None);
+    assert_eq!(
+        store.get(Column::Ledger, b"mm-order").unwrap().as_deref(),
+        Some(&b"kept"[..])
+    );
+    let mut b = Batch::new();
+    for key in [b"zz-order", b"aa-order", b"mm-order"] {
+        b.delete(Column::Ledger, key).unwrap();
+    }
+    store.write(&b).unwrap();
     assert_eq!(store.get(Column::Keys, b"id-2").unwrap(), None);
     assert_eq!(
         store.get(Column::Ledger, b"id-1").unwrap(),
