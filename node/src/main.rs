@@ -109,7 +109,7 @@ struct StatusArgs {
     /// without --peers, its --listen address.
     #[arg(long, default_value = "127.0.0.1:7000")]
     target: std::net::SocketAddr,
-    /// Also compare a digest of every replica's state (serialises each state once).
+    /// Also compare replica digests, at one index every replica of a group applied (constant time on the nodes: never stalls them).
     #[arg(long)]
     digest: bool,
     /// Print every member's raw status as JSON instead of the table.
@@ -1093,7 +1093,9 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
     let summary = status::summarize(&views);
     print!("{}", summary.text);
     if args.digest && !summary.converged {
-        return Err(anyhow!("replicas differ (or a member is unreachable)"));
+        return Err(anyhow!(
+            "not converged: replicas differ, lag, or a member is unreachable"
+        ));
     }
     Ok(())
 }

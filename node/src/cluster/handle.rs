@@ -67,9 +67,10 @@ pub trait GroupHandle {
     /// The leader this replica knows (cheap: no copy of the metrics).
     fn current_leader(&self) -> Option<NodeId>;
 
-    /// A digest of the replica's state and the index it was taken at
-    /// (taken between two applies, so the pair is consistent).
-    fn digest(&self) -> LocalBoxFuture<'static, Result<Digest, String>>;
+    /// The replica's digest after applying `at` (the newest with `None`);
+    /// `None` when it does not keep that index (see [`crate::raft::digest`]).
+    /// Constant time: it never serialises the state.
+    fn digest(&self, at: Option<u64>) -> LocalBoxFuture<'static, Result<Option<Digest>, String>>;
 
     fn shutdown(&self) -> LocalBoxFuture<'static, ()>;
 }
@@ -163,17 +164,11 @@ impl<S: GroupState> GroupHandle for Raft<GroupStateMachine<S>> {
         self.metrics().borrow_watched().current_leader
     }
 
-    fn digest(&self) -> LocalBoxFuture<'static, Result<Digest, String>> {
+    fn digest(&self, at: Option<u64>) -> LocalBoxFuture<'static, Result<Option<Digest>, String>> {
         let raft = self.clone();
         Box::pin(async move {
-            raft.with_state_machine(|sm: &mut GroupStateMachine<S>| {
-                let applied = sm.last_applied().map(|l| l.index);
-                let bytes = sm.state().borrow().snapshot();
-                let digest = Digest {
-                    applied,
-                    crc: crc32c::crc32c(&bytes),
-                    bytes: bytes.len() as u64,
-                };
+            raft.with_state_machine(move |sm: &mut GroupStateMachine<S>| {
+                let digest = sm.digest_at(at);
                 Box::pin(async move { digest })
             })
             .await

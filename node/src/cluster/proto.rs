@@ -94,9 +94,13 @@ pub struct SnapshotHeader {
 /// Body of [`OP_STATUS`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatusRequest {
-    /// Also compute a digest of every replica's state (costs a full
-    /// serialisation of each group's state on its core).
+    /// Also give each replica's digest: at the index in `digest_at` for its
+    /// group, else its newest (constant time, see [`crate::raft::digest`]).
     pub digest: bool,
+    /// Group → the applied index to give the digest at (the status tool
+    /// asks every replica of a group for the same one).
+    #[serde(default)]
+    pub digest_at: BTreeMap<u16, u64>,
 }
 
 /// One core's answer to [`OP_STATUS`].
@@ -132,15 +136,7 @@ pub struct GroupStatus {
     pub digest: Option<Digest>,
 }
 
-/// A replica's state, summarised: equal digests at equal applied indexes
-/// mean equal states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest {
-    pub applied: Option<u64>,
-    /// crc32c of the state's snapshot bytes.
-    pub crc: u32,
-    pub bytes: u64,
-}
+pub use crate::raft::digest::Digest;
 
 /// Answer to [`OP_PROBE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -835,7 +835,11 @@ impl ServerConn {
         for (group, name, handle) in self.cluster.groups() {
             let mut status = group_status(group, &name, &handle);
             if request.digest {
-                status.digest = handle.digest().await.ok();
+                status.digest = handle
+                    .digest(request.digest_at.get(&group).copied())
+                    .await
+                    .ok()
+                    .flatten();
             }
             groups.push(status);
         }

@@ -127,7 +127,11 @@ async fn respond(op: u8, payload: &[u8]) -> (u8, Vec<u8>) {
             for (group, name, handle) in &groups {
                 let mut status = group_status(*group, name, handle);
                 if request.digest {
-                    status.digest = handle.digest().await.ok();
+                    status.digest = handle
+                        .digest(request.digest_at.get(group).copied())
+                        .await
+                        .ok()
+                        .flatten();
                 }
                 statuses.push(status);
             }

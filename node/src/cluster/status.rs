@@ -210,11 +210,11 @@ pub fn tool_hello(core: usize) -> Hello {
 /// Every core's status of the node at `addr`.
 pub fn node_status(
     addr: SocketAddr,
-    digest: bool,
+    request: &StatusRequest,
     timeout: Duration,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Vec<CoreStatus>, ToolError> {
-    let request = serde_json::to_vec(&StatusRequest { digest }).expect("plain data");
+    let request = serde_json::to_vec(request).expect("plain data");
     let mut next = Some(BlockingPeer::connect(addr, &tool_hello(0), timeout, tls)?);
     let cores = next.as_ref().map_or(0, |p| p.ack.cores);
     let mut out: BTreeMap<usize, CoreStatus> = BTreeMap::new();
@@ -272,14 +272,46 @@ pub struct MemberView {
     pub groups: Result<Vec<GroupStatus>, String>,
 }
 
-/// Asks `target` for its peers, then every member for its groups.
+/// Asks `target` for its peers, then every member for its groups. With
+/// `digest`, a second round asks every replica of each group for its digest
+/// at one index all of them have applied (the lowest applied index the
+/// first round saw), so that replicas are compared at the same position
+/// even while the cluster is busy.
 pub fn cluster_status(
     target: SocketAddr,
     digest: bool,
     timeout: Duration,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Vec<MemberView>, ToolError> {
-    let first = node_status(target, digest, timeout, tls)?;
+    let views = members_status(target, &StatusRequest::default(), timeout, tls)?;
+    if !digest {
+        return Ok(views);
+    }
+    let mut digest_at: BTreeMap<u16, u64> = BTreeMap::new();
+    for v in &views {
+        for g in v.groups.iter().flatten() {
+            let applied = g.applied.unwrap_or(0);
+            digest_at
+                .entry(g.group)
+                .and_modify(|at| *at = (*at).min(applied))
+                .or_insert(applied);
+        }
+    }
+    let request = StatusRequest {
+        digest: true,
+        digest_at,
+    };
+    members_status(target, &request, timeout, tls)
+}
+
+/// One round of [`cluster_status`]: `target`'s peers, then every member.
+fn members_status(
+    target: SocketAddr,
+    request: &StatusRequest,
+    timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Vec<MemberView>, ToolError> {
+    let first = node_status(target, request, timeout, tls)?;
     let me = first.first().map_or(0, |c| c.node_id);
     let peers: BTreeMap<NodeId, String> =
         first.first().map(|c| c.peers.clone()).unwrap_or_default();
@@ -295,7 +327,7 @@ pub fn cluster_status(
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             continue;
         };
-        let groups = node_status(addr, digest, timeout, tls)
+        let groups = node_status(addr, request, timeout, tls)
             .map(|cores| cores.into_iter().flat_map(|c| c.groups).collect())
             .map_err(|e| e.to_string());
         views.push(MemberView {
@@ -312,14 +344,23 @@ pub fn cluster_status(
 pub struct Summary {
     pub text: String,
     /// Every member answered and, per group, every replica has the same
-    /// applied index (and digest, when asked).
+    /// applied index (and the same digest, when asked).
     pub converged: bool,
+    /// When digests were asked: every replica of every group gave one at
+    /// the group's agreed index, and they are equal (lag is not a
+    /// difference: replicas are compared at an index all of them applied).
+    pub consistent: Option<bool>,
 }
 
 /// The human-readable report: per group, each member's replica.
 pub fn summarize(views: &[MemberView]) -> Summary {
     let mut text = String::new();
     let mut converged = true;
+    let asked_digests = views
+        .iter()
+        .flat_map(|v| v.groups.iter().flatten())
+        .any(|g| g.digest.is_some());
+    let mut consistent = asked_digests.then_some(true);
     let reachable = views.iter().filter(|v| v.groups.is_ok()).count();
     let _ = writeln!(
         text,
@@ -357,20 +398,34 @@ pub fn summarize(views: &[MemberView]) -> Summary {
         );
         let first_applied = replicas[0].1.applied;
         let first_digest = replicas[0].1.digest;
+        if replicas.iter().any(|(_, g)| g.digest.is_some()) || asked_digests {
+            // Every replica was asked for the same index: all must have
+            // answered with it, and agree.
+            let agreed = replicas.iter().all(|(_, g)| {
+                g.digest.is_some_and(|d| {
+                    first_digest
+                        .is_some_and(|f| d.applied == f.applied && d.fingerprint == f.fingerprint)
+                })
+            });
+            if !agreed {
+                consistent = Some(false);
+            }
+        }
         for (node, g) in replicas {
             let lag = match (leader_last, g.last_log) {
                 (Some(l), Some(mine)) => l.saturating_sub(mine).to_string(),
                 (Some(l), None) => (l + 1).to_string(),
                 _ => "-".to_string(),
             };
-            let digest = g.digest.map_or(String::new(), |d| {
-                format!(
-                    "  digest {:08x} ({} bytes at {})",
-                    d.crc,
-                    d.bytes,
+            let digest = match g.digest {
+                Some(d) => format!(
+                    "  digest {:016x} at {}",
+                    d.fingerprint,
                     d.applied.map_or("-".into(), |a| a.to_string())
-                )
-            });
+                ),
+                None if asked_digests => "  digest not kept at the agreed index".to_string(),
+                None => String::new(),
+            };
             let _ = writeln!(
                 text,
                 "  node {node}: {:<9} term {:<4} last_log {:<8} committed {:<8} applied {:<8} lag {:<6}{digest}",
@@ -381,8 +436,7 @@ pub fn summarize(views: &[MemberView]) -> Summary {
                 opt(g.applied),
                 lag,
             );
-            if g.applied != first_applied || g.digest.map(|d| d.crc) != first_digest.map(|d| d.crc)
-            {
+            if g.applied != first_applied {
                 converged = false;
             }
         }
@@ -390,8 +444,24 @@ pub fn summarize(views: &[MemberView]) -> Summary {
             converged = false;
         }
     }
+    if let Some(consistent) = consistent {
+        converged &= consistent;
+        let _ = writeln!(
+            text,
+            "digests: {}",
+            if consistent {
+                "equal at the agreed indexes"
+            } else {
+                "DIFFER (or a replica kept none at the agreed index)"
+            }
+        );
+    }
     let _ = writeln!(text, "converged: {}", if converged { "yes" } else { "no" });
-    Summary { text, converged }
+    Summary {
+        text,
+        converged,
+        consistent,
+    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -402,14 +472,15 @@ fn opt(v: Option<u64>) -> String {
 mod tests {
     use super::*;
 
-    fn group(state: &str, last: u64, applied: u64, crc: u32) -> GroupStatus {
+    /// A replica's status whose digest was taken at `digest_at`.
+    fn group(state: &str, applied: u64, digest_at: u64, fingerprint: u64) -> GroupStatus {
         GroupStatus {
             group: 1,
             name: "USD".into(),
             state: state.into(),
             term: 2,
             leader: Some(1),
-            last_log: Some(last),
+            last_log: Some(applied),
             committed: Some(applied),
             applied: Some(applied),
             snapshot: None,
@@ -418,62 +489,83 @@ mod tests {
             replication: BTreeMap::new(),
             millis_since_quorum_ack: None,
             digest: Some(Digest {
-                applied: Some(applied),
-                crc,
-                bytes: 10,
+                applied: Some(digest_at),
+                fingerprint,
+                kept_from: 1,
             }),
         }
     }
 
+    fn views(a: GroupStatus, b: GroupStatus) -> Vec<MemberView> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        vec![
+            MemberView {
+                node_id: 1,
+                addr,
+                groups: Ok(vec![a]),
+            },
+            MemberView {
+                node_id: 2,
+                addr,
+                groups: Ok(vec![b]),
+            },
+        ]
+    }
+
     #[test]
     fn summary_shows_lag_and_detects_divergence() {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let views = vec![
-            MemberView {
-                node_id: 1,
-                addr,
-                groups: Ok(vec![group("Leader", 10, 10, 7)]),
-            },
-            MemberView {
-                node_id: 2,
-                addr,
-                groups: Ok(vec![group("Follower", 8, 8, 7)]),
-            },
-        ];
-        let s = summarize(&views);
+        let lagging = summarize(&views(
+            group("Leader", 10, 8, 7),
+            group("Follower", 8, 8, 7),
+        ));
         assert!(
-            s.text.contains("group 1 (USD): leader 1 term 2"),
+            lagging.text.contains("group 1 (USD): leader 1 term 2"),
             "{}",
-            s.text
+            lagging.text
         );
-        assert!(s.text.contains("lag 2"), "{}", s.text);
-        assert!(!s.converged, "applied indexes differ");
+        assert!(lagging.text.contains("lag 2"), "{}", lagging.text);
+        assert!(!lagging.converged, "applied indexes differ");
+        assert_eq!(
+            lagging.consistent,
+            Some(true),
+            "lag is not a difference: equal at the agreed index 8"
+        );
 
-        let same = vec![
-            MemberView {
-                node_id: 1,
-                addr,
-                groups: Ok(vec![group("Leader", 10, 10, 7)]),
-            },
-            MemberView {
-                node_id: 2,
-                addr,
-                groups: Ok(vec![group("Follower", 10, 10, 7)]),
-            },
-        ];
-        assert!(summarize(&same).converged);
-        let diverged = vec![
-            MemberView {
-                node_id: 1,
-                addr,
-                groups: Ok(vec![group("Leader", 10, 10, 7)]),
-            },
-            MemberView {
-                node_id: 2,
-                addr,
-                groups: Ok(vec![group("Follower", 10, 10, 8)]),
-            },
-        ];
-        assert!(!summarize(&diverged).converged, "same index, other state");
+        let same = summarize(&views(
+            group("Leader", 10, 10, 7),
+            group("Follower", 10, 10, 7),
+        ));
+        assert!(same.converged && same.consistent == Some(true));
+
+        let diverged = summarize(&views(
+            group("Leader", 10, 10, 7),
+            group("Follower", 10, 10, 8),
+        ));
+        assert!(!diverged.converged, "same index, other state");
+        assert_eq!(diverged.consistent, Some(false));
+        assert!(diverged.text.contains("DIFFER"), "{}", diverged.text);
+
+        let elsewhere = summarize(&views(
+            group("Leader", 10, 10, 7),
+            group("Follower", 10, 9, 7),
+        ));
+        assert_eq!(
+            elsewhere.consistent,
+            Some(false),
+            "digests at different indexes are not compared as equal"
+        );
+
+        let mut missing = group("Follower", 10, 10, 7);
+        missing.digest = None;
+        let missing = summarize(&views(group("Leader", 10, 10, 7), missing));
+        assert_eq!(missing.consistent, Some(false), "{}", missing.text);
+        assert!(missing.text.contains("not kept"), "{}", missing.text);
+
+        let mut plain = (group("Leader", 10, 10, 7), group("Follower", 10, 10, 7));
+        plain.0.digest = None;
+        plain.1.digest = None;
+        let plain = summarize(&views(plain.0, plain.1));
+        assert!(plain.converged);
+        assert_eq!(plain.consistent, None, "no digests asked");
     }
 }

@@ -119,6 +119,9 @@ pub struct ControlState {
     published: Option<Arc<ArcSwap<Registry>>>,
     /// Records pushed out of `records` (a local handle on the store).
     archive: archive::Archive,
+    /// A checksum of the registry and the FX configuration, taken when
+    /// either changes (see `GroupState::fingerprint`).
+    config_digest: u64,
 }
 
 /// The JSON part of a snapshot.
@@ -234,6 +237,7 @@ impl ControlState {
             next = (*next.with(p)).clone();
         }
         self.registry = Arc::new(next);
+        self.config_digest = self.config_checksum();
         if let Some(view) = &self.published {
             view.store(self.registry.clone());
         }
@@ -394,6 +398,7 @@ impl GroupState for ControlState {
             ControlCommand::SetFx(fx) => match fx.validate() {
                 Ok(()) => {
                     self.fx = fx;
+                    self.config_digest = self.config_checksum();
                     reply.results.push(TxResult::Created);
                 }
                 Err(e) => {
@@ -513,7 +518,7 @@ impl GroupState for ControlState {
             summaries: Vec::new(),
             records: Vec::new(),
         });
-        Ok(ControlState {
+        let mut state = ControlState {
             registry: Arc::new(Registry::new(snapshot.participants)),
             fx: snapshot.fx.unwrap_or_default(),
             last_applied_index: snapshot.last_applied_index,
@@ -523,13 +528,34 @@ impl GroupState for ControlState {
             records: history.records.into(),
             published: None,
             archive: archive::Archive::default(),
-        })
+            config_digest: 0,
+        };
+        state.config_digest = state.config_checksum();
+        Ok(state)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let current = self.current.as_ref();
+        let newest = self.summaries.back();
+        crate::raft::digest::fold(
+            self.config_digest,
+            &[
+                self.last_applied_index,
+                self.next_cycle_id,
+                current.map_or(0, |c| c.cycle_id),
+                current.and_then(|c| c.decision_index).unwrap_or(0),
+                self.summaries.len() as u64,
+                self.records.len() as u64,
+                newest.map_or(0, |s| s.cycle_id),
+                newest.map_or(0, |s| s.applied_at_us),
+            ],
+        )
     }
 }
 
 impl Default for ControlState {
     fn default() -> Self {
-        ControlState {
+        let mut state = ControlState {
             registry: Arc::new(Registry::default()),
             fx: FxConfig::default(),
             last_applied_index: 0,
@@ -539,7 +565,23 @@ impl Default for ControlState {
             records: VecDeque::new(),
             published: None,
             archive: archive::Archive::default(),
+            config_digest: 0,
+        };
+        state.config_digest = state.config_checksum();
+        state
+    }
+}
+
+impl ControlState {
+    /// A checksum of the registry and the FX configuration: computed only
+    /// when they change (a registry change already copies the registry).
+    fn config_checksum(&self) -> u64 {
+        let mut crc = 0u32;
+        for p in self.registry.iter() {
+            crc = crc32c::crc32c_append(crc, &serde_json::to_vec(p).expect("plain data"));
         }
+        let fx = crc32c::crc32c(&serde_json::to_vec(&self.fx).expect("plain data"));
+        crate::raft::digest::fold(u64::from(crc), &[u64::from(fx), self.registry.len() as u64])
     }
 }
 

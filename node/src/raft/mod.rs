@@ -7,6 +7,7 @@
 //! - [`network`]: the network factory ([`SoloNetwork`] for single-node groups).
 //! - [`group`]: [`open_group`], which wires them into a ready `Raft`.
 
+pub mod digest;
 pub mod group;
 pub mod log_store;
 pub mod network;

@@ -162,6 +162,10 @@ impl GroupState for ShardState {
         self.encode_snapshot()
     }
 
+    fn fingerprint(&self) -> u64 {
+        ShardState::fingerprint(self)
+    }
+
     fn restore(bytes: &[u8]) -> Result<Self, String> {
         ShardState::decode_snapshot(bytes)
     }

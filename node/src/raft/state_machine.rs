@@ -22,6 +22,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rkyv::util::AlignedVec;
 use tracing::error;
 
+use super::digest::{Digest, DigestRing};
 use super::snapshot_data::{self, frame, split};
 use super::type_config::{LogId, ShardReply, TypeConfig};
 
@@ -137,6 +138,14 @@ pub trait GroupState: Default + 'static {
     /// bytes on every replica); the store's part travels separately.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// A summary of the whole state (store included) in constant time: the
+    /// same log applied gives the same fingerprint on every replica, and a
+    /// replica that applied it differently gives, with overwhelming
+    /// likelihood, another. Called after every entry (see
+    /// [`super::digest`]), so it must not grow with the state: a state
+    /// keeps running checksums of what it changes.
+    fn fingerprint(&self) -> u64;
+
     /// The state a snapshot describes.
     fn restore(bytes: &[u8]) -> Result<Self, String>
     where
@@ -238,6 +247,8 @@ pub struct GroupStateMachine<S: GroupState> {
     scratch: AlignedVec<COMMAND_ALIGN>,
     /// Committed entries that did not apply (see [`GroupState::apply`]).
     rejected_entries: u64,
+    /// The state's fingerprint after each recent entry (see [`super::digest`]).
+    digests: DigestRing,
 }
 
 impl<S: GroupState> GroupStateMachine<S> {
@@ -286,7 +297,13 @@ impl<S: GroupState> GroupStateMachine<S> {
             }),
             scratch: AlignedVec::new(),
             rejected_entries: 0,
+            digests: DigestRing::default(),
         };
+        let mut machine = machine;
+        if let Some(applied) = machine.last_applied {
+            let fingerprint = machine.state.borrow().fingerprint();
+            machine.digests.push(applied.index, fingerprint);
+        }
         Ok((machine, state))
     }
 
@@ -338,6 +355,12 @@ impl<S: GroupState> GroupStateMachine<S> {
     /// Committed entries rejected since this replica started.
     pub fn rejected_entries(&self) -> u64 {
         self.rejected_entries
+    }
+
+    /// The replica's digest after applying `index` (the newest with
+    /// `None`), if it still keeps it: constant time, no serialisation.
+    pub fn digest_at(&self, index: Option<u64>) -> Option<Digest> {
+        self.digests.at(index)
     }
 
     fn apply_noop(&mut self, log_index: u64) {
@@ -422,6 +445,8 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
                 }
             };
             self.last_applied = Some(log_id);
+            self.digests
+                .push(log_id.index, self.state.borrow().fingerprint());
             if let Some(responder) = responder {
                 responder.send(reply);
             }
@@ -478,6 +503,12 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
         self.state.borrow_mut().install(restored);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        // Digests before the snapshot described the replaced state.
+        self.digests.clear();
+        if let Some(applied) = self.last_applied {
+            self.digests
+                .push(applied.index, self.state.borrow().fingerprint());
+        }
         Ok(())
     }
 

@@ -705,6 +705,20 @@ mod tests {
                 .collect();
             (results, s.encode_snapshot())
         };
+        // The replica digest after each entry (index i + 1 at [i]).
+        let fingerprints: Vec<u64> = {
+            let mut s = ShardState::new();
+            let store = Arc::new(MemStore::new());
+            attached(&mut s, &store);
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, (ts, step))| {
+                    run(&mut s, i as u64 + 1, *ts, step);
+                    s.fingerprint()
+                })
+                .collect()
+        };
         for cut in 0..=steps.len() {
             let store = Arc::new(MemStore::new());
             let mut a = ShardState::new();
@@ -722,6 +736,13 @@ mod tests {
             // Crash: the memory is gone, the store (with every write) stays.
             let mut b = ShardState::decode_snapshot(&snapshot).unwrap();
             attached(&mut b, &store);
+            if cut > 0 {
+                assert_eq!(
+                    b.fingerprint(),
+                    fingerprints[cut - 1],
+                    "a restored state has the digest it was snapshotted with"
+                );
+            }
             for (i, (ts, step)) in steps.iter().enumerate().skip(cut) {
                 assert_eq!(
                     run(&mut b, i as u64 + 1, *ts, step),
@@ -729,9 +750,61 @@ mod tests {
                     "entry {} replayed from a snapshot at {cut}",
                     i + 1
                 );
+                assert_eq!(
+                    b.fingerprint(),
+                    fingerprints[i],
+                    "digest after entry {} replayed from a snapshot at {cut}",
+                    i + 1
+                );
             }
             assert_eq!(b.encode_snapshot(), reference.1, "snapshot at {cut}");
         }
+    }
+
+    /// Replicas that applied the same entries differently have different
+    /// digests: another balance, another accepted transaction, another
+    /// write to the store each change the fingerprint.
+    #[test]
+    fn a_replica_that_differs_in_any_part_has_another_fingerprint() {
+        let build = || {
+            let store = Arc::new(MemStore::new());
+            let mut s = ShardState::new();
+            attached(&mut s, &store);
+            for (i, (ts, step)) in script().iter().enumerate() {
+                run(&mut s, i as u64 + 1, *ts, step);
+            }
+            s
+        };
+        let reference = build().fingerprint();
+        assert_eq!(build().fingerprint(), reference, "deterministic");
+
+        let mut balance = build();
+        let p = *balance.accounts.keys().next().unwrap();
+        balance.account_changing(p, |s| {
+            let a = s.accounts.get_mut(&p).unwrap();
+            a.balance += 1;
+            a.credited += 1;
+        });
+        assert_ne!(balance.fingerprint(), reference, "a balance");
+
+        let mut accepted = build();
+        let id = accepted.records.iter().next().map(|(&id, _)| id);
+        if let Some(id) = id {
+            let mut r = accepted.records.remove(&id).unwrap();
+            accepted.records_digest = accepted
+                .records_digest
+                .wrapping_sub(super::super::fingerprint::record_term(&r));
+            r.tx.amount += 1;
+            accepted.records_digest = accepted
+                .records_digest
+                .wrapping_add(super::super::fingerprint::record_term(&r));
+            accepted.records.insert(id, r);
+            assert_ne!(accepted.fingerprint(), reference, "an unfinished record");
+        }
+
+        let mut stored = build();
+        stored.cold_crc ^= 1;
+        assert_ne!(stored.fingerprint(), reference, "a write to the store");
     }
 
     /// The same script over a sealed store: the same answers, the same

@@ -294,14 +294,18 @@ impl ShardState {
             .expect("checked above");
         let at_us = self.clock_us;
         for (&p, &(credit, debit)) in &delta {
-            let account = self.accounts.entry(p).or_default();
-            account.credited += credit;
-            account.debited += debit;
-            account.balance = account.balance + credit - debit;
-            debug_assert!(account.is_consistent());
+            self.account_changing(p, |s| {
+                let account = s.accounts.entry(p).or_default();
+                account.credited += credit;
+                account.debited += debit;
+                account.balance = account.balance + credit - debit;
+                debug_assert!(account.is_consistent());
+            });
         }
         for (&p, &amount) in &incoming {
-            self.accounts.entry(p).or_default().incoming += amount;
+            self.account_changing(p, |s| {
+                s.accounts.entry(p).or_default().incoming += amount;
+            });
         }
         for &(batch, creditor, amount) in &apply.incoming {
             self.in_flight
@@ -420,24 +424,28 @@ impl ShardState {
                         };
                         record.status = TxStatus::Failed;
                         let (debtor, amount) = (record.tx.debtor.0, record.tx.amount);
-                        let account = self.accounts.entry(debtor).or_default();
-                        account.refunded += amount;
-                        account.balance += amount;
-                        debug_assert!(account.is_consistent());
+                        self.account_changing(debtor, |s| {
+                            let account = s.accounts.entry(debtor).or_default();
+                            account.refunded += amount;
+                            account.balance += amount;
+                            debug_assert!(account.is_consistent());
+                        });
                     }
                     self.finish(id, at_us);
                 }
             }
             if let Some((creditor, amount)) = self.in_flight.remove(&key) {
                 changed = true;
-                let account = self.accounts.entry(creditor.0).or_default();
-                assert!(account.incoming >= amount, "incoming covers its batches");
-                account.incoming -= amount;
-                if o.confirmed {
-                    account.credited += amount;
-                    account.balance += amount;
-                }
-                debug_assert!(account.is_consistent());
+                self.account_changing(creditor.0, |s| {
+                    let account = s.accounts.entry(creditor.0).or_default();
+                    assert!(account.incoming >= amount, "incoming covers its batches");
+                    account.incoming -= amount;
+                    if o.confirmed {
+                        account.credited += amount;
+                        account.balance += amount;
+                    }
+                    debug_assert!(account.is_consistent());
+                });
             }
             results.push(if changed {
                 TxResult::Created

@@ -151,6 +151,19 @@ impl ShardState {
         participant: ParticipantId,
         amount: u64,
     ) -> TxResult {
+        self.account_changing(participant.0, |s| {
+            s.fund_account(log_index, funding, participant, amount)
+        })
+    }
+
+    /// [`Self::fund`], touching no account but `participant`'s.
+    fn fund_account(
+        &mut self,
+        log_index: u64,
+        funding: Funding,
+        participant: ParticipantId,
+        amount: u64,
+    ) -> TxResult {
         let at_us = self.clock_us;
         let too_large = TxResult::Rejected {
             reason: settle_codec::RejectReason::AmountTooLarge,

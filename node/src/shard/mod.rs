@@ -9,6 +9,7 @@ pub mod cold;
 pub mod command;
 pub mod cycles;
 mod filter;
+mod fingerprint;
 pub mod ledger;
 pub mod proposer;
 pub mod reservations;

@@ -341,6 +341,10 @@ impl ShardState {
             ));
         }
         s.derive_and_check()?;
+        s.accounts_digest = super::fingerprint::accounts_digest(&s.accounts);
+        s.records_digest = s.records.values().fold(0u64, |sum, r| {
+            sum.wrapping_add(super::fingerprint::record_term(r))
+        });
         Ok(s)
     }
 

@@ -247,6 +247,10 @@ pub struct ShardState {
     pub(super) rolled_total: u64,
     /// Running checksum of every write to the store (see `Cold::commit`).
     pub(super) cold_crc: u32,
+    /// Running multiset hashes of the accounts and of the unfinished
+    /// records (see `fingerprint`); derived, rebuilt on snapshot restore.
+    pub(super) accounts_digest: u64,
+    pub(super) records_digest: u64,
 }
 
 /// The slot of a window in per-window tables.
@@ -372,7 +376,11 @@ impl ShardState {
                 self.submitted_total += 1;
                 self.queue_seq += 1;
                 let seq = self.queue_seq;
-                slot.insert(TxRecord::accepted(tx, index, at_us, seq));
+                let record = TxRecord::accepted(tx, index, at_us, seq);
+                self.records_digest = self
+                    .records_digest
+                    .wrapping_add(super::fingerprint::record_term(&record));
+                slot.insert(record);
                 self.waiting[window_slot(tx.window)].push(seq, tx.id);
                 self.pending_count += 1;
                 TxResult::Created
@@ -441,6 +449,9 @@ impl ShardState {
     /// A finished transaction leaves memory for the store.
     pub(super) fn finish(&mut self, id: u128, at_us: u64) {
         let record = self.records.remove(&id).expect("finished ids are records");
+        self.records_digest = self
+            .records_digest
+            .wrapping_sub(super::fingerprint::record_term(&record));
         assert!(!record.is_waiting() && record.candidate_of == 0);
         let extra = self.extra_events.remove(&id).unwrap_or_default();
         self.cold.put_finished(&record, &extra, at_us);

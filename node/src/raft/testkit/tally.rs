@@ -53,6 +53,10 @@ impl GroupState for Tally {
         self.last_index = log_index;
     }
 
+    fn fingerprint(&self) -> u64 {
+        crate::raft::digest::fold(0, &[self.last_index, self.commands, self.sum])
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(SNAPSHOT_BYTES);
         for v in [self.last_index, self.commands, self.sum] {
