@@ -17,7 +17,7 @@ fn digests_agree_at_agreed_indexes_while_the_cluster_is_busy() {
         cycles: true,
         ..ClusterOptions::default()
     };
-    let mut cluster = Cluster::start(dir.path(), options).unwrap();
+    let cluster = Cluster::start(dir.path(), options).unwrap();
     cluster
         .wait_balanced(1, 5, Duration::from_secs(40))
         .unwrap();
