@@ -160,3 +160,75 @@ fn a_partitioned_minority_acknowledges_nothing_and_heals_without_divergence() {
     eprintln!("{status}");
     cluster.verify_everywhere(&acked).unwrap();
 }
+
+/// Flips one byte in the middle of the written part of `segment` (a byte
+/// of a record, not of the preallocated zeros after them).
+fn flip_a_written_byte(segment: &std::path::Path) {
+    let mut bytes = std::fs::read(segment).unwrap();
+    let written = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .expect("records written");
+    let at = (written / 3..written)
+        .find(|&i| bytes[i] != 0)
+        .expect("a written byte");
+    bytes[at] ^= 0xff;
+    std::fs::write(segment, bytes).unwrap();
+    eprintln!(
+        "flipped byte {at} of {} ({written} bytes written)",
+        segment.display()
+    );
+}
+
+#[test]
+fn a_replica_with_a_damaged_log_quarantines_it_and_rebuilds_from_its_peers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), ClusterOptions::default()).unwrap();
+    cluster
+        .wait_balanced(1, 5, Duration::from_secs(40))
+        .unwrap();
+    let victim = 3;
+    let acked = dir.path().join("acked.txt");
+    let load = Load::start(
+        &[cluster.listen(1), cluster.listen(2)],
+        Duration::from_secs(6),
+        2,
+        200,
+        16,
+        acked.clone(),
+    )
+    .unwrap();
+    let (report, count) = load.finish().unwrap();
+    eprintln!("{report}");
+    assert!(count > 1_000, "the load was acknowledged: {count}");
+    // The victim holds the USD group's log (a replica of every group).
+    cluster.wait_converged(1, Duration::from_secs(60)).unwrap();
+    cluster.kill9(victim);
+    let group_dir = cluster.member(victim).data_dir.join("group-1-usd");
+    let segment = std::fs::read_dir(group_dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .min()
+        .expect("a log segment");
+    flip_a_written_byte(&segment);
+
+    cluster.restart(victim).unwrap();
+    let status = cluster.wait_converged(1, Duration::from_secs(90)).unwrap();
+    eprintln!("{status}");
+    assert!(
+        cluster.logged(victim, "damaged replica data quarantined"),
+        "the victim found the damage and said so"
+    );
+    let quarantined: Vec<_> = std::fs::read_dir(cluster.member(victim).data_dir.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        quarantined[0].starts_with("group-1-usd-"),
+        "{quarantined:?}"
+    );
+    cluster.verify_everywhere(&acked).unwrap();
+}

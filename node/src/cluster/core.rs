@@ -291,7 +291,32 @@ impl CoreCluster {
         config.max_payload_entries = config.max_payload_entries.min(CLUSTER_PAYLOAD_ENTRIES_MAX);
         config.advertise_addr = self.node.config.own_addr().to_string();
         let network = TcpNetwork::new(group, self.links.clone());
-        let (raft, state) = open_replica::<S, _>(group, node_id, dir, &config, network).await?;
+        let members = self.node.config.peers.len();
+        let (opened, repaired) =
+            match open_replica::<S, _>(group, node_id, dir, &config, network).await {
+                Err(e) if super::repair::repairable(&e, members) => {
+                    let moved = super::repair::quarantine(dir).map_err(|q| GroupError::Raft {
+                        group,
+                        message: format!("{e}; and it could not be quarantined: {q}"),
+                    })?;
+                    crate::metrics::cells::replica_repaired();
+                    warn!(
+                        group,
+                        name,
+                        damage = %e,
+                        quarantined = %moved.display(),
+                        "damaged replica data quarantined: rebuilding this replica from its peers \
+                         (it votes again once caught up)"
+                    );
+                    let network = TcpNetwork::new(group, self.links.clone());
+                    (
+                        open_replica::<S, _>(group, node_id, dir, &config, network).await,
+                        true,
+                    )
+                }
+                other => (other, false),
+            };
+        let (raft, state) = opened?;
         let raft_error = |message: String| GroupError::Raft { group, message };
         let initialized = raft
             .is_initialized()
@@ -303,7 +328,7 @@ impl CoreCluster {
                 .map_err(|e| raft_error(e.to_string()))?;
             info!(group, name, "group initialized with every member");
         }
-        let votes_allowed = Rc::new(Cell::new(!self.node.rejoining()));
+        let votes_allowed = Rc::new(Cell::new(!self.node.rejoining() && !repaired));
         let handle: Rc<dyn GroupHandle> = Rc::new(raft.clone());
         glommio::spawn_local(watch_group(
             group,

@@ -49,6 +49,7 @@ pub mod init;
 pub mod link;
 pub mod proto;
 pub mod remote;
+pub mod repair;
 pub mod server;
 pub mod solo;
 pub mod status;

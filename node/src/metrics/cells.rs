@@ -84,6 +84,7 @@ pub struct Counts {
     pub data_loss_events: u64,
     /// Committed log entries rejected as no-ops (they did not apply).
     pub entries_rejected: u64,
+    pub replicas_repaired: u64,
     /// Connections refused at a port's bound, by port.
     pub connections_refused: [u64; Port::ALL.len()],
     /// Durable writes by [`DurableWrite`] kind (log group, file): latency and bytes.
@@ -163,6 +164,7 @@ impl Default for Counts {
             cost_savings_usd: 0.0,
             data_loss_events: 0,
             entries_rejected: 0,
+            replicas_repaired: 0,
             connections_refused: [0; Port::ALL.len()],
             fsync_latency_ms: [LatencyHistogram::default(), LatencyHistogram::default()],
             fsync_bytes: [0; DURABLE_KINDS],
@@ -193,6 +195,7 @@ impl Counts {
         self.cost_savings_usd += other.cost_savings_usd;
         self.data_loss_events += other.data_loss_events;
         self.entries_rejected += other.entries_rejected;
+        self.replicas_repaired += other.replicas_repaired;
         for (m, t) in self
             .connections_refused
             .iter_mut()
@@ -335,6 +338,12 @@ pub fn cycle_failed() {
 /// A committed log entry did not apply and was rejected as a no-op.
 pub fn entry_rejected() {
     with(|c| c.entries_rejected += 1);
+}
+
+/// A group's damaged data was quarantined and the replica rebuilt from
+/// its peers.
+pub fn replica_repaired() {
+    with(|c| c.replicas_repaired += 1);
 }
 
 /// The node's listening ports, for refusals at their bounds.

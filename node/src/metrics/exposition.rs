@@ -264,6 +264,12 @@ impl HubCollector {
             "Committed log entries that did not apply (a proposer bug or forged bytes) and were rejected as no-ops on this replica. Should stay 0.",
             c.entries_rejected,
         )?;
+        counter(
+            e,
+            "settle_replicas_repaired",
+            "Replicas of a group whose data was found damaged at start (a corrupt or missing log segment, meta, snapshot or store file) and was quarantined, the replica rebuilt from its peers. Should stay 0.",
+            c.replicas_repaired,
+        )?;
         family(
             e,
             "settle_connections_refused",

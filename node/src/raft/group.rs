@@ -136,6 +136,33 @@ pub enum GroupError {
     },
 }
 
+impl GroupError {
+    /// Whether the group's files are damaged (corrupt, truncated or
+    /// missing pieces, files from different states), as opposed to a
+    /// configuration or I/O problem: damage a replica can repair by
+    /// rebuilding the group from its peers (see `cluster::repair`).
+    pub fn is_damage(&self) -> bool {
+        use settle_storage::Error as S;
+        let storage = |e: &S| matches!(e, S::Corrupt { .. } | S::CorruptFile { .. });
+        match self {
+            GroupError::Log { source, .. } => match source {
+                LogStoreError::Storage(e) => storage(e),
+                LogStoreError::BadMeta { .. }
+                | LogStoreError::BadRecord { .. }
+                | LogStoreError::PurgeMismatch { .. }
+                | LogStoreError::BelowCommitted { .. } => true,
+            },
+            GroupError::StateMachine { source, .. } => match source {
+                StateMachineError::Storage(e) => storage(e),
+                StateMachineError::BadMeta(_)
+                | StateMachineError::BadData(_)
+                | StateMachineError::Store(_) => true,
+            },
+            GroupError::Config(_) | GroupError::Raft { .. } | GroupError::NotReady { .. } => false,
+        }
+    }
+}
+
 /// Opens group `group` of node `node_id` from `dir` as a single-node group:
 /// restores the newest snapshot, lets openraft replay the log after it,
 /// initializes the group with `{node_id}` if it is pristine, and returns once

@@ -74,6 +74,12 @@ pub enum LogStoreError {
     BadMeta { path: PathBuf, reason: String },
     #[error("log record {index}: {reason}")]
     BadRecord { index: u64, reason: String },
+    #[error("log in {dir} ends at index {last:?}, below the committed index {committed} raft.meta records: segments are missing or truncated")]
+    BelowCommitted {
+        dir: PathBuf,
+        last: Option<u64>,
+        committed: u64,
+    },
     #[error("log purged up to {log_purged} but raft.meta says {meta_purged:?}: files from different states")]
     PurgeMismatch {
         log_purged: u64,
@@ -361,6 +367,19 @@ impl LogStore {
             }
             _ => meta.purged,
         };
+        // Committed entries were durable here before they were committed: a
+        // log that ends below the committed index lost some (a truncated or
+        // missing segment). Refused here, in our words, not later by Raft.
+        if let Some(committed) = meta.committed {
+            let last = last_log_id.map(|l| l.index);
+            if last < Some(committed.index) {
+                return Err(LogStoreError::BelowCommitted {
+                    dir: dir.to_path_buf(),
+                    last,
+                    committed: committed.index,
+                });
+            }
+        }
         let (wake, wakes) = local_channel::new_bounded(FLUSH_WAKE_CAPACITY);
         let shared = Rc::new(Shared {
             log,
@@ -714,6 +733,44 @@ mod tests {
 
     async fn read_all(store: &mut LogStore) -> Vec<Entry> {
         store.try_get_log_entries(..).await.expect("read")
+    }
+
+    /// A log that lost committed entries (a truncated or missing last
+    /// segment) is refused at open in our words, naming the indexes, and
+    /// counts as damage a replica repairs from its peers.
+    #[test]
+    fn a_log_ending_below_its_committed_index_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = GlommioRuntime::new(1);
+        rt.block_on(async {
+            {
+                let mut store = LogStore::open(dir.path()).await.unwrap();
+                let mut entries = vec![membership(1, 0), blank(1, 1)];
+                entries.extend((2..40).map(|i| normal(1, i, vec![i as u8; 8])));
+                append_durable(&mut store, entries).await;
+                store.save_committed(Some(log_id(1, 2, 35))).await.unwrap();
+                // What a lost tail looks like on disk: the log ends at 30.
+                store.truncate_after(Some(log_id(1, 2, 30))).await.unwrap();
+            }
+            let refused = LogStore::open(dir.path()).await.err().expect("refused");
+            assert!(
+                matches!(
+                    refused,
+                    LogStoreError::BelowCommitted {
+                        last: Some(30),
+                        committed: 35,
+                        ..
+                    }
+                ),
+                "{refused}"
+            );
+            assert!(refused.to_string().contains("below the committed index 35"));
+            let group = crate::raft::GroupError::Log {
+                group: 1,
+                source: refused,
+            };
+            assert!(group.is_damage());
+        });
     }
 
     #[test]
