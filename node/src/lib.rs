@@ -18,6 +18,7 @@ pub mod core_metrics;
 pub mod credentials;
 pub mod cycle;
 pub mod demo;
+pub mod error_text;
 pub mod execution;
 pub mod http;
 pub mod http_access;

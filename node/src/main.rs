@@ -444,7 +444,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("settle: {e:#}");
+            eprintln!("settle: {}", settle_node::error_text::one_line(&e));
             ExitCode::from(2)
         }
     }

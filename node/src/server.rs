@@ -256,7 +256,11 @@ async fn run_core(
 ) -> anyhow::Result<()> {
     let result = open_and_serve(&ctx, inboxes, control_inbox, publisher).await;
     if let Err(e) = &result {
-        let _ = ctx.ready.send(Err(format!("core {}: {e:#}", ctx.core)));
+        let _ = ctx.ready.send(Err(format!(
+            "core {}: {}",
+            ctx.core,
+            crate::error_text::one_line(&e)
+        )));
     }
     result
 }
@@ -370,11 +374,28 @@ async fn open_and_serve(
             currency.as_str().to_ascii_lowercase()
         ));
         let (raft, state) = match &cluster {
-            None => open_group::<ShardState>(group, config.node_id, &dir, &config.group).await,
-            Some(c) => {
-                c.open_group::<ShardState>(group, currency.as_str(), &dir, &config.group)
-                    .await
-            }
+            None => open_group::<ShardState>(group, config.node_id, &dir, &config.group)
+                .await
+                .map_err(|e| {
+                    let damage = e.is_damage();
+                    let e = anyhow::Error::from(e);
+                    if damage {
+                        // A cluster's replica rebuilds itself from its peers
+                        // (`cluster::repair`); alone, the operator decides.
+                        e.context(format!(
+                            "{} is damaged and this node has no peer to rebuild it from: \
+                             restore it from a backup, or move it aside to start the shard \
+                             empty (its history would be lost)",
+                            dir.display()
+                        ))
+                    } else {
+                        e
+                    }
+                }),
+            Some(c) => c
+                .open_group::<ShardState>(group, currency.as_str(), &dir, &config.group)
+                .await
+                .map_err(anyhow::Error::from),
         }
         .with_context(|| format!("opening shard {group} ({currency})"))?;
         if cluster.is_none() {

@@ -232,3 +232,43 @@ fn a_replica_with_a_damaged_log_quarantines_it_and_rebuilds_from_its_peers() {
     );
     cluster.verify_everywhere(&acked).unwrap();
 }
+
+/// Alone, a node has nobody to rebuild a damaged group from: it refuses to
+/// start with one line that names the damaged file and says what to do.
+#[test]
+fn a_lone_node_with_a_damaged_log_refuses_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let participants = settle_tests::write_participants(dir.path(), 4).unwrap();
+    let mut node = settle_tests::Node::start(&data, Some(&participants), false, 1).unwrap();
+    for id in 1..=50u128 {
+        settle_tests::submit_one(node.listen, 0x00da_0000 + id);
+    }
+    node.terminate().unwrap();
+    let segment = std::fs::read_dir(data.join("group-1-usd").join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .min()
+        .expect("a log segment");
+    flip_a_written_byte(&segment);
+    let output = std::process::Command::new(settle_tests::bin_path("settle"))
+        .args(["start", "--insecure", "--cores", "1", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &settle_tests::free_port().to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("no peer to rebuild it from"), "{stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()),
+        "names the file: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("corrupt log segment").count(),
+        1,
+        "says it once: {stderr}"
+    );
+}
