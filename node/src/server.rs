@@ -259,7 +259,7 @@ async fn run_core(
         let _ = ctx.ready.send(Err(format!(
             "core {}: {}",
             ctx.core,
-            crate::error_text::one_line(&e)
+            crate::error_text::one_line(e)
         )));
     }
     result
