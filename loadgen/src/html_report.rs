@@ -135,7 +135,13 @@ fn summary(input: &ReportInput<'_>) -> String {
     let p = &l.latency_us;
     let r = &l.results;
     let mut rows = vec![
-        ("mode", format!("{}, {} clients x {} per request", l.mode, l.clients, l.batch)),
+        (
+            "mode",
+            format!(
+                "{}, {} clients x {} per request",
+                l.mode, l.clients, l.batch
+            ),
+        ),
         ("targets", l.targets.join(", ")),
         ("duration", format!("{:.1} s", l.duration_s)),
         (
@@ -434,10 +440,16 @@ mod tests {
         .unwrap();
         assert!(html.contains("settle-loadgen &lt;test&gt; report"));
         for id in ["plot-throughput", "plot-latency"] {
-            assert!(html.contains(&format!("<figure id=\"{id}\" data-points=\"2\"")), "{id}");
+            assert!(
+                html.contains(&format!("<figure id=\"{id}\" data-points=\"2\"")),
+                "{id}"
+            );
         }
         assert!(!html.contains("plot-costs") && html.contains("id=\"no-settlement\""));
         assert_eq!(html.matches("<svg").count(), 2);
-        assert!(html.matches("<polyline").count() >= 3, "one line per series");
+        assert!(
+            html.matches("<polyline").count() >= 3,
+            "one line per series"
+        );
     }
 }

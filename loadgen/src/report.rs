@@ -164,9 +164,7 @@ fn ms(us: u64) -> f64 {
 /// The live line: elapsed time, throughput and p99 over the last second,
 /// transactions settled so far (settle mode) and failed so far.
 pub fn live_line(sample: &crate::timeline::Sample, errors: u64) -> String {
-    let settled = sample
-        .settled
-        .map_or("-".to_string(), |s| s.to_string());
+    let settled = sample.settled.map_or("-".to_string(), |s| s.to_string());
     format!(
         "[{:>6.1}s] {:>9.0} tx/s  p99 {:>8.3} ms  settled {:>9}  errors {}",
         sample.t_s, sample.tx_per_s, sample.p99_ms, settled, errors

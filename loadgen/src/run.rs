@@ -205,13 +205,19 @@ impl Progress {
     }
 
     fn record(&self, latency: Duration, expected_interval_us: Option<u64>) {
-        let mut h = self.interval_latency_us.lock().expect("no panic while held");
+        let mut h = self
+            .interval_latency_us
+            .lock()
+            .expect("no panic while held");
         crate::report::record_us(&mut h, latency, expected_interval_us);
     }
 
     /// The interval's latencies, leaving an empty histogram for the next.
     fn take_interval(&self) -> Histogram<u64> {
-        let mut h = self.interval_latency_us.lock().expect("no panic while held");
+        let mut h = self
+            .interval_latency_us
+            .lock()
+            .expect("no panic while held");
         let empty = Histogram::new_from(&*h);
         std::mem::replace(&mut *h, empty)
     }
@@ -334,7 +340,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         let mut sampler = sampler.lock().expect("no panic while held");
         let answered = progress.answered.load(Ordering::Relaxed);
         let errors = progress.errors.load(Ordering::Relaxed);
-        if answered > sampler.answered || errors > sampler.errors || sampler.timeline.samples.is_empty() {
+        if answered > sampler.answered
+            || errors > sampler.errors
+            || sampler.timeline.samples.is_empty()
+        {
             sampler.sample(&progress, options.settled.as_deref());
         }
         std::mem::take(&mut sampler.timeline)

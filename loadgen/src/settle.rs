@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail};
 use serde::Serialize;
 use settle_codec::messages::{
-    CycleCost, CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse,
-    CycleStatus, CycleSummary, DecisionMethod, MAX_CYCLE_SUMMARIES,
+    CycleCost, CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse, CycleStatus,
+    CycleSummary, DecisionMethod, MAX_CYCLE_SUMMARIES,
 };
 use settle_codec::rkyv::{self, rancor};
 use settle_codec::{
@@ -483,7 +483,10 @@ async fn watch_settled(
         match control.cycles_after(after).await {
             Ok((cycles, _)) => {
                 // Up to the first cycle still in flight: it is read again.
-                for c in cycles.iter().take_while(|c| c.status == CycleStatus::Applied) {
+                for c in cycles
+                    .iter()
+                    .take_while(|c| c.status == CycleStatus::Applied)
+                {
                     settled.fetch_add(u64::from(c.settled), Ordering::Relaxed);
                     after = c.cycle_id;
                 }

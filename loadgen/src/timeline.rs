@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(timeline.samples.len(), TIMELINE_SAMPLES_MAX / 2 + 1);
         assert_eq!(timeline.answered(), 10 * (TIMELINE_SAMPLES_MAX as u64 + 1));
         let first = timeline.samples[0];
-        assert_eq!((first.t_s, first.interval_s, first.tx_per_s), (2.0, 2.0, 10.0));
+        assert_eq!(
+            (first.t_s, first.interval_s, first.tx_per_s),
+            (2.0, 2.0, 10.0)
+        );
         assert_eq!(first.p99_ms, 1.0, "the larger of the pair");
     }
 

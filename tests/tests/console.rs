@@ -156,7 +156,10 @@ type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
 fn parse_metrics(text: &str) -> Samples {
     let mut samples = Samples::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').unwrap();
         let value = match value {
             "+Inf" => f64::INFINITY,
@@ -187,7 +190,10 @@ fn total(samples: &Samples, name: &str, filter: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|((n, labels), _)| {
-            n == name && filter.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            n == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, v)| v)
         .sum()
@@ -320,8 +326,20 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
     let load_json = dir.path().join("load.json");
     let load = Command::new(bin_path("settle-loadgen"))
         .args(["--tls-dir", &tls_arg, "--target", &node.listen.to_string()])
-        .args(["--duration", LOAD_DURATION, "--clients", "4", "--batch", "200"])
-        .args(["--participants", &PARTICIPANTS.to_string(), "--settle", "--json"])
+        .args([
+            "--duration",
+            LOAD_DURATION,
+            "--clients",
+            "4",
+            "--batch",
+            "200",
+        ])
+        .args([
+            "--participants",
+            &PARTICIPANTS.to_string(),
+            "--settle",
+            "--json",
+        ])
         .arg(&load_json)
         .output()
         .unwrap();
@@ -375,7 +393,10 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
     let banner = tag_with(&dom, "id=\"error-banner\"").expect("the error banner");
     assert!(banner.contains("hidden"), "an error is shown: {dom}");
     let updated = tag_with(&dom, "id=\"last-update\"").unwrap();
-    let polls: u32 = attribute(updated, "data-poll-count").unwrap().parse().unwrap();
+    let polls: u32 = attribute(updated, "data-poll-count")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(polls >= 2, "the page polled {polls} times: {updated}");
 
     for result in ["created", "duplicate", "conflict", "rejected"] {
@@ -388,7 +409,10 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
     assert_eq!(shown(&dom, "tx-created-total"), created);
     for (id, metric) in [
         ("cycles-settled-total", "settle_cycles_settled_total"),
-        ("settled-transactions-total", "settle_settled_transactions_total"),
+        (
+            "settled-transactions-total",
+            "settle_settled_transactions_total",
+        ),
         ("settlement-costs-usd", "settle_settlement_costs_total"),
         ("cost-savings-usd", "settle_cost_savings_total"),
         ("data-loss-events-total", "settle_data_loss_events_total"),
@@ -438,7 +462,11 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
         &format!("--screenshot={}", screenshot.display()),
     );
     let png = std::fs::read(&screenshot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     eprintln!("console screenshot: {}", screenshot.display());
     if let Some(copy) = std::env::var_os("SETTLE_CONSOLE_SCREENSHOT") {
         std::fs::copy(&screenshot, copy).unwrap();
@@ -448,7 +476,10 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
     let bank_url = format!("{base}#token={}", read_token(&tls, "bank_01"));
     let dom = chromium_run(dir.path(), &spki, &bank_url, "--dump-dom");
     let banner = tag_with(&dom, "id=\"error-banner\"").unwrap();
-    assert!(!banner.contains("hidden"), "no error shown to a bank: {dom}");
+    assert!(
+        !banner.contains("hidden"),
+        "no error shown to a bank: {dom}"
+    );
     assert!(dom.contains("/metrics: 403"), "{dom}");
     let updated = tag_with(&dom, "id=\"last-update\"").unwrap();
     assert_eq!(attribute(updated, "data-poll-count").unwrap(), "0");

@@ -80,23 +80,32 @@ fn a_settle_run_with_report_writes_svg_plots_that_add_up_to_its_totals() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let html = std::fs::read_to_string(&report_path).unwrap();
-    let data_at = html.find("<script type=\"application/json\" id=\"report-data\">").unwrap();
+    let data_at = html
+        .find("<script type=\"application/json\" id=\"report-data\">")
+        .unwrap();
     let data_text = &html[data_at..];
-    let data_text = &data_text[data_text.find('>').unwrap() + 1..data_text.find("</script>").unwrap()];
+    let data_text =
+        &data_text[data_text.find('>').unwrap() + 1..data_text.find("</script>").unwrap()];
     let data: serde_json::Value = serde_json::from_str(&data_text.replace("<\\/", "</")).unwrap();
 
     // Throughput and latency: one point per sample, the samples adding up
     // to every transaction the run had answered.
     let samples = data["timeline"]["samples"].as_array().unwrap();
     assert!(samples.len() >= 3, "{} samples", samples.len());
-    let answered: u64 = samples.iter().map(|s| s["answered"].as_u64().unwrap()).sum();
+    let answered: u64 = samples
+        .iter()
+        .map(|s| s["answered"].as_u64().unwrap())
+        .sum();
     let results = &json["load"]["results"];
     let run_answered: u64 = ["created", "duplicate", "conflict", "rejected"]
         .iter()
         .map(|r| results[r].as_u64().unwrap())
         .sum();
     assert!(run_answered > 0);
-    assert_eq!(answered, run_answered, "the timeline against the run's total");
+    assert_eq!(
+        answered, run_answered,
+        "the timeline against the run's total"
+    );
     let throughput = figure(&html, "throughput");
     assert_eq!(attribute(throughput, "data-points") as usize, samples.len());
     assert!(
@@ -128,7 +137,10 @@ fn a_settle_run_with_report_writes_svg_plots_that_add_up_to_its_totals() {
         .iter()
         .map(|p| breakdown[p].as_f64().unwrap())
         .sum();
-    assert!((parts - cost).abs() <= 1e-6 * cost.max(1.0), "{breakdown} against {cost}");
+    assert!(
+        (parts - cost).abs() <= 1e-6 * cost.max(1.0),
+        "{breakdown} against {cost}"
+    );
     let cycles = data["cycles"].as_array().unwrap();
     assert_eq!(cycles.len() as u64, settle["cycles"].as_u64().unwrap());
     let sum = |key: &str| cycles.iter().map(|c| c[key].as_f64().unwrap()).sum::<f64>();
@@ -136,7 +148,11 @@ fn a_settle_run_with_report_writes_svg_plots_that_add_up_to_its_totals() {
     assert!((sum("naive_cost_usd") - naive).abs() <= 1e-6 * naive.max(1.0));
     let savings = figure(&html, "savings");
     assert!(
-        polylines(savings).iter().filter(|&&n| n == cycles.len() + 1).count() >= 2,
+        polylines(savings)
+            .iter()
+            .filter(|&&n| n == cycles.len() + 1)
+            .count()
+            >= 2,
         "naive and cycle lines of {} points: {:?}",
         cycles.len() + 1,
         polylines(savings)
