@@ -268,12 +268,11 @@ fn draw_error(plot: &'static str) -> impl Fn(Box<dyn std::error::Error>) -> Repo
     }
 }
 
+/// One line of a plot: its legend, colour and (x, y) points.
+type Line<'a> = (&'a str, RGBColor, &'a Vec<(f64, f64)>);
+
 /// A line per series over time (seconds from the run's start).
-fn line_plot(
-    plot: &'static str,
-    y_unit: &str,
-    series: &[(&str, RGBColor, &Vec<(f64, f64)>)],
-) -> Result<String, ReportError> {
+fn line_plot(plot: &'static str, y_unit: &str, series: &[Line<'_>]) -> Result<String, ReportError> {
     let points = || series.iter().flat_map(|(_, _, p)| p.iter());
     let x_max = points().map(|p| p.0).fold(1.0, f64::max);
     let y_max = points().map(|p| p.1).fold(0.0, f64::max);
