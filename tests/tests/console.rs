@@ -416,6 +416,10 @@ fn the_console_in_headless_chromium_shows_the_figures_of_metrics() {
         ("settlement-costs-usd", "settle_settlement_costs_total"),
         ("cost-savings-usd", "settle_cost_savings_total"),
         ("data-loss-events-total", "settle_data_loss_events_total"),
+        (
+            "transactions-rolled-total",
+            "settle_transactions_rolled_total",
+        ),
     ] {
         close(id, shown(&dom, id), total(&m, metric, &[]));
     }
