@@ -261,6 +261,15 @@ fn settle_figures(out: &mut String, settle: &SettleReport) -> Result<(), ReportE
     Ok(())
 }
 
+/// An axis value with as many decimals as its size needs.
+fn axis_label(value: &f64) -> String {
+    match value.abs() {
+        v if v >= 100.0 || v == 0.0 => format!("{value:.0}"),
+        v if v >= 1.0 => format!("{value:.1}"),
+        _ => format!("{value:.3}"),
+    }
+}
+
 fn draw_error(plot: &'static str) -> impl Fn(Box<dyn std::error::Error>) -> ReportError {
     move |e| ReportError::Draw {
         plot,
@@ -290,6 +299,7 @@ fn line_plot(plot: &'static str, y_unit: &str, series: &[Line<'_>]) -> Result<St
             .configure_mesh()
             .x_desc("seconds since start")
             .y_desc(y_unit)
+            .y_label_formatter(&axis_label)
             .light_line_style(WHITE)
             .draw()?;
         for (name, color, line) in series {
@@ -346,6 +356,7 @@ fn bar_plot(parts: &[(&str, f64, f64)]) -> Result<String, ReportError> {
             .x_labels(parts.len() * 2 + 1)
             .x_label_formatter(&label)
             .y_desc("USD")
+            .y_label_formatter(&axis_label)
             .light_line_style(WHITE)
             .draw()?;
         // Bar `which` (0: the cycles, 1: naive) of every part.

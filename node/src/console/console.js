@@ -292,7 +292,9 @@ function renderLatency(m, now) {
   // The node restarted (its counters began again): since its start, then.
   if (windowed.some(([, c]) => c < 0)) windowed = all;
   const seconds = Math.round((now - base.t) / 1000);
-  document.getElementById("latency-window-label").textContent = seconds > 0 ? `last ${seconds} s` : "since start";
+  const idle = windowed.length > 0 && windowed[windowed.length - 1][1] === 0;
+  document.getElementById("latency-window-label").textContent =
+    (seconds > 0 ? `last ${seconds} s` : "since start") + (idle ? " (idle)" : "");
   const rows = [["", windowed], ["all-", all]];
   for (const [prefix, b] of rows) {
     for (const [q, suffix] of [[0.5, "p50"], [0.99, "p99"], [0.999, "p999"]]) {
