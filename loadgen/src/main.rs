@@ -109,6 +109,10 @@ struct LoadArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write an HTML report with SVG plots to this file: throughput and latency over time, and with
+    /// --settle the cost breakdown and the cumulative cost against naive.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Write every acknowledged transaction id to this file, one per line.
     #[arg(long)]
     acked: Option<PathBuf>,
@@ -197,6 +201,7 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
         run_id,
         live: true,
         collect_acked: args.acked.is_some(),
+        settled: None,
     };
     // Acknowledged ids are collected per client and written at the end: the
     // crash tests kill the node, never the load generator.
@@ -223,6 +228,18 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
         };
         std::fs::write(&path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        settle_loadgen::html_report::write(
+            path,
+            &settle_loadgen::html_report::ReportInput {
+                title: "settle-loadgen",
+                load: &outcome.report,
+                timeline: &outcome.timeline,
+                settle: settled.as_ref(),
+            },
+        )?;
+        eprintln!("settle-loadgen: report written to {}", path.display());
     }
     if let Some(path) = args.acked {
         let file =

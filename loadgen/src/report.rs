@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Latencies are recorded in microseconds up to one minute; anything slower
 /// is clamped (and still counted) rather than dropped.
-const LATENCY_US_MAX: u64 = 60_000_000;
+pub const LATENCY_US_MAX: u64 = 60_000_000;
 
 /// Per-client measurements, merged at the end (no sharing on the hot path).
 #[derive(Debug, Clone)]
@@ -55,22 +55,24 @@ impl Default for Recorder {
     }
 }
 
+/// Records `latency` in µs into `h` (bounds of [`LATENCY_US_MAX`]),
+/// corrected for coordinated omission when the open loop's interval is given.
+pub fn record_us(h: &mut Histogram<u64>, latency: Duration, expected_interval_us: Option<u64>) {
+    let us = (latency.as_micros() as u64).clamp(1, LATENCY_US_MAX);
+    match expected_interval_us {
+        Some(interval) if interval > 0 => h
+            .record_correct(us, interval)
+            .expect("value clamped within bounds"),
+        _ => h.record(us).expect("value clamped within bounds"),
+    }
+}
+
 impl Recorder {
     /// Records one request's latency. `expected_interval_us` is the open-loop
     /// send interval of this client: HDR back-fills the samples a stalled
     /// server would have caused (coordinated-omission correction).
     pub fn record_latency(&mut self, latency: Duration, expected_interval_us: Option<u64>) {
-        let us = (latency.as_micros() as u64).clamp(1, LATENCY_US_MAX);
-        match expected_interval_us {
-            Some(interval) if interval > 0 => self
-                .latency_us
-                .record_correct(us, interval)
-                .expect("value clamped within bounds"),
-            _ => self
-                .latency_us
-                .record(us)
-                .expect("value clamped within bounds"),
-        }
+        record_us(&mut self.latency_us, latency, expected_interval_us);
         self.requests += 1;
     }
 
@@ -159,14 +161,13 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// The live line: throughput over the last second and p99 so far.
-pub fn live_line(elapsed: Duration, tx_last_second: u64, p99_us: u64, errors: u64) -> String {
+/// The live line: elapsed time, throughput and p99 over the last second,
+/// transactions settled so far (settle mode) and failed so far.
+pub fn live_line(sample: &crate::timeline::Sample, errors: u64) -> String {
+    let settled = sample.settled.map_or("-".to_string(), |s| s.to_string());
     format!(
-        "[{:>5.1}s] {:>9} tx/s  p99 so far {:>8.3} ms  errors {}",
-        elapsed.as_secs_f64(),
-        tx_last_second,
-        ms(p99_us),
-        errors
+        "[{:>6.1}s] {:>9.0} tx/s  p99 {:>8.3} ms  settled {:>9}  errors {}",
+        sample.t_s, sample.tx_per_s, sample.p99_ms, settled, errors
     )
 }
 

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
+use hdrhistogram::Histogram;
 use settle_codec::{
     decode_body, ErrorResponse, FrameBuf, FrameReader, LookupItem, LookupRequest, LookupResponse,
     MessageKind, ReadStatus, SubmitBatch, SubmitResponse, Transaction, TxResult, MAX_LOOKUP_IDS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::report::{live_line, Percentiles, Recorder, Report};
+use crate::report::{live_line, Percentiles, Recorder, Report, LATENCY_US_MAX};
+use crate::timeline::{Sample, Timeline};
 use crate::workload::Workload;
 
 /// Options of a load run.
@@ -39,6 +41,9 @@ pub struct RunOptions {
     pub live: bool,
     /// Keep every acknowledged (Created or Duplicate) id, for `--acked`.
     pub collect_acked: bool,
+    /// Transactions settled since the run began, kept up to date by the
+    /// settle mode for the live line and the timeline (`None`: not settling).
+    pub settled: Option<Arc<AtomicU64>>,
 }
 
 /// What a run produced.
@@ -46,6 +51,8 @@ pub struct RunOutcome {
     pub report: Report,
     /// Acknowledged ids (empty unless `collect_acked`).
     pub acked: Vec<u128>,
+    /// The run second by second (what the live line showed).
+    pub timeline: Timeline,
 }
 
 /// A connection speaking the frame protocol, with reusable buffers.
@@ -176,12 +183,75 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Shared counters for the live line (relaxed atomics: a progress display).
-#[derive(Default)]
+/// Shared counters for the live line and the timeline (relaxed atomics: a
+/// progress display). The clients run on one runtime thread, so the
+/// interval's histogram lock is never contended.
 struct Progress {
     answered: AtomicU64,
     errors: AtomicU64,
-    p99_us: AtomicU64,
+    /// Latencies (µs) of the requests answered since the last sample.
+    interval_latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            answered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            interval_latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+
+    fn record(&self, latency: Duration, expected_interval_us: Option<u64>) {
+        let mut h = self
+            .interval_latency_us
+            .lock()
+            .expect("no panic while held");
+        crate::report::record_us(&mut h, latency, expected_interval_us);
+    }
+
+    /// The interval's latencies, leaving an empty histogram for the next.
+    fn take_interval(&self) -> Histogram<u64> {
+        let mut h = self
+            .interval_latency_us
+            .lock()
+            .expect("no panic while held");
+        let empty = Histogram::new_from(&*h);
+        std::mem::replace(&mut *h, empty)
+    }
+}
+
+/// Where the timeline stands: what its samples counted so far.
+struct Sampler {
+    start: Instant,
+    last_at: Duration,
+    answered: u64,
+    errors: u64,
+    timeline: Timeline,
+}
+
+impl Sampler {
+    /// Samples the interval since the last sample.
+    fn sample(&mut self, progress: &Progress, settled: Option<&AtomicU64>) -> Sample {
+        let now = self.start.elapsed();
+        let answered = progress.answered.load(Ordering::Relaxed);
+        let errors = progress.errors.load(Ordering::Relaxed);
+        let sample = Sample::new(
+            now,
+            now.saturating_sub(self.last_at),
+            answered - self.answered,
+            errors - self.errors,
+            &progress.take_interval(),
+            settled.map(|s| s.load(Ordering::Relaxed)),
+        );
+        self.last_at = now;
+        self.answered = answered;
+        self.errors = errors;
+        self.timeline.push(sample);
+        sample
+    }
 }
 
 /// Runs the load and returns the report.
@@ -199,7 +269,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
             settle_codec::MAX_BATCH_TRANSACTIONS
         );
     }
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(Progress::new());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + options.duration;
@@ -216,29 +286,36 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         }));
     }
 
-    let live = if options.live {
+    // Every second: a timeline sample, and the live line on stderr.
+    let sampler = Arc::new(Mutex::new(Sampler {
+        start,
+        last_at: Duration::ZERO,
+        answered: 0,
+        errors: 0,
+        timeline: Timeline::default(),
+    }));
+    let live = {
         let progress = progress.clone();
         let stop = stop.clone();
-        Some(tokio::spawn(async move {
-            let mut last = 0;
+        let sampler = sampler.clone();
+        let settled = options.settled.clone();
+        let print = options.live;
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let answered = progress.answered.load(Ordering::Relaxed);
-                let line = live_line(
-                    start.elapsed(),
-                    answered - last,
-                    progress.p99_us.load(Ordering::Relaxed),
-                    progress.errors.load(Ordering::Relaxed),
-                );
-                last = answered;
-                let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "{line}");
+                let sample = sampler
+                    .lock()
+                    .expect("no panic while held")
+                    .sample(&progress, settled.as_deref());
+                if print {
+                    let line = live_line(&sample, progress.errors.load(Ordering::Relaxed));
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{line}");
+                }
             }
-        }))
-    } else {
-        None
+        })
     };
 
     let mut total = Recorder::default();
@@ -256,9 +333,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
     }
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
-    if let Some(live) = live {
-        live.abort();
-    }
+    live.abort();
+    let _ = live.await;
+    // The last part-second: the timeline's samples add up to the run.
+    let timeline = {
+        let mut sampler = sampler.lock().expect("no panic while held");
+        let answered = progress.answered.load(Ordering::Relaxed);
+        let errors = progress.errors.load(Ordering::Relaxed);
+        if answered > sampler.answered
+            || errors > sampler.errors
+            || sampler.timeline.samples.is_empty()
+        {
+            sampler.sample(&progress, options.settled.as_deref());
+        }
+        std::mem::take(&mut sampler.timeline)
+    };
     if total.requests == 0 {
         if let Some(e) = first_error {
             return Err(e);
@@ -284,7 +373,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         requests: total.requests,
     };
     let acked = std::mem::take(&mut *acked.lock().expect("no client panicked holding the lock"));
-    Ok(RunOutcome { report, acked })
+    Ok(RunOutcome {
+        report,
+        acked,
+        timeline,
+    })
 }
 
 /// Most consecutive failed requests a client tolerates (reconnecting after
@@ -356,7 +449,9 @@ async fn client_loop(
         match conn.submit(&batch).await {
             Ok(SubmitAnswer::Results(results)) => {
                 failures = 0;
-                recorder.record_latency(intended.elapsed(), interval_us);
+                let latency = intended.elapsed();
+                recorder.record_latency(latency, interval_us);
+                progress.record(latency, interval_us);
                 for (tx, result) in batch.iter().zip(&results) {
                     match result {
                         TxResult::Created => {
@@ -378,12 +473,6 @@ async fn client_loop(
                 progress
                     .answered
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
-                if recorder.requests % 16 == 1 {
-                    progress.p99_us.store(
-                        recorder.latency_us.value_at_quantile(0.99),
-                        Ordering::Relaxed,
-                    );
-                }
             }
             Ok(SubmitAnswer::Error(_)) | Err(_) => {
                 failures += 1;

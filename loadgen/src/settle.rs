@@ -20,14 +20,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
 use serde::Serialize;
 use settle_codec::messages::{
-    CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse, CycleStatus,
+    CycleCost, CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse, CycleStatus,
     CycleSummary, DecisionMethod, MAX_CYCLE_SUMMARIES,
 };
 use settle_codec::rkyv::{self, rancor};
@@ -118,6 +118,30 @@ pub struct SettleReport {
     pub cost_usd: f64,
     pub naive_cost_usd: f64,
     pub savings_pct: f64,
+    /// `cost_usd` and `naive_cost_usd` by part (FX, wires, deferral).
+    pub cost_breakdown: CycleCost,
+    pub naive_breakdown: CycleCost,
+    /// Every applied cycle in the order it applied, for the report's plots.
+    #[serde(skip)]
+    pub cycle_points: Vec<CyclePoint>,
+}
+
+/// One applied cycle as the report plots it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CyclePoint {
+    pub cycle_id: u64,
+    /// Seconds from the run's start to the cycle's apply.
+    pub t_s: f64,
+    pub settled: u32,
+    pub cost_usd: f64,
+    pub naive_cost_usd: f64,
+}
+
+fn add_cost(sum: &mut CycleCost, c: &CycleCost) {
+    sum.fx += c.fx;
+    sum.wire += c.wire;
+    sum.deferral += c.deferral;
+    sum.total += c.total;
 }
 
 impl SettleReport {
@@ -178,7 +202,27 @@ impl SettleReport {
         let elapsed_s = last.saturating_sub(start_us) as f64 / 1e6;
         let cost: f64 = applied.iter().map(|c| c.cost.total).sum();
         let naive: f64 = applied.iter().map(|c| c.naive_cost.total).sum();
+        let mut cost_breakdown = CycleCost::default();
+        let mut naive_breakdown = CycleCost::default();
+        for c in &applied {
+            add_cost(&mut cost_breakdown, &c.cost);
+            add_cost(&mut naive_breakdown, &c.naive_cost);
+        }
+        let mut cycle_points: Vec<CyclePoint> = applied
+            .iter()
+            .map(|c| CyclePoint {
+                cycle_id: c.cycle_id,
+                t_s: c.applied_at_us.saturating_sub(start_us) as f64 / 1e6,
+                settled: c.settled,
+                cost_usd: c.cost.total,
+                naive_cost_usd: c.naive_cost.total,
+            })
+            .collect();
+        cycle_points.sort_by(|a, b| a.t_s.total_cmp(&b.t_s).then(a.cycle_id.cmp(&b.cycle_id)));
         SettleReport {
+            cost_breakdown,
+            naive_breakdown,
+            cycle_points,
             cycles: applied.len(),
             cycles_by_window: by_window,
             fallbacks: applied
@@ -414,6 +458,44 @@ impl Drained {
     }
 }
 
+/// How often the live line's settled count is refreshed.
+const SETTLED_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Adds the transactions settled by every cycle from `first_cycle` on, as
+/// each applies, to `settled`, until `stop` (a progress display: a failed
+/// read leaves the count as it is and tries again).
+async fn watch_settled(
+    target: SocketAddr,
+    first_cycle: u64,
+    settled: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut after = first_cycle.saturating_sub(1);
+    let mut connection = None;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(SETTLED_POLL_INTERVAL).await;
+        if connection.is_none() {
+            connection = ControlConnection::connect(target).await.ok();
+        }
+        let Some(control) = connection.as_mut() else {
+            continue;
+        };
+        match control.cycles_after(after).await {
+            Ok((cycles, _)) => {
+                // Up to the first cycle still in flight: it is read again.
+                for c in cycles
+                    .iter()
+                    .take_while(|c| c.status == CycleStatus::Applied)
+                {
+                    settled.fetch_add(u64::from(c.settled), Ordering::Relaxed);
+                    after = c.cycle_id;
+                }
+            }
+            Err(_) => connection = None,
+        }
+    }
+}
+
 /// Runs the load, then drains the cycles; the load's report and the
 /// settlement report.
 pub async fn run_settle(
@@ -462,8 +544,22 @@ pub async fn run_settle(
             anyhow::Ok(())
         })
     });
+    // The live line's "settled": applied cycles since the run began, from
+    // the first target's replica of the cycle list.
+    let settled = options
+        .settled
+        .clone()
+        .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
+    let mut options = options;
+    options.settled = Some(settled.clone());
+    let watcher = {
+        let stop = stop.clone();
+        let target = targets[0];
+        tokio::spawn(watch_settled(target, first_cycle, settled, stop))
+    };
     let outcome = run(options).await;
     stop.store(true, Ordering::Relaxed);
+    watcher.abort();
     if let Some(trigger) = trigger {
         trigger
             .await

@@ -17,6 +17,8 @@
 //! - `GET /v1/fx`, `PUT /v1/fx`: the cycle parameters.
 //! - `GET /metrics`: Prometheus (OpenMetrics text; auditor, operator or
 //!   admin). This thread publishes its own metrics cells like a core does.
+//! - `GET /`: the live console ([`crate::console`]), a static page open to
+//!   all whose data fetches carry the operator's token.
 
 use std::net::SocketAddr;
 
@@ -94,6 +96,9 @@ impl HttpServer {
                             access,
                             crate::http_access::authorize,
                         ))
+                        // The console's page holds no data: served without
+                        // credentials; its fetches pass the middleware above.
+                        .merge(crate::console::router())
                         .into_make_service_with_connect_info::<crate::http_tls::Caller>();
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {

@@ -3,7 +3,9 @@
 //! credentials) or 403 (not allowed) JSON answer, logged, before any
 //! handler runs. A request let through carries its [`Caller`] as an
 //! extension, for the handlers whose answer depends on who asks (a bank's
-//! lookups show only its own transactions).
+//! lookups show only its own transactions). The console's static page and
+//! assets (`/`, `/console.js`, `/console.css`: no data) are routed outside
+//! this middleware; the page's data fetches pass through it.
 
 use std::sync::Arc;
 

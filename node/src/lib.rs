@@ -13,6 +13,7 @@
 pub mod access;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod core_metrics;
 pub mod credentials;

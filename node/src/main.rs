@@ -408,6 +408,10 @@ struct DemoArgs {
     /// liquidity instead of showing the engine's speed.
     #[arg(long, default_value_t = 100.0)]
     liquidity: f64,
+    /// Write an HTML report with SVG plots to this file: throughput and latency over time, the
+    /// cost breakdown and the cumulative cost against naive.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -433,6 +437,7 @@ fn main() -> ExitCode {
             cores: args.cores,
             rate: args.rate,
             liquidity: args.liquidity,
+            report: args.report,
         }),
         Command::Cycle(command) => cli::cycle(command),
         Command::Audit(args) => cli::audit(args),

@@ -157,6 +157,7 @@ impl Hub {
                 out.transactions_per_second += p.transactions_per_second;
                 out.gauges.groups.extend(p.gauges.groups.iter().cloned());
                 out.gauges.pending.extend(p.gauges.pending.iter().cloned());
+                out.gauges.rolled.extend(p.gauges.rolled.iter().cloned());
                 out.gauges
                     .balances
                     .extend(p.gauges.balances.iter().cloned());
