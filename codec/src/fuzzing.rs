@@ -9,8 +9,8 @@ use crate::frame::{decode_body, decode_frame, padded_len, Frame, FrameHeader, FR
 use crate::messages::{
     BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse, CycleListRequest,
     CycleListResponse, CycleRunRequest, CycleRunResponse, DepositRequest, DepositResponse, Encode,
-    ErrorResponse, ForecastRequest, ForecastResponse, LookupRequest, LookupResponse, Message, MessageKind, SubmitRequest,
-    SubmitResponse, MAX_BATCH_TRANSACTIONS, MAX_CYCLE_TRANSACTIONS,
+    ErrorResponse, ForecastRequest, ForecastResponse, LookupRequest, LookupResponse, Message,
+    MessageKind, SubmitRequest, SubmitResponse, MAX_BATCH_TRANSACTIONS, MAX_CYCLE_TRANSACTIONS,
 };
 use crate::peer::{ForwardSubmit, PeerRequest, PeerResponse};
 use crate::reader::{FrameReader, ReadStatus};

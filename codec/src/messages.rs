@@ -844,9 +844,7 @@ pub struct ForecastRequest {
 /// The balance at the end of one forecast bucket, minor units: the point
 /// forecast and the 80, 90 and 95 % prediction intervals (`lower[i]`,
 /// `upper[i]` for the levels in that order).
-#[derive(
-    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize,
-)]
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[rkyv(derive(Debug))]
 pub struct ForecastStep {
     /// Start and end of the bucket, microseconds since the Unix epoch.
@@ -861,9 +859,7 @@ pub struct ForecastStep {
 
 /// The 95 % lower bound of the balance goes below zero: pre-fund `amount`
 /// before `before_us`.
-#[derive(
-    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize,
-)]
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[rkyv(derive(Debug))]
 pub struct ForecastShortfall {
     pub amount: u64,

@@ -15,7 +15,10 @@ fn main() {
         walk.stride
     );
     let rows = table(seeds, days, walk).expect("the synthetic histories are long enough");
-    let header: Vec<String> = LEVELS.iter().map(|l| format!("{:.0} %", 100.0 * l)).collect();
+    let header: Vec<String> = LEVELS
+        .iter()
+        .map(|l| format!("{:.0} %", 100.0 * l))
+        .collect();
     println!("| noise | {} | trials per level |", header.join(" | "));
     println!("|---|---|---|---|---|");
     for r in &rows {
@@ -24,7 +27,12 @@ fn main() {
             .iter()
             .map(|c| format!("{:.1}", c.percent()))
             .collect();
-        println!("| {} | {} | {} |", r.noise.name(), cells.join(" | "), r.coverage[0].total);
+        println!(
+            "| {} | {} | {} |",
+            r.noise.name(),
+            cells.join(" | "),
+            r.coverage[0].total
+        );
     }
     println!("within ±5 points: {}", within_tolerance(&rows));
 }

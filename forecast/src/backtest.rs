@@ -72,7 +72,11 @@ pub struct Row {
 /// The backtest the unit test asserts and `examples/backtest.rs` prints:
 /// for each noise shape, `seeds` histories of `days` days (96 buckets a
 /// day), walked with `walk`.
-pub fn table(seeds: std::ops::Range<u64>, days: usize, walk: Walk) -> Result<Vec<Row>, ForecastError> {
+pub fn table(
+    seeds: std::ops::Range<u64>,
+    days: usize,
+    walk: Walk,
+) -> Result<Vec<Row>, ForecastError> {
     Noise::ALL
         .iter()
         .map(|&noise| -> Result<Row, ForecastError> {
@@ -123,7 +127,11 @@ mod tests {
         // per history, every (origin, step) of 8 hours counted.
         let rows = table(1..6, 14, STANDARD_WALK).unwrap();
         for r in &rows {
-            let pct: Vec<String> = r.coverage.iter().map(|c| format!("{:.1}", c.percent())).collect();
+            let pct: Vec<String> = r
+                .coverage
+                .iter()
+                .map(|c| format!("{:.1}", c.percent()))
+                .collect();
             eprintln!("{:<18} {}", r.noise.name(), pct.join(" "));
         }
         assert!(within_tolerance(&rows), "{rows:?}");

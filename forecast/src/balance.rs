@@ -72,13 +72,10 @@ pub fn balance_forecast(
         .iter()
         .map(|s| s.lower[2])
         .fold(f64::INFINITY, f64::min);
-    let shortfall = steps
-        .iter()
-        .find(|s| s.lower[2] < 0.0)
-        .map(|s| Shortfall {
-            step: s.step,
-            amount: -lowest,
-        });
+    let shortfall = steps.iter().find(|s| s.lower[2] < 0.0).map(|s| Shortfall {
+        step: s.step,
+        amount: -lowest,
+    });
     Ok(BalanceForecast { steps, shortfall })
 }
 
@@ -114,7 +111,10 @@ mod tests {
         let lowest = forecast.steps.last().unwrap().lower[2];
         assert!((s.amount + lowest).abs() < 1e-9);
         assert!(s.amount > 30.0);
-        assert_eq!(forecast.steps[0].quantile(0.5), Some(forecast.steps[0].point));
+        assert_eq!(
+            forecast.steps[0].quantile(0.5),
+            Some(forecast.steps[0].point)
+        );
         assert_eq!(forecast.steps[0].quantile(0.3), None);
         let rich = balance_forecast(&model, 1_000.0, 8).unwrap();
         assert_eq!(rich.shortfall, None);

@@ -31,7 +31,11 @@ use crate::ForecastError;
 pub const LEVELS: [f64; 3] = [0.80, 0.90, 0.95];
 
 /// Two-sided standard normal quantiles of [`LEVELS`]: `P(|Z| <= z) = level`.
-pub const Z: [f64; 3] = [1.281_551_565_544_600_4, 1.644_853_626_951_472_2, 1.959_963_984_540_054];
+pub const Z: [f64; 3] = [
+    1.281_551_565_544_600_4,
+    1.644_853_626_951_472_2,
+    1.959_963_984_540_054,
+];
 
 /// The smoothing parameters tried (level, seasonal): a grid, not an
 /// optimiser, so a fit costs a fixed, known amount of work
@@ -259,8 +263,14 @@ mod tests {
         flows[3] = f64::NAN;
         assert_eq!(fit(&flows, 8), Err(ForecastError::NotFinite { index: 3 }));
         let model = fit(&[1.0; 16], 8).unwrap();
-        assert!(matches!(model.forecast(0), Err(ForecastError::Horizon { .. })));
-        assert!(matches!(model.forecast(9), Err(ForecastError::Horizon { .. })));
+        assert!(matches!(
+            model.forecast(0),
+            Err(ForecastError::Horizon { .. })
+        ));
+        assert!(matches!(
+            model.forecast(9),
+            Err(ForecastError::Horizon { .. })
+        ));
     }
 
     #[test]
@@ -270,7 +280,10 @@ mod tests {
         }
         // Right-skewed: both bounds move up (a short left tail).
         let (lower, upper) = bounds(1.0, 1.0, 1.5);
-        assert!(lower[0] > -Z[0] && upper[0] > Z[0] - 0.1, "{lower:?} {upper:?}");
+        assert!(
+            lower[0] > -Z[0] && upper[0] > Z[0] - 0.1,
+            "{lower:?} {upper:?}"
+        );
         // Heavy tails: the 80 % interval narrows, the 95 % one does not.
         let (lower, upper) = bounds(1.0, 0.0, 3.0);
         assert!(upper[0] < Z[0] && upper[2] >= Z[2] - 0.01, "{upper:?}");

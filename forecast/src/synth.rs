@@ -21,7 +21,12 @@ pub enum Noise {
 }
 
 impl Noise {
-    pub const ALL: [Noise; 4] = [Noise::Gaussian, Noise::Laplace, Noise::StudentT5, Noise::Skewed];
+    pub const ALL: [Noise; 4] = [
+        Noise::Gaussian,
+        Noise::Laplace,
+        Noise::StudentT5,
+        Noise::Skewed,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

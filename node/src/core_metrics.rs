@@ -12,10 +12,10 @@ use std::sync::Arc;
 use settle_codec::Window;
 
 use crate::cluster::handle::{group_status, GroupHandle};
-use crate::metrics::hub::BALANCE_PARTICIPANTS_MAX;
 use crate::forecast::{Horizon, GAUGE_HORIZON_HOURS};
 use crate::intake::router::ParticipantFlows;
 use crate::metrics::hub::ForecastGauge;
+use crate::metrics::hub::BALANCE_PARTICIPANTS_MAX;
 use crate::metrics::{
     BalanceGauge, Gauges, GroupGauges, PendingGauge, Publisher, PUBLISH_INTERVAL,
 };

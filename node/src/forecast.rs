@@ -288,14 +288,22 @@ mod tests {
             Err(ForecastFailure::NoHistory { .. })
         ));
         assert!(matches!(
-            compute(Currency::USD, &flows(vec![1; 10], 0, 5), 0, Horizon::Hours(1)),
+            compute(
+                Currency::USD,
+                &flows(vec![1; 10], 0, 5),
+                0,
+                Horizon::Hours(1)
+            ),
             Err(ForecastFailure::Model {
                 source: ForecastError::TooShort { .. },
                 ..
             })
         ));
         assert_eq!(steps_for_hours(8, 15 * 60 * 1_000_000), 32);
-        assert_eq!(steps_for_hours(100, 15 * 60 * 1_000_000), FORECAST_STEPS_MAX);
+        assert_eq!(
+            steps_for_hours(100, 15 * 60 * 1_000_000),
+            FORECAST_STEPS_MAX
+        );
         assert_eq!(steps_for_hours(0, 1), 1);
     }
 }

@@ -582,7 +582,10 @@ async fn get_forecast(State(intake): State<Intake>, Query(q): Query<ForecastQuer
     use crate::forecast::{ForecastFailure, Horizon};
     let bad = |field: &str, message: String| error(StatusCode::BAD_REQUEST, Some(field), message);
     let Some(participant) = q.participant.as_deref().and_then(ParticipantId::from_name) else {
-        return bad("participant", "a participant name like bank_07 is needed".into());
+        return bad(
+            "participant",
+            "a participant name like bank_07 is needed".into(),
+        );
     };
     let Some(currency) = q.currency.as_deref().and_then(Currency::from_code) else {
         return bad("currency", "a currency code like USD is needed".into());

@@ -1086,7 +1086,10 @@ mod cli {
     pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
         use settle_node::forecast::{rfc3339, shortfall_message, to_json};
         let participant = ParticipantId::from_name(&args.participant).ok_or_else(|| {
-            anyhow!("--participant {:?} is not a name like bank_07", args.participant)
+            anyhow!(
+                "--participant {:?} is not a name like bank_07",
+                args.participant
+            )
         })?;
         let currency = Currency::from_code(&args.currency)
             .ok_or_else(|| anyhow!("--currency {:?} is not a currency code", args.currency))?;
@@ -1229,6 +1232,8 @@ mod tests {
             client_connections_max: Some(16),
             client_idle_timeout_ms: Some(1_000),
             client_frame_timeout_ms: Some(500),
+            forecast_bucket_ms: Some(60_000),
+            slow_request_ms: Some(50),
             no_leader_balancing: true,
             tls_dir: Some("/etc/settle/tls".into()),
             insecure: true,

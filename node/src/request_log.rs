@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(sum, s.total());
         assert!(s.stages()[1].1 >= Duration::from_millis(2));
         let text = s.to_string();
-        assert!(text.starts_with("validate=") && text.contains(" commit="), "{text}");
+        assert!(
+            text.starts_with("validate=") && text.contains(" commit="),
+            "{text}"
+        );
         for _ in 0..STAGES_MAX + 3 {
             s.mark("more");
         }

@@ -303,7 +303,11 @@ impl Node {
     /// Every line the node logged since it started (or since the last
     /// call) up to and including the first one containing each of
     /// `patterns` (all in one line).
-    pub fn lines_until(&mut self, patterns: &[&str], timeout: Duration) -> anyhow::Result<Vec<String>> {
+    pub fn lines_until(
+        &mut self,
+        patterns: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
         let mut lines = std::mem::take(&mut self.early);
         if lines.iter().any(|l| patterns.iter().all(|p| l.contains(p))) {
             return Ok(lines);

@@ -114,7 +114,11 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
     // bound 96 buckets ahead crosses zero after two days of history.
     let amount = (opening / 1_500).max(1);
 
-    let (status, none) = get(http, &admin, "/v1/forecast?participant=bank_01&currency=USD");
+    let (status, none) = get(
+        http,
+        &admin,
+        "/v1/forecast?participant=bank_01&currency=USD",
+    );
     assert_eq!(status, 409, "no settled flow yet: {none}");
 
     // The feeder pays on until the test is done, one batch per bucket
@@ -177,16 +181,28 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
     assert!(shortfall["before"].as_str().unwrap().ends_with('Z'));
 
     // bank_02 receives all of it: no shortfall.
-    let (status, rich) = get(http, &admin, "/v1/forecast?participant=bank_02&currency=USD");
+    let (status, rich) = get(
+        http,
+        &admin,
+        "/v1/forecast?participant=bank_02&currency=USD",
+    );
     assert_eq!(status, 200, "{rich}");
     assert_ordered(&rich);
     assert!(rich["shortfall"].is_null(), "{rich}");
 
     // A submitter sees its own forecast only.
     let bank_02 = identity_tls(&tls, "bank_02").unwrap();
-    let (status, own) = get(http, &bank_02, "/v1/forecast?participant=bank_02&currency=USD");
+    let (status, own) = get(
+        http,
+        &bank_02,
+        "/v1/forecast?participant=bank_02&currency=USD",
+    );
     assert_eq!(status, 200, "{own}");
-    let (status, other) = get(http, &bank_02, "/v1/forecast?participant=bank_01&currency=USD");
+    let (status, other) = get(
+        http,
+        &bank_02,
+        "/v1/forecast?participant=bank_01&currency=USD",
+    );
     assert_eq!(status, 403, "{other}");
 
     // The CLI, over the binary port.
@@ -236,7 +252,8 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
         let high = line(
             r#"settle_liquidity_forecast{participant="bank_01",currency="USD",quantile="0.975"}"#,
         );
-        let short = line(r#"settle_liquidity_shortfall_minor{participant="bank_01",currency="USD"}"#);
+        let short =
+            line(r#"settle_liquidity_shortfall_minor{participant="bank_01",currency="USD"}"#);
         if let (Some(low), Some(high), Some(short)) = (low, high, short) {
             assert!(low <= high);
             if short > 0 {

@@ -46,9 +46,9 @@ fn json_lines(lines: &[String]) -> Vec<Value> {
 
 /// The slow-request line of the request `request_id`, if among `lines`.
 fn slow_line<'a>(lines: &'a [Value], request_id: &str) -> Option<&'a Value> {
-    lines.iter().find(|l| {
-        l["fields"]["message"] == "slow request" && l["span"]["request_id"] == request_id
-    })
+    lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "slow request" && l["span"]["request_id"] == request_id)
 }
 
 #[test]
@@ -57,8 +57,14 @@ fn json_logs_carry_request_ids_and_slow_requests_list_their_stages() {
     let participants = write_participants(dir.path(), 4).unwrap();
     let mut flags = vec!["--log-format", "json", "--slow-request-ms", "0"];
     flags.extend(NO_CYCLES);
-    let mut node = Node::start_with(&dir.path().join("data"), Some(&participants), true, 2, &flags)
-        .unwrap();
+    let mut node = Node::start_with(
+        &dir.path().join("data"),
+        Some(&participants),
+        true,
+        2,
+        &flags,
+    )
+    .unwrap();
     let http = node.http.unwrap();
 
     let body = serde_json::json!({
@@ -69,7 +75,8 @@ fn json_logs_carry_request_ids_and_slow_requests_list_their_stages() {
     let (head, answer) = post_with_id(http, "/v1/transactions", &body, "test-req-42");
     assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{answer}");
     assert!(
-        head.to_ascii_lowercase().contains("x-request-id: test-req-42"),
+        head.to_ascii_lowercase()
+            .contains("x-request-id: test-req-42"),
         "the id is echoed: {head}"
     );
     let lines = node

@@ -232,7 +232,8 @@ impl ControlClient {
         };
         self.call(&request, MessageKind::ForecastResponse, |frame| {
             let archived = decode_body::<ForecastResponse>(frame).map_err(|e| e.to_string())?;
-            rkyv::deserialize::<ForecastResponse, rancor::Error>(archived).map_err(|e| e.to_string())
+            rkyv::deserialize::<ForecastResponse, rancor::Error>(archived)
+                .map_err(|e| e.to_string())
         })
     }
 

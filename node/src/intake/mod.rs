@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 use settle_codec::{Currency, ParticipantId, Transaction, TxResult};
 
 use crate::metrics;
-use crate::request_log::Stages;
 use crate::participants::Registry;
+use crate::request_log::Stages;
 use crate::shard::{GroupId, ShardMap};
 pub use router::{ShardError, ShardRouter};
 

@@ -192,7 +192,10 @@ mod tests {
         h.add(1, W - 1, -30);
         h.add(1, 2 * W + 5, 7);
         let s = h.series(1, 2 * W + 6).unwrap();
-        assert_eq!((s.first_bucket, s.flows.clone(), s.current), (0, vec![70, 0], 7));
+        assert_eq!(
+            (s.first_bucket, s.flows.clone(), s.current),
+            (0, vec![70, 0], 7)
+        );
         assert_eq!(s.next_bucket_start_us(), 2 * W);
         // Far later: only the kept window, the passed buckets zero.
         let later = (FLOW_BUCKETS as u64 + 10) * W;
