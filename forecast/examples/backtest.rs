@@ -1,8 +1,11 @@
 //! Prints the coverage table of BENCHMARKS.md:
 //! `cargo run --release -p settle-forecast --example backtest`.
 
+use std::time::Instant;
+
 use settle_forecast::backtest::{table, within_tolerance, STANDARD_WALK};
-use settle_forecast::LEVELS;
+use settle_forecast::synth::{Noise, Synth};
+use settle_forecast::{balance_forecast, fit, LEVELS};
 
 fn main() {
     let (seeds, days) = (1..11, 14);
@@ -35,4 +38,20 @@ fn main() {
         );
     }
     println!("within ±5 points: {}", within_tolerance(&rows));
+
+    // What one participant's forecast costs (the node's work per
+    // participant and bucket): fit on the kept history, 32 steps ahead.
+    let flows = Synth::standard(1, Noise::Gaussian, 4).flows();
+    let history = &flows[1..];
+    let rounds = 2_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let model = fit(std::hint::black_box(history), 96).expect("four days");
+        std::hint::black_box(balance_forecast(&model, 0.0, 32).expect("32 steps"));
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    println!(
+        "one forecast (fit on {} buckets, 35 parameter pairs; 32 steps): {us:.0} µs",
+        history.len()
+    );
 }
