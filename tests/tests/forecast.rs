@@ -6,7 +6,8 @@
 //! ~10 s; the leader's clock is the real one). Then `GET /v1/forecast` and
 //! `settle forecast` answer with ordered intervals, bank_01 is told to
 //! pre-fund, bank_02 (receiving) is not, a submitter sees only its own
-//! forecast, and `/metrics` carries the forecast gauges.
+//! forecast, `/metrics` carries the forecast gauges, and the history
+//! survives a kill -9 and restart from a snapshot.
 
 use std::path::Path;
 use std::process::Command;
@@ -81,7 +82,7 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
     let tls = certs(dir.path());
     let participants = write_participants(dir.path(), 4).unwrap();
     let tls_arg = tls.display().to_string();
-    let node = Node::start_with(
+    let mut node = Node::start_with(
         &dir.path().join("data"),
         Some(&participants),
         true,
@@ -93,6 +94,12 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
             "20",
             "--forecast-bucket-ms",
             "50",
+            // Snapshots every few seconds and a short log behind them: the
+            // restart below comes back from a snapshot, not the whole log.
+            "--snapshot-entries",
+            "200",
+            "--keep-entries",
+            "20",
         ],
     )
     .unwrap();
@@ -268,4 +275,29 @@ fn a_draining_participant_is_told_to_pre_fund_over_http_the_cli_and_metrics() {
     }
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
+
+    // kill -9 and restart: the history is in the snapshot the shard
+    // restarts from (the log kept behind it is far shorter than two days of
+    // buckets), so bank_01 still has its forecast.
+    let snapshots = dir.path().join("data/group-1-usd/snapshots");
+    let taken = std::fs::read_dir(&snapshots)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        })
+        .unwrap_or(false);
+    assert!(
+        taken,
+        "the USD shard took a snapshot in {}",
+        snapshots.display()
+    );
+    node.restart().unwrap();
+    let (status, again) = get(
+        http,
+        &admin,
+        "/v1/forecast?participant=bank_01&currency=USD",
+    );
+    assert_eq!(status, 200, "{again}");
+    assert!(again["history_buckets"].as_u64().unwrap() >= 192, "{again}");
+    assert_ordered(&again);
 }
