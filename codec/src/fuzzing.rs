@@ -9,8 +9,8 @@ use crate::frame::{decode_body, decode_frame, padded_len, Frame, FrameHeader, FR
 use crate::messages::{
     BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse, CycleListRequest,
     CycleListResponse, CycleRunRequest, CycleRunResponse, DepositRequest, DepositResponse, Encode,
-    ErrorResponse, LookupRequest, LookupResponse, Message, MessageKind, SubmitRequest,
-    SubmitResponse, MAX_BATCH_TRANSACTIONS, MAX_CYCLE_TRANSACTIONS,
+    ErrorResponse, ForecastRequest, ForecastResponse, LookupRequest, LookupResponse, Message,
+    MessageKind, SubmitRequest, SubmitResponse, MAX_BATCH_TRANSACTIONS, MAX_CYCLE_TRANSACTIONS,
 };
 use crate::peer::{ForwardSubmit, PeerRequest, PeerResponse};
 use crate::reader::{FrameReader, ReadStatus};
@@ -135,6 +135,8 @@ fn decode_bodies(frame: &Frame<'_>, accepted: &mut Vec<MessageKind>) {
     read_all::<BalancesResponse>(frame, accepted);
     read_all::<CycleListRequest>(frame, accepted);
     read_all::<CycleListResponse>(frame, accepted);
+    read_all::<ForecastRequest>(frame, accepted);
+    read_all::<ForecastResponse>(frame, accepted);
     read_all::<PeerRequest>(frame, accepted);
     read_all::<PeerResponse>(frame, accepted);
     read_all::<ForwardSubmit>(frame, accepted);

@@ -66,6 +66,9 @@ pub const MAX_CYCLE_SUMMARIES: usize = 1_024;
 /// four currencies; larger registries are queried per participant.
 pub const MAX_BALANCES: usize = 32_768;
 
+/// Most steps (time buckets) of one liquidity forecast.
+pub const MAX_FORECAST_STEPS: usize = 1_024;
+
 /// Longest explanation of a fallback decision.
 pub const MAX_REASON_BYTES: usize = 1_024;
 
@@ -88,6 +91,8 @@ pub enum MessageKind {
     BalancesResponse = 0x0208,
     CycleListRequest = 0x0209,
     CycleListResponse = 0x020a,
+    ForecastRequest = 0x020b,
+    ForecastResponse = 0x020c,
     // Between nodes of a cluster (crate::peer).
     PeerRequest = 0x0301,
     PeerResponse = 0x0302,
@@ -95,7 +100,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 18] = [
+    pub const ALL: [MessageKind; 20] = [
         MessageKind::ErrorResponse,
         MessageKind::SubmitRequest,
         MessageKind::SubmitResponse,
@@ -111,6 +116,8 @@ impl MessageKind {
         MessageKind::BalancesResponse,
         MessageKind::CycleListRequest,
         MessageKind::CycleListResponse,
+        MessageKind::ForecastRequest,
+        MessageKind::ForecastResponse,
         MessageKind::PeerRequest,
         MessageKind::PeerResponse,
         MessageKind::ForwardSubmit,
@@ -822,6 +829,58 @@ pub struct CycleListResponse {
     pub next_cycle_id: u64,
 }
 
+/// A liquidity forecast of one participant's balance in one currency over
+/// the next `steps` time buckets, or if 0 the next `hours` (if 0 too: the
+/// node's default horizon).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ForecastRequest {
+    pub participant: ParticipantId,
+    pub currency: Currency,
+    pub hours: u32,
+    pub steps: u32,
+}
+
+/// The balance at the end of one forecast bucket, minor units: the point
+/// forecast and the 80, 90 and 95 % prediction intervals (`lower[i]`,
+/// `upper[i]` for the levels in that order).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[rkyv(derive(Debug))]
+pub struct ForecastStep {
+    /// Start and end of the bucket, microseconds since the Unix epoch.
+    pub start_us: u64,
+    pub end_us: u64,
+    /// The bucket's forecast net flow alone.
+    pub flow: i64,
+    pub point: i64,
+    pub lower: [i64; 3],
+    pub upper: [i64; 3],
+}
+
+/// The 95 % lower bound of the balance goes below zero: pre-fund `amount`
+/// before `before_us`.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[rkyv(derive(Debug))]
+pub struct ForecastShortfall {
+    pub amount: u64,
+    pub before_us: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ForecastResponse {
+    pub participant: ParticipantId,
+    pub currency: Currency,
+    /// The balance now, and when "now" was (microseconds since the epoch).
+    pub balance: u64,
+    pub now_us: u64,
+    /// Width of a bucket, and the whole buckets of history the model read.
+    pub bucket_us: u64,
+    pub history_buckets: u32,
+    pub steps: Vec<ForecastStep>,
+    pub shortfall: Option<ForecastShortfall>,
+}
+
 /// Messages whose bodies have no variable-length parts: no limits to check.
 macro_rules! fixed_size_message {
     ($($ty:ident => $kind:ident),* $(,)?) => {$(
@@ -848,7 +907,22 @@ fixed_size_message!(
     DepositResponse => DepositResponse,
     BalancesRequest => BalancesRequest,
     CycleListRequest => CycleListRequest,
+    ForecastRequest => ForecastRequest,
 );
+
+impl Message for ForecastResponse {
+    const KIND: MessageKind = MessageKind::ForecastResponse;
+    fn check_archived(archived: &ArchivedForecastResponse) -> Result<(), DecodeError> {
+        check_decode("forecast steps", archived.steps.len(), MAX_FORECAST_STEPS)
+    }
+}
+
+impl Encode for ForecastResponse {
+    const KIND: MessageKind = MessageKind::ForecastResponse;
+    fn check_limits(&self) -> Result<(), EncodeError> {
+        check_encode("forecast steps", self.steps.len(), MAX_FORECAST_STEPS)
+    }
+}
 
 impl Message for CycleAuditResponse {
     const KIND: MessageKind = MessageKind::CycleAuditResponse;

@@ -42,8 +42,36 @@ pub enum LogFormat {
     Json,
 }
 
+/// The format [`init_logging`] set up (text until then).
+pub fn log_format() -> LogFormat {
+    *LOG_FORMAT.get().unwrap_or(&LogFormat::Text)
+}
+
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Prints one line for the operator on stderr, whatever `RUST_LOG` says
+/// (scripts and tests wait for "settle: listening on"): as it is in text
+/// format; with `--log-format json` as a JSON line shaped like the log's
+/// (every line of stderr is JSON).
+pub fn say(line: &str) {
+    match log_format() {
+        LogFormat::Text => eprintln!("{line}"),
+        LogFormat::Json => {
+            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+            let json = serde_json::json!({
+                "timestamp": now.to_string(),
+                "level": "INFO",
+                "fields": { "message": line },
+                "target": "settle",
+            });
+            eprintln!("{json}");
+        }
+    }
+}
+
 /// Structured logs on stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging(format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()

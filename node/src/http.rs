@@ -12,6 +12,9 @@
 //! - `GET /v1/participants`, `POST /v1/participants`: read, add or update
 //!   (409 for a change to a booked opening balance: use a deposit).
 //! - `GET /v1/balances[?participant=bank_07]`, `POST /v1/deposits`.
+//! - `GET /v1/forecast?participant=bank_07&currency=USD[&hours=8|&steps=N]`:
+//!   the balance over the next hours with 80/90/95 % intervals, and a
+//!   shortfall when the 95 % lower bound goes below zero.
 //! - `POST /v1/cycles` (`{"window":"T0"}`: run one now), `GET /v1/cycles`
 //!   (`?after=K&max=N`), `GET /v1/cycles/{k}` (record re-costed by the checker).
 //! - `GET /v1/fx`, `PUT /v1/fx`: the cycle parameters.
@@ -99,6 +102,11 @@ impl HttpServer {
                         // The console's page holds no data: served without
                         // credentials; its fetches pass the middleware above.
                         .merge(crate::console::router())
+                        // Outermost: every request, refused ones too, has its id.
+                        .layer(axum::middleware::from_fn_with_state(
+                            limits.slow_request,
+                            crate::request_log::http,
+                        ))
                         .into_make_service_with_connect_info::<crate::http_tls::Caller>();
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
@@ -151,6 +159,7 @@ fn router(intake: Intake) -> Router {
             get(get_participants).post(post_participant),
         )
         .route("/v1/balances", get(get_balances))
+        .route("/v1/forecast", get(get_forecast))
         .route("/v1/deposits", post(post_deposit))
         .route("/v1/cycles", get(get_cycles).post(post_cycle))
         .route("/v1/cycles/{cycle}", get(get_cycle))
@@ -242,7 +251,22 @@ async fn post_transaction(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    let tx = match parse_transaction(&body) {
+    let mut stages = crate::request_log::Stages::start();
+    let mut response = submit_one(&intake, &caller, &body, &mut stages).await;
+    stages.mark("answer");
+    // For the slow-request line (`request_log::http`).
+    response.extensions_mut().insert(stages);
+    response
+}
+
+/// [`post_transaction`]'s work, marking its stages.
+async fn submit_one(
+    intake: &Intake,
+    caller: &Caller,
+    body: &[u8],
+    stages: &mut crate::request_log::Stages,
+) -> Response {
+    let tx = match parse_transaction(body) {
         Ok(tx) => tx,
         Err((field, reason, message)) => {
             return (
@@ -252,7 +276,7 @@ async fn post_transaction(
                 .into_response()
         }
     };
-    let results = match intake.submit(std::iter::once(tx)).await {
+    let results = match intake.submit_staged(std::iter::once(tx), stages).await {
         Ok(results) => results,
         Err(e) => return shard_error(&e),
     };
@@ -548,6 +572,47 @@ async fn get_balances(State(intake): State<Intake>, Query(q): Query<BalancesQuer
     match crate::cycle::wire::balances(&intake, participant).await {
         Ok(balances) => (StatusCode::OK, Json(json!({ "balances": balances }))).into_response(),
         Err(e) => shard_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ForecastQuery {
+    participant: Option<String>,
+    currency: Option<String>,
+    hours: Option<u64>,
+    steps: Option<usize>,
+}
+
+async fn get_forecast(State(intake): State<Intake>, Query(q): Query<ForecastQuery>) -> Response {
+    use crate::forecast::{ForecastFailure, Horizon};
+    let bad = |field: &str, message: String| error(StatusCode::BAD_REQUEST, Some(field), message);
+    let Some(participant) = q.participant.as_deref().and_then(ParticipantId::from_name) else {
+        return bad(
+            "participant",
+            "a participant name like bank_07 is needed".into(),
+        );
+    };
+    let Some(currency) = q.currency.as_deref().and_then(Currency::from_code) else {
+        return bad("currency", "a currency code like USD is needed".into());
+    };
+    let horizon = match (q.steps, q.hours) {
+        (Some(0), _) => return bad("steps", "at least 1".into()),
+        (_, Some(0)) => return bad("hours", "at least 1".into()),
+        (Some(n), _) => Horizon::Steps(n),
+        (None, Some(hours)) => Horizon::Hours(hours),
+        (None, None) => Horizon::Hours(crate::forecast::FORECAST_HOURS_DEFAULT),
+    };
+    match crate::forecast::forecast(&intake, participant, currency, horizon).await {
+        Ok(f) => (StatusCode::OK, Json(crate::forecast::to_json(&f))).into_response(),
+        Err(e @ ForecastFailure::Currency(_)) => bad("currency", e.to_string()),
+        Err(e @ ForecastFailure::Participant(_)) => {
+            error(StatusCode::NOT_FOUND, Some("participant"), e.to_string())
+        }
+        Err(e @ (ForecastFailure::NoHistory { .. } | ForecastFailure::Model { .. })) => {
+            error(StatusCode::CONFLICT, None, e.to_string())
+        }
+        Err(ForecastFailure::Shard(e)) => shard_error(&e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()),
     }
 }
 

@@ -103,6 +103,17 @@ fn op(method: &Method, path: &str, query: Option<&str>, body: Option<&Bytes>) ->
             });
             Op::ReadBalances(participant)
         }
+        ("GET", ["v1", "forecast"]) => {
+            // A forecast shows a balance's future: read like that balance.
+            let participant = query
+                .and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("participant="))
+                        .and_then(ParticipantId::from_name)
+                })
+                .unwrap_or(ParticipantId(u32::MAX));
+            Op::ReadBalances(Some(participant))
+        }
         ("POST", ["v1", "deposits"]) => Op::Deposit,
         ("POST", ["v1", "cycles"]) => Op::RunCycle,
         ("GET", ["v1", "cycles"]) | ("GET", ["v1", "cycles", _]) => Op::ReadCycles,

@@ -47,6 +47,9 @@ enum Command {
     Deposit(DepositArgs),
     /// Print balances per participant and currency.
     Balances(BalancesArgs),
+    /// Forecast a participant's balance in a currency over the next hours, with 80/90/95 %
+    /// prediction intervals, and what to pre-fund by when if the 95 % lower bound goes below zero.
+    Forecast(ForecastArgs),
     /// Show a cluster: members, each group's leader, and every replica's term, log, commit and apply indexes and lag.
     Status(StatusArgs),
     /// Credentials: a throwaway CA with node and client certificates and tokens.
@@ -215,6 +218,24 @@ struct BalancesArgs {
     target: TargetArgs,
 }
 
+#[derive(Args)]
+struct ForecastArgs {
+    /// The participant, e.g. bank_07.
+    #[arg(long)]
+    participant: String,
+    /// The currency, e.g. USD.
+    #[arg(long)]
+    currency: String,
+    /// Hours ahead, in the shard's buckets (at most one day of buckets) [default: 8].
+    #[arg(long)]
+    hours: Option<u32>,
+    /// Buckets ahead instead of hours.
+    #[arg(long, conflicts_with = "hours")]
+    steps: Option<u32>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
 fn parse_window(text: &str) -> Result<settle_codec::Window, String> {
     settle_codec::Window::from_name(&text.to_ascii_uppercase())
         .ok_or_else(|| format!("{text:?} is not one of RTGS, T0, T1, T2"))
@@ -327,6 +348,16 @@ struct StartArgs {
     /// [default: 10000].
     #[arg(long)]
     client_frame_timeout_ms: Option<u64>,
+    /// Width in milliseconds of the time buckets of settlement history that liquidity forecasts
+    /// read (a forecast's day is 96 buckets, four days are kept). Only a shard without history
+    /// takes it (one restored from a snapshot keeps its own); every cluster member must use the
+    /// same. Small widths compress a day for tests and demos [default: 900000, 15 minutes].
+    #[arg(long)]
+    forecast_bucket_ms: Option<u64>,
+    /// A request slower than this many milliseconds logs one line with its stages and their
+    /// durations (0: every request) [default: 200].
+    #[arg(long)]
+    slow_request_ms: Option<u64>,
     /// Leave each group's leadership where elections put it (by default a leader hands its group
     /// to the group's preferred member, so the shards' leaders are spread over the nodes).
     #[arg(long)]
@@ -443,13 +474,17 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit(args),
         Command::Deposit(args) => cli::deposit(args),
         Command::Balances(args) => cli::balances(args),
+        Command::Forecast(args) => cli::forecast(args),
         Command::Status(args) => status(args),
         Command::Certs(command) => certs(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("settle: {}", settle_node::error_text::one_line(&e));
+            settle_node::config::say(&format!(
+                "settle: {}",
+                settle_node::error_text::one_line(&e)
+            ));
             ExitCode::from(2)
         }
     }
@@ -576,6 +611,11 @@ fn cluster_config(args: &StartArgs) -> anyhow::Result<(Option<PeerMap>, GroupCon
         .as_ref()
         .map_or(settle_node::shard::DEFAULT_CURRENCIES.len(), Vec::len);
     group.store = settle_node::raft::StateStoreConfig::from_memory_budget(budget, shards);
+    match args.forecast_bucket_ms {
+        Some(0) => return Err(anyhow!("forecast_bucket_ms: at least 1")),
+        Some(ms) => group.store.flow_bucket_us = ms.saturating_mul(1_000),
+        None => {}
+    }
     group.at_rest = at_rest_cipher(args)?;
     group.raft_config(0).map_err(|e| anyhow!("{e}"))?;
     Ok((cluster, group))
@@ -591,6 +631,9 @@ fn client_limits(args: &StartArgs) -> anyhow::Result<settle_node::intake::limits
             return Err(anyhow!("client_connections_max: at least 1"));
         }
         limits.connections_per_core = n;
+    }
+    if let Some(ms) = args.slow_request_ms {
+        limits.slow_request = Duration::from_millis(ms);
     }
     for (name, value, slot) in [
         (
@@ -770,10 +813,10 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             .transpose()?,
     };
     let node = server::start(config)?;
-    eprintln!(
+    settle_node::config::say(&format!(
         "settle: listening on {} (http: {:?})",
         node.listen, node.http_addr
-    );
+    ));
 
     // SIGTERM/SIGINT stop the node cleanly; kill -9 loses nothing acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
@@ -804,7 +847,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("settle: stopping");
+    settle_node::config::say("settle: stopping");
     node.stop()
 }
 
@@ -816,7 +859,7 @@ mod cli {
     use settle_node::cycle::audit::{money, recost, render_cycle, render_trail, trail_json};
     use settle_node::cycle::instance::{instance_json, solution_file};
 
-    use super::{AuditArgs, BalancesArgs, CycleCommand, DepositArgs};
+    use super::{AuditArgs, BalancesArgs, CycleCommand, DepositArgs, ForecastArgs};
 
     fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(value)?);
@@ -1044,6 +1087,57 @@ mod cli {
         }
         Ok(())
     }
+
+    pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
+        use settle_node::forecast::{rfc3339, shortfall_message, to_json};
+        let participant = ParticipantId::from_name(&args.participant).ok_or_else(|| {
+            anyhow!(
+                "--participant {:?} is not a name like bank_07",
+                args.participant
+            )
+        })?;
+        let currency = Currency::from_code(&args.currency)
+            .ok_or_else(|| anyhow!("--currency {:?} is not a currency code", args.currency))?;
+        let mut client = args.target.connect()?;
+        let f = client.forecast(
+            participant,
+            currency,
+            args.hours.unwrap_or(0),
+            args.steps.unwrap_or(0),
+        )?;
+        if args.target.json {
+            return print_json(&to_json(&f));
+        }
+        println!(
+            "{} {}: balance {} at {}; {} buckets of {} s of history",
+            participant.name(),
+            currency,
+            money(f.balance, currency),
+            rfc3339(f.now_us),
+            f.history_buckets,
+            f.bucket_us as f64 / 1e6
+        );
+        println!(
+            "{:<22} {:>20} {:>43} {:>43} {:>43}",
+            "until", "point", "80 %", "90 %", "95 %"
+        );
+        let range = |lo: i64, hi: i64| format!("[{lo}, {hi}]");
+        for s in &f.steps {
+            println!(
+                "{:<22} {:>20} {:>43} {:>43} {:>43}",
+                rfc3339(s.end_us),
+                s.point,
+                range(s.lower[0], s.upper[0]),
+                range(s.lower[1], s.upper[1]),
+                range(s.lower[2], s.upper[2])
+            );
+        }
+        match &f.shortfall {
+            Some(s) => println!("shortfall: {}", shortfall_message(&f, s)),
+            None => println!("no shortfall: the 95 % lower bound stays at or above zero"),
+        }
+        Ok(())
+    }
 }
 
 fn certs(command: CertsCommand) -> anyhow::Result<()> {
@@ -1143,6 +1237,8 @@ mod tests {
             client_connections_max: Some(16),
             client_idle_timeout_ms: Some(1_000),
             client_frame_timeout_ms: Some(500),
+            forecast_bucket_ms: Some(60_000),
+            slow_request_ms: Some(50),
             no_leader_balancing: true,
             tls_dir: Some("/etc/settle/tls".into()),
             insecure: true,

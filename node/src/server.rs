@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context};
 use arc_swap::ArcSwap;
 use glommio::{LocalExecutorBuilder, Placement};
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, Instrument};
 
 use crate::control::{ControlCommand, ControlState};
 use crate::intake::router::{ControlMsg, ShardInbox};
@@ -411,7 +411,11 @@ async fn open_and_serve(
             inbox.submits = c.interpose_shard(group, inbox.submits);
             inbox.priority = c.interpose_shard_priority(group, inbox.priority);
         }
-        glommio::spawn_local(proposer::run(group, currency, raft.clone(), state, inbox)).detach();
+        let span = tracing::info_span!("shard", group, %currency);
+        glommio::spawn_local(
+            proposer::run(group, currency, raft.clone(), state, inbox).instrument(span),
+        )
+        .detach();
         shutdowns.push(Box::pin(async move {
             let _ = raft.shutdown().await;
         }));

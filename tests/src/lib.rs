@@ -167,6 +167,8 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr: mpsc::Receiver<String>,
+    /// Lines read while waiting for the node to listen.
+    early: Vec<String>,
     participants: Option<PathBuf>,
     cores: usize,
     extra: Vec<String>,
@@ -246,6 +248,7 @@ impl Node {
             http,
             data_dir: data_dir.to_path_buf(),
             stderr: lines,
+            early: Vec::new(),
             participants: participants.map(Path::to_path_buf),
             cores,
             extra,
@@ -258,8 +261,11 @@ impl Node {
         let deadline = Instant::now() + NODE_START_TIMEOUT;
         loop {
             match self.stderr.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("settle: listening on") => return Ok(()),
-                Ok(_) => {}
+                Ok(line) if line.contains("settle: listening on") => {
+                    self.early.push(line);
+                    return Ok(());
+                }
+                Ok(line) => self.early.push(line),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait()?;
@@ -292,6 +298,46 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Every line the node logged since it started (or since the last
+    /// call) up to and including the first one containing each of
+    /// `patterns` (all in one line).
+    pub fn lines_until(
+        &mut self,
+        patterns: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut lines = std::mem::take(&mut self.early);
+        if lines.iter().any(|l| patterns.iter().all(|p| l.contains(p))) {
+            return Ok(lines);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let done = patterns.iter().all(|p| line.contains(p));
+                    lines.push(line);
+                    if done {
+                        return Ok(lines);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("the node logged no line with {patterns:?} within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("the node exited before logging {patterns:?}")
+                }
+            }
+        }
+    }
+
+    /// The lines logged and not read yet, once the node has exited.
+    pub fn rest_of_lines(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.early);
+        lines.extend(self.stderr.iter());
+        lines
     }
 
     /// kill -9: no chance to flush or say goodbye.

@@ -1,4 +1,4 @@
-//! A real `settle` process fed bad control-plane (0x0201–0x020a) and peer
+//! A real `settle` process fed bad control-plane (0x0201–0x020c) and peer
 //! (0x0301–0x0303) frames on its client port: garbage bodies, truncated
 //! bodies, wrong checksums and well-formed requests with bad values.
 //!
@@ -17,7 +17,8 @@ use std::time::Duration;
 use settle_codec::messages::{
     BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse, CycleCost,
     CycleListRequest, CycleListResponse, CycleRecord, CycleRunRequest, CycleRunResponse,
-    CycleStatus, CycleSummary, DecisionMethod, DepositRequest, DepositResponse,
+    CycleStatus, CycleSummary, DecisionMethod, DepositRequest, DepositResponse, ForecastRequest,
+    ForecastResponse,
 };
 use settle_codec::rkyv::{self, rancor, util::AlignedVec};
 use settle_codec::{
@@ -31,7 +32,7 @@ use settle_tests::{write_participants, Node};
 /// Longest a single answer may take; beyond it the node is hanging.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-const CONTROL_KINDS: [MessageKind; 10] = [
+const CONTROL_KINDS: [MessageKind; 12] = [
     MessageKind::CycleRunRequest,
     MessageKind::CycleRunResponse,
     MessageKind::CycleAuditRequest,
@@ -42,6 +43,8 @@ const CONTROL_KINDS: [MessageKind; 10] = [
     MessageKind::BalancesResponse,
     MessageKind::CycleListRequest,
     MessageKind::CycleListResponse,
+    MessageKind::ForecastRequest,
+    MessageKind::ForecastResponse,
 ];
 
 const PEER_KINDS: [MessageKind; 3] = [
@@ -154,6 +157,22 @@ fn valid_body(kind: MessageKind) -> Vec<u8> {
         MessageKind::ForwardSubmit => archive(&ForwardSubmit {
             group: 1,
             transactions: vec![tx(FORWARDED_TX_ID, 1, 2, 10)],
+        }),
+        MessageKind::ForecastRequest => archive(&ForecastRequest {
+            participant: ParticipantId(1),
+            currency: Currency::USD,
+            hours: 1,
+            steps: 0,
+        }),
+        MessageKind::ForecastResponse => archive(&ForecastResponse {
+            participant: ParticipantId(1),
+            currency: Currency::USD,
+            balance: 1,
+            now_us: 1,
+            bucket_us: 1,
+            history_buckets: 0,
+            steps: Vec::new(),
+            shortfall: None,
         }),
         other => unreachable!("{other:?} is not a control or peer kind"),
     }
@@ -301,6 +320,10 @@ fn bad_bodies(conn: &mut Conn) {
             }
             MessageKind::CycleAuditRequest => {
                 answer.assert_error(request_id, ErrorCode::BadRequest, "not decided", &what)
+            }
+            // An invalid archive, or a currency no shard serves.
+            MessageKind::ForecastRequest => {
+                answer.assert_error(request_id, ErrorCode::BadRequest, "", &what)
             }
             MessageKind::CycleListRequest => {
                 assert_eq!(answer.request_id(), request_id);

@@ -14,7 +14,7 @@ use rkyv::rancor;
 use settle_codec::messages::{
     Balance, BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse,
     CycleListRequest, CycleListResponse, CycleRecord, CycleRunRequest, CycleRunResponse,
-    CycleSummary, DepositRequest, DepositResponse,
+    CycleSummary, DepositRequest, DepositResponse, ForecastRequest, ForecastResponse,
 };
 use settle_codec::{
     decode_body, Currency, Encode, ErrorResponse, Frame, FrameBuf, FrameReader, LookupItem,
@@ -214,6 +214,27 @@ impl ControlClient {
                     .map_err(|e| e.to_string())
             },
         )
+    }
+
+    /// A liquidity forecast of one participant's balance in one currency.
+    pub fn forecast(
+        &mut self,
+        participant: ParticipantId,
+        currency: Currency,
+        hours: u32,
+        steps: u32,
+    ) -> Result<ForecastResponse, ControlClientError> {
+        let request = ForecastRequest {
+            participant,
+            currency,
+            hours,
+            steps,
+        };
+        self.call(&request, MessageKind::ForecastResponse, |frame| {
+            let archived = decode_body::<ForecastResponse>(frame).map_err(|e| e.to_string())?;
+            rkyv::deserialize::<ForecastResponse, rancor::Error>(archived)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Status and audit trail of transactions.

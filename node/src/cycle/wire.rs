@@ -5,7 +5,7 @@
 use settle_codec::messages::{
     Balance, BalancesRequest, BalancesResponse, CycleAuditRequest, CycleAuditResponse,
     CycleListRequest, CycleListResponse, CycleRunRequest, CycleRunResponse, DepositRequest,
-    DepositResponse, MAX_BALANCES, MAX_CYCLE_SUMMARIES,
+    DepositResponse, ForecastRequest, MAX_BALANCES, MAX_CYCLE_SUMMARIES,
 };
 use settle_codec::{
     decode_body, Encode, ErrorCode, ErrorResponse, Frame, FrameBuf, Message, MessageKind,
@@ -130,6 +130,24 @@ pub async fn answer(frame: &Frame<'_>, intake: &Intake, out: &mut FrameBuf) -> b
                     ),
                     Ok(balances) => push(out, id, &BalancesResponse { balances }),
                     Err(e) => shard_error(out, id, &e),
+                }
+            }
+        }
+        MessageKind::ForecastRequest => {
+            if let Some(r) = decode::<ForecastRequest>(frame, out) {
+                use crate::forecast::{ForecastFailure, Horizon};
+                let (hours, steps) = (r.hours.to_native(), r.steps.to_native());
+                let horizon = match (steps, hours) {
+                    (0, 0) => Horizon::Hours(crate::forecast::FORECAST_HOURS_DEFAULT),
+                    (0, h) => Horizon::Hours(u64::from(h)),
+                    (n, _) => Horizon::Steps(n as usize),
+                };
+                let participant = (&r.participant).into();
+                let currency = (&r.currency).into();
+                match crate::forecast::forecast(intake, participant, currency, horizon).await {
+                    Ok(f) => push(out, id, &f),
+                    Err(ForecastFailure::Shard(e)) => shard_error(out, id, &e),
+                    Err(e) => error(out, id, ErrorCode::BadRequest, &e.to_string()),
                 }
             }
         }

@@ -27,6 +27,9 @@ pub struct ClientLimits {
     pub buffer_bytes_per_core: usize,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
+    /// A request slower than this logs its slow-request line (both ports;
+    /// `--slow-request-ms`).
+    pub slow_request: Duration,
 }
 
 impl Default for ClientLimits {
@@ -36,6 +39,7 @@ impl Default for ClientLimits {
             buffer_bytes_per_core: CLIENT_BUFFER_BYTES_PER_CORE_MAX,
             idle_timeout: CLIENT_IDLE_TIMEOUT_DEFAULT,
             frame_timeout: CLIENT_FRAME_TIMEOUT_DEFAULT,
+            slow_request: crate::request_log::SLOW_REQUEST_DEFAULT,
         }
     }
 }

@@ -14,6 +14,7 @@ use settle_codec::{Currency, ParticipantId, Transaction, TxResult};
 
 use crate::metrics;
 use crate::participants::Registry;
+use crate::request_log::Stages;
 use crate::shard::{GroupId, ShardMap};
 pub use router::{ShardError, ShardRouter};
 
@@ -47,10 +48,20 @@ impl Intake {
         &self,
         transactions: impl ExactSizeIterator<Item = Transaction>,
     ) -> Result<Vec<TxResult>, ShardError> {
+        self.submit_staged(transactions, &mut Stages::start()).await
+    }
+
+    /// [`Intake::submit`], marking its stages in `stages` (validate, claim
+    /// when ids live in other shards, commit) for the slow-request line.
+    pub async fn submit_staged(
+        &self,
+        transactions: impl ExactSizeIterator<Item = Transaction>,
+        stages: &mut Stages,
+    ) -> Result<Vec<TxResult>, ShardError> {
         let started = std::time::Instant::now();
         // Each transaction's booking shard (its send currency's), for the count.
         let mut groups: Vec<Option<GroupId>> = Vec::with_capacity(transactions.len());
-        let answered = self.submit_grouped(transactions, &mut groups).await;
+        let answered = self.submit_grouped(transactions, &mut groups, stages).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         match &answered {
             Ok(results) => metrics::cells::transactions_answered(
@@ -74,6 +85,7 @@ impl Intake {
         &self,
         transactions: impl ExactSizeIterator<Item = Transaction>,
         groups: &mut Vec<Option<GroupId>>,
+        stages: &mut Stages,
     ) -> Result<Vec<TxResult>, ShardError> {
         let count = transactions.len();
         let participants = self.participants.load();
@@ -100,6 +112,7 @@ impl Intake {
                 }
             }
         }
+        stages.mark("validate");
         if !claims.is_empty() {
             for (position, result) in self.to_shards(claims).await? {
                 if result != TxResult::Created && result != TxResult::Duplicate {
@@ -108,10 +121,12 @@ impl Intake {
             }
             // Only ids reserved for this body (now or before) are booked.
             bookings.retain(|&(_, _, position)| results[position as usize] == TxResult::Created);
+            stages.mark("claim");
         }
         for (position, result) in self.to_shards(bookings).await? {
             results[position as usize] = result;
         }
+        stages.mark("commit");
         Ok(results)
     }
 

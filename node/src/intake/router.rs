@@ -11,6 +11,7 @@ use settle_codec::{Currency, LookupItem, ParticipantId, Transaction, TxResult, W
 use tokio::sync::{mpsc, oneshot};
 
 use crate::participants::Participant;
+use crate::shard::flows::FlowSeries;
 use crate::shard::visibility::Visibility;
 use crate::shard::{Account, BatchOutcome, CycleApply, GroupId, IncomingBatch, CONTROL_GROUP};
 
@@ -80,6 +81,14 @@ pub enum ShardMsg {
         participant: Option<ParticipantId>,
         reply: oneshot::Sender<Vec<(ParticipantId, Account)>>,
     },
+    /// Participants' flow histories and balances for liquidity forecasts
+    /// (one participant's, or up to `max` participants'), up to `now_us`.
+    Flows {
+        participant: Option<ParticipantId>,
+        max: usize,
+        now_us: u64,
+        reply: oneshot::Sender<Vec<ParticipantFlows>>,
+    },
     /// What the coordinator needs to plan and recover cycles.
     Status { reply: oneshot::Sender<ShardStatus> },
     /// Freeze cycle candidates (idempotent by cycle id).
@@ -113,6 +122,15 @@ pub struct ShardStatus {
     /// The replica's last applied log index: it moves with every submit,
     /// deposit, cycle step or rail outcome (what could change a decision).
     pub applied_index: u64,
+}
+
+/// One participant's balance and flow history in a shard's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantFlows {
+    pub participant: ParticipantId,
+    pub balance: u64,
+    /// `None` when no balance of it ever changed here.
+    pub series: Option<FlowSeries>,
 }
 
 /// A closed cycle as one shard froze it.
@@ -328,6 +346,24 @@ impl ShardRouter {
     ) -> Result<Vec<(ParticipantId, Account)>, ShardError> {
         self.ask_shard(group, |reply| ShardMsg::Balances { participant, reply })
             .await
+    }
+
+    /// Balances and flow histories of shard `group`'s currency (read on
+    /// this node's replica, like balances).
+    pub async fn flows(
+        &self,
+        group: GroupId,
+        participant: Option<ParticipantId>,
+        max: usize,
+        now_us: u64,
+    ) -> Result<Vec<ParticipantFlows>, ShardError> {
+        self.ask_shard(group, |reply| ShardMsg::Flows {
+            participant,
+            max,
+            now_us,
+            reply,
+        })
+        .await
     }
 
     /// A shard's cycle bookkeeping.

@@ -9,19 +9,20 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use settle_codec::archived::ArchivedSubmitRequest;
-use settle_codec::messages::BalancesRequest;
+use settle_codec::messages::{BalancesRequest, ForecastRequest};
 use settle_codec::{
     decode_body, DecodeError, ErrorCode, ErrorResponse, Frame, FrameBuf, FrameReader,
     LookupRequest, LookupResponse, MessageKind, ParticipantId, ReadStatus, SubmitRequest,
     SubmitResponse,
 };
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::limits::{ConnectionSlot, CoreClients};
 use super::{Intake, ShardError};
 use crate::access::{Caller, Denied, Op};
 use crate::cluster::conn::{next_read_within, with_timeout};
 use crate::credentials::{ServerSecurity, PLAINTEXT_REFUSED, TLS_HANDSHAKE_RECORD};
+use crate::request_log::Stages;
 
 /// Bytes of a refused plaintext client read away before closing.
 const PLAINTEXT_DRAIN_BYTES_MAX: usize = 64 * 1024;
@@ -150,19 +151,41 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = *slot.limits();
+    // Request ids: `<core>.<connection>.<frame id>` (see `request_log`).
+    let (core, conn) = (
+        glommio::executor().id(),
+        crate::request_log::next_connection(),
+    );
     let mut reader = FrameReader::new();
     let mut out = FrameBuf::new();
     // When the frame being received began to arrive.
     let mut frame_started = None;
+    // The frame just answered: its stages, span and kind, for its
+    // slow-request line once the answer is written.
+    let mut last: Option<(Stages, tracing::Span, MessageKind)> = None;
     loop {
         out.clear();
         let keep_open = match reader.next_frame() {
             Ok(ReadStatus::Frame(frame)) => {
                 // The next frame's time starts with its own first byte.
                 frame_started = None;
+                let mut stages = Stages::start();
+                let kind = frame.kind();
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = %format_args!("{core}.{conn}.{}", frame.request_id()),
+                    ?kind
+                );
                 match authorize(&frame, caller) {
-                    Ok(()) => answer(&frame, caller, intake, &mut out).await,
+                    Ok(()) => {
+                        stages.mark("authorize");
+                        answer(&frame, caller, intake, &mut out, &mut stages)
+                            .instrument(span.clone())
+                            .await;
+                        stages.mark("answer");
+                    }
                     Err(denied) => {
+                        let _in_request = span.enter();
                         warn!(%denied, kind = ?frame.kind(), "request refused");
                         push_error(
                             &mut out,
@@ -172,6 +195,7 @@ where
                         );
                     }
                 }
+                last = Some((stages, span, kind));
                 true
             }
             Ok(ReadStatus::NeedMore(_)) => {
@@ -230,6 +254,11 @@ where
             }
         };
         stream.write_all(out.as_slice()).await?;
+        if let Some((mut stages, span, kind)) = last.take() {
+            stages.mark("reply");
+            let _in_request = span.enter();
+            stages.log_if_slow(limits.slow_request, "binary", &format_args!("{kind:?}"));
+        }
         if !keep_open {
             stream.flush().await?;
             return Ok(());
@@ -278,6 +307,13 @@ fn authorize(frame: &Frame<'_>, caller: &Caller) -> Result<(), Denied> {
                 .map(|p| ParticipantId(p.0.to_native()));
             Op::ReadBalances(participant)
         }
+        // A forecast shows a balance's future: read like that balance.
+        MessageKind::ForecastRequest => {
+            let Ok(request) = decode_body::<ForecastRequest>(frame) else {
+                return Ok(());
+            };
+            Op::ReadBalances(Some(ParticipantId(request.participant.0.to_native())))
+        }
         // `settle status` on a node without --peers.
         MessageKind::PeerRequest => Op::Status,
         _ => return Ok(()),
@@ -287,11 +323,17 @@ fn authorize(frame: &Frame<'_>, caller: &Caller) -> Result<(), Denied> {
 
 /// Writes the answer to one frame into `out`. A bad body is answered with an
 /// error and the connection keeps serving (frame boundaries are intact).
-async fn answer(frame: &Frame<'_>, caller: &Caller, intake: &Intake, out: &mut FrameBuf) {
+async fn answer(
+    frame: &Frame<'_>,
+    caller: &Caller,
+    intake: &Intake,
+    out: &mut FrameBuf,
+    stages: &mut Stages,
+) {
     let request_id = frame.request_id();
     match frame.kind() {
         MessageKind::SubmitRequest => match decode_body::<SubmitRequest>(frame) {
-            Ok(request) => submit(request, request_id, intake, out).await,
+            Ok(request) => submit(request, request_id, intake, out, stages).await,
             Err(e) => push_decode_error(out, request_id, &e),
         },
         MessageKind::LookupRequest => match decode_body::<LookupRequest>(frame) {
@@ -324,9 +366,10 @@ async fn submit(
     request_id: u64,
     intake: &Intake,
     out: &mut FrameBuf,
+    stages: &mut Stages,
 ) {
     let transactions = request.transactions.iter().map(|t| t.to_native());
-    match intake.submit(transactions).await {
+    match intake.submit_staged(transactions, stages).await {
         Ok(results) => push(out, request_id, &SubmitResponse { results }),
         Err(e) => push_shard_error(out, request_id, &e),
     }

@@ -460,6 +460,38 @@ impl HubCollector {
                 .iter()
                 .map(|b| (account(b), ConstGauge::new(b.balance as i64))),
         )?;
+        let forecast = |f: &super::hub::ForecastGauge| {
+            vec![
+                ("participant", f.participant.clone()),
+                ("currency", f.currency.clone()),
+            ]
+        };
+        family(
+            e,
+            "settle_liquidity_forecast",
+            "A participant's balance in a currency forecast 4 hours ahead (the end of the flow bucket 4 hours from the current one's start), minor units, by quantile: 0.5 is the point forecast, 0.1/0.9, 0.05/0.95 and 0.025/0.975 bound the 80, 90 and 95 % prediction intervals. On the currency shard's leader, refreshed once per bucket; only participants with two days of history.",
+            MetricType::Gauge,
+            m.gauges.forecasts.iter().flat_map(|f| {
+                super::hub::FORECAST_QUANTILES
+                    .iter()
+                    .zip(f.quantiles)
+                    .map(move |(q, v)| {
+                        let mut labels = forecast(f);
+                        labels.push(("quantile", q.to_string()));
+                        (labels, ConstGauge::new(v))
+                    })
+            }),
+        )?;
+        family(
+            e,
+            "settle_liquidity_shortfall_minor",
+            "What a participant must pre-fund in a currency so that the 95 % lower bound of its forecast balance stays at or above zero over the next 4 hours, minor units (0: nothing); GET /v1/forecast says before when.",
+            MetricType::Gauge,
+            m.gauges
+                .forecasts
+                .iter()
+                .map(|f| (forecast(f), ConstGauge::new(f.shortfall as i64))),
+        )?;
         family(
             e,
             "settle_incoming_minor",

@@ -72,6 +72,22 @@ pub struct BalanceGauge {
     pub incoming: u64,
 }
 
+/// One participant's liquidity forecast in one currency,
+/// `GAUGE_HORIZON_HOURS` ahead (minor units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForecastGauge {
+    pub participant: String,
+    pub currency: String,
+    /// The balance's quantiles of [`FORECAST_QUANTILES`], in that order.
+    pub quantiles: [i64; 7],
+    /// What to pre-fund so the 95 % lower bound stays at or above zero
+    /// over the horizon (0: nothing).
+    pub shortfall: u64,
+}
+
+/// The quantiles of `settle_liquidity_forecast`, as their labels spell them.
+pub const FORECAST_QUANTILES: [&str; 7] = ["0.025", "0.05", "0.1", "0.5", "0.9", "0.95", "0.975"];
+
 /// What a thread samples when it publishes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gauges {
@@ -79,6 +95,7 @@ pub struct Gauges {
     pub pending: Vec<PendingGauge>,
     pub rolled: Vec<RolledGauge>,
     pub balances: Vec<BalanceGauge>,
+    pub forecasts: Vec<ForecastGauge>,
     pub rails: Vec<cells::RailGauge>,
 }
 
@@ -162,6 +179,9 @@ impl Hub {
                     .balances
                     .extend(p.gauges.balances.iter().cloned());
                 out.gauges.rails.extend(p.gauges.rails.iter().cloned());
+                out.gauges
+                    .forecasts
+                    .extend(p.gauges.forecasts.iter().cloned());
             }
         }
         out.gauges.groups.sort_by_key(|g| g.group);

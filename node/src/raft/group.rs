@@ -212,7 +212,7 @@ where
     let log_store = LogStore::open_sealed(dir, config.at_rest.clone())
         .await
         .map_err(|source| GroupError::Log { group, source })?;
-    let (state_machine, state) = GroupStateMachine::<S>::open(
+    let (mut state_machine, state) = GroupStateMachine::<S>::open(
         dir.join(SNAPSHOT_DIR),
         &dir.join(STORE_DIR),
         &config.store,
@@ -220,6 +220,7 @@ where
     )
     .await
     .map_err(|source| GroupError::StateMachine { group, source })?;
+    state_machine.name_group(group);
     let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
         .await
         .map_err(|e| GroupError::Raft {

@@ -143,6 +143,7 @@ impl GroupState for ShardState {
         let mut cold = Cold::open(store, config.key_filter_bytes).map_err(|e| e.to_string())?;
         cold.records_max = config.hot_records_max;
         ShardState::attach_store(self, cold);
+        self.configure_flows(config.flow_bucket_us);
         Ok(())
     }
 

@@ -34,6 +34,9 @@ pub struct StateStoreConfig {
     pub key_filter_bytes: usize,
     /// Most unfinished records held in memory.
     pub hot_records_max: usize,
+    /// Width of a fresh shard's flow history buckets (liquidity forecasts;
+    /// a shard restored from a snapshot keeps the width it has).
+    pub flow_bucket_us: u64,
 }
 
 /// Bytes of memory per unfinished record (slab cell, index, queue place,
@@ -59,6 +62,7 @@ impl StateStoreConfig {
             },
             key_filter_bytes: (per_shard / 4).max(16 << 20),
             hot_records_max: (per_shard / 2 / HOT_RECORD_BYTES).max(100_000),
+            flow_bucket_us: crate::shard::flows::FLOW_BUCKET_US_DEFAULT,
         }
     }
 }
@@ -69,6 +73,7 @@ impl Default for StateStoreConfig {
             rocks: settle_store::RocksOptions::default(),
             key_filter_bytes: 128 << 20,
             hot_records_max: 20_000_000,
+            flow_bucket_us: crate::shard::flows::FLOW_BUCKET_US_DEFAULT,
         }
     }
 }
@@ -249,6 +254,8 @@ pub struct GroupStateMachine<S: GroupState> {
     rejected_entries: u64,
     /// The state's fingerprint after each recent entry (see [`super::digest`]).
     digests: DigestRing,
+    /// Entered while an entry applies: what the state logs says its group.
+    span: tracing::Span,
 }
 
 impl<S: GroupState> GroupStateMachine<S> {
@@ -298,6 +305,7 @@ impl<S: GroupState> GroupStateMachine<S> {
             scratch: AlignedVec::new(),
             rejected_entries: 0,
             digests: DigestRing::default(),
+            span: tracing::Span::none(),
         };
         let mut machine = machine;
         if let Some(applied) = machine.last_applied {
@@ -317,7 +325,14 @@ impl<S: GroupState> GroupStateMachine<S> {
         self.last_applied
     }
 
+    /// Names the group in the lines its state logs while applying.
+    pub fn name_group(&mut self, group: u16) {
+        self.span = tracing::info_span!("group", group);
+    }
+
     fn apply_command(&mut self, log_index: u64, command: &[u8]) -> ShardReply {
+        let span = self.span.clone();
+        let _in_group = span.enter();
         self.scratch.clear();
         self.scratch.extend_from_slice(command);
         let mut reply = ShardReply::default();

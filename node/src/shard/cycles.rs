@@ -301,6 +301,8 @@ impl ShardState {
                 account.balance = account.balance + credit - debit;
                 debug_assert!(account.is_consistent());
             });
+            self.flows
+                .add(p, at_us, i128::from(credit) - i128::from(debit));
         }
         for (&p, &amount) in &incoming {
             self.account_changing(p, |s| {
@@ -430,6 +432,7 @@ impl ShardState {
                             account.balance += amount;
                             debug_assert!(account.is_consistent());
                         });
+                        self.flows.add(debtor, at_us, i128::from(amount));
                     }
                     self.finish(id, at_us);
                 }
@@ -446,6 +449,9 @@ impl ShardState {
                     }
                     debug_assert!(account.is_consistent());
                 });
+                if o.confirmed {
+                    self.flows.add(creditor.0, at_us, i128::from(amount));
+                }
             }
             results.push(if changed {
                 TxResult::Created
@@ -591,6 +597,9 @@ pub(crate) mod tests {
             30,
             "re-applied idempotently"
         );
+        // The settled flows are the forecast's history (the opening is not).
+        let flow = |p| s.flow_series(ParticipantId(p), 60).map(|f| f.current);
+        assert_eq!((flow(1), flow(2)), (Some(-70), Some(70)));
         assert_eq!(s.lookup_record(11).unwrap().status, TxStatus::Settled);
         assert_eq!(s.record(12).unwrap().status, TxStatus::Deferred);
         assert_eq!(s.pending_count(), 2);

@@ -312,6 +312,11 @@ mod tests {
         assert!(a.is_consistent());
         assert_eq!(s.account(ParticipantId(4)).balance, 0);
         assert_eq!(s.balance_total(), 525);
+        assert_eq!(
+            s.flow_participants().count(),
+            0,
+            "funding is not a settlement flow"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod command;
 pub mod cycles;
 mod filter;
 mod fingerprint;
+pub mod flows;
 pub mod ledger;
 pub mod proposer;
 pub mod reservations;

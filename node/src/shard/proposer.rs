@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
-use settle_codec::{Currency, LookupItem, Transaction, TxResult, TxStatus, Window};
+use settle_codec::{Currency, LookupItem, ParticipantId, Transaction, TxResult, TxStatus, Window};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -20,7 +20,9 @@ use super::cold::ColdReader;
 use super::command::{encode, encode_submit, ShardCommand, ENTRY_TRANSACTIONS_MAX};
 use super::visibility::Visibility;
 use super::{GroupId, ShardState, TxRecord};
-use crate::intake::router::{ClosedCycle, ShardError, ShardInbox, ShardMsg, ShardStatus};
+use crate::intake::router::{
+    ClosedCycle, ParticipantFlows, ShardError, ShardInbox, ShardMsg, ShardStatus,
+};
 use crate::raft::{ShardRaft, ShardRequest};
 
 /// Entries a shard leader has proposed and not yet seen committed. Two keep
@@ -221,6 +223,14 @@ fn serve_priority(
             };
             let _ = reply.send(accounts);
         }
+        ShardMsg::Flows {
+            participant,
+            max,
+            now_us,
+            reply,
+        } => {
+            let _ = reply.send(flows(&state.borrow(), participant, max, now_us));
+        }
         ShardMsg::Status { reply } => {
             let _ = reply.send(status(&state.borrow()));
         }
@@ -240,6 +250,25 @@ fn serve_priority(
             ))
             .detach();
         }
+    }
+}
+
+/// Copies of flow histories (at most `max`, each at most `FLOW_BUCKETS`
+/// buckets): the forecast itself runs off the core.
+fn flows(
+    state: &ShardState,
+    participant: Option<ParticipantId>,
+    max: usize,
+    now_us: u64,
+) -> Vec<ParticipantFlows> {
+    let one = |p: ParticipantId| ParticipantFlows {
+        participant: p,
+        balance: state.account(p).balance,
+        series: state.flow_series(p, now_us),
+    };
+    match participant {
+        Some(p) => vec![one(p)],
+        None => state.flow_participants().take(max).map(one).collect(),
     }
 }
 
@@ -424,6 +453,7 @@ async fn control_entry(
         ShardMsg::Submit { .. }
         | ShardMsg::Lookup { .. }
         | ShardMsg::Balances { .. }
+        | ShardMsg::Flows { .. }
         | ShardMsg::Status { .. } => unreachable!("handled by the intake loop"),
     }
 }

@@ -11,6 +11,7 @@ use settle_codec::tx::{CandidateProblem, DeferReason};
 use settle_codec::{Currency, ParticipantId, Transaction, TxEventKind, TxStatus, Window};
 
 use super::cycles::{CycleNote, DecisionFacts, Execution, OpenCycle};
+use super::flows::{FlowHistory, Ring, FLOW_BUCKETS, FLOW_PARTICIPANTS_MAX};
 use super::ledger::{Account, Deposit, DepositKey};
 use super::reservations::{Reservations, Reserved};
 use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, WaitQueue, DEDUP_EVENTS_KEPT};
@@ -18,8 +19,12 @@ use super::state::{window_slot, ExtraEvent, ShardState, TxRecord, WaitQueue, DED
 /// Version byte of the format (2: balances, deposits and cycles added; 3:
 /// ids reserved for other shards, and the reservation counter; 4: only the
 /// hot state: finished records, their keys and reserved transaction ids
-/// live in the state store, see [`super::cold`]).
-const SNAPSHOT_VERSION: u8 = 4;
+/// live in the state store, see [`super::cold`]; 5: the flow history of
+/// liquidity forecasts, see [`super::flows`]).
+const SNAPSHOT_VERSION: u8 = 5;
+/// The previous version, still read: the same without the flow history (a
+/// node upgraded in place starts its history empty, bucket width default).
+const SNAPSHOT_VERSION_NO_FLOWS: u8 = 4;
 /// Bytes of one reserved deposit id: id 16, participant 4, currency 2,
 /// amount 8, index 8, at 8.
 const RESERVED_DEPOSIT_BYTES: usize = 46;
@@ -44,6 +49,9 @@ const DEPOSIT_BYTES: usize = 44;
 const OPEN_CYCLE_BYTES_MIN: usize = 41;
 /// Bytes of one cycle note.
 const NOTE_BYTES: usize = 84;
+/// Bytes of one participant's flow ring: participant 4, first 8, newest 8,
+/// then every bucket's flow.
+const RING_BYTES: usize = 20 + 8 * FLOW_BUCKETS;
 
 impl ShardState {
     /// Deterministic bytes of the whole state.
@@ -162,6 +170,7 @@ impl ShardState {
                 w.u128(id);
             }
         }
+        w.flows(&self.flows);
         w.0
     }
 
@@ -169,9 +178,9 @@ impl ShardState {
     pub fn decode_snapshot(bytes: &[u8]) -> Result<ShardState, String> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_NO_FLOWS {
             return Err(format!(
-                "shard snapshot version {version}, expected {SNAPSHOT_VERSION}"
+                "shard snapshot version {version}, expected {SNAPSHOT_VERSION} (or {SNAPSHOT_VERSION_NO_FLOWS})"
             ));
         }
         let mut s = ShardState {
@@ -334,6 +343,9 @@ impl ShardState {
                 return Err(format!("shard snapshot lists outgoing batch {key:?} twice"));
             }
         }
+        if version == SNAPSHOT_VERSION {
+            s.flows = r.flows()?;
+        }
         if r.pos != bytes.len() {
             return Err(format!(
                 "shard snapshot has {} trailing bytes",
@@ -407,6 +419,21 @@ impl ShardState {
 pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
+    /// The flow history: width, untracked count, then each ring by participant.
+    fn flows(&mut self, h: &FlowHistory) {
+        self.u64(h.bucket_us);
+        self.u64(h.untracked);
+        self.u64(h.rings.len() as u64);
+        for (&p, ring) in &h.rings {
+            self.u32(p);
+            self.u64(ring.first);
+            self.u64(ring.newest);
+            for &flow in ring.slots.iter() {
+                self.u64(flow as u64);
+            }
+        }
+    }
+
     /// One record: [`RECORD_BYTES`].
     pub(super) fn record(&mut self, r: &TxRecord) {
         self.transaction(&r.tx);
@@ -613,6 +640,46 @@ impl<'a> Reader<'a> {
     pub(super) fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
     }
+    /// The history [`Writer::flows`] wrote.
+    fn flows(&mut self) -> Result<FlowHistory, String> {
+        let bucket_us = self.u64()?;
+        if bucket_us == 0 {
+            return Err("shard snapshot: flow buckets of zero width".into());
+        }
+        let mut h = FlowHistory::with_bucket_us(bucket_us);
+        h.untracked = self.u64()?;
+        let count = self.count(RING_BYTES)?;
+        if count > FLOW_PARTICIPANTS_MAX {
+            return Err(format!(
+                "shard snapshot: flow history of {count} participants, more than {FLOW_PARTICIPANTS_MAX}"
+            ));
+        }
+        for _ in 0..count {
+            let p = self.u32()?;
+            let (first, newest) = (self.u64()?, self.u64()?);
+            if first > newest {
+                return Err(format!(
+                    "shard snapshot: flow history of participant {p} ends before it begins"
+                ));
+            }
+            let mut slots = vec![0i64; FLOW_BUCKETS].into_boxed_slice();
+            for slot in slots.iter_mut() {
+                *slot = self.u64()? as i64;
+            }
+            let ring = Ring {
+                first,
+                newest,
+                slots,
+            };
+            if h.rings.insert(p, ring).is_some() {
+                return Err(format!(
+                    "shard snapshot lists the flow history of participant {p} twice"
+                ));
+            }
+        }
+        Ok(h)
+    }
+
     /// An item count, refused if the remaining bytes cannot hold that many
     /// items of at least `item_bytes` (a damaged count must not reserve
     /// gigabytes).
@@ -869,6 +936,11 @@ mod tests {
             restored.account(ParticipantId(1)),
             s.account(ParticipantId(1))
         );
+        let payers: Vec<ParticipantId> = s.flow_participants().collect();
+        assert!(!payers.is_empty(), "the settled leg is a flow");
+        for p in payers {
+            assert_eq!(restored.flow_series(p, 2_400), s.flow_series(p, 2_400));
+        }
         // The restored state keeps applying like the original.
         let (mut a, mut b) = (s, restored);
         for state in [&mut a, &mut b] {
@@ -903,6 +975,22 @@ mod tests {
             assert_eq!(results, vec![settle_codec::TxResult::Created]);
         }
         assert_eq!(a.encode_snapshot(), b.encode_snapshot());
+    }
+
+    #[test]
+    fn a_version_4_snapshot_decodes_without_flow_history() {
+        let s = sample();
+        let bytes = s.encode_snapshot();
+        let rings = s.flow_participants().count();
+        assert!(rings > 0);
+        let mut old = bytes[..bytes.len() - 24 - rings * RING_BYTES].to_vec();
+        old[0] = SNAPSHOT_VERSION_NO_FLOWS;
+        let restored = ShardState::decode_snapshot(&old).expect("a version 4 snapshot");
+        assert_eq!(restored.flow_participants().count(), 0);
+        assert_eq!(
+            restored.account(ParticipantId(1)),
+            s.account(ParticipantId(1))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use settle_codec::{
 
 use super::cold::{Cold, ColdError, ColdReader, KeyKind};
 use super::cycles::{CycleNote, Execution, OpenCycle};
+use super::flows::{FlowHistory, FlowSeries};
 use super::ledger::{Account, Deposit, DepositKey};
 use super::reservations::Reservations;
 use super::table::{Entry, Table};
@@ -251,6 +252,8 @@ pub struct ShardState {
     /// records (see `fingerprint`); derived, rebuilt on snapshot restore.
     pub(super) accounts_digest: u64,
     pub(super) records_digest: u64,
+    /// Net flow per participant per time bucket (liquidity forecasts).
+    pub(super) flows: FlowHistory,
 }
 
 /// The slot of a window in per-window tables.
@@ -469,6 +472,30 @@ impl ShardState {
         match self.cold.take_error() {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// A participant's flow history up to `now_us` (see [`super::flows`]).
+    pub fn flow_series(&self, participant: ParticipantId, now_us: u64) -> Option<FlowSeries> {
+        self.flows.series(participant.0, now_us)
+    }
+
+    /// Width of the flow history's buckets.
+    pub fn flow_bucket_us(&self) -> u64 {
+        self.flows.bucket_us()
+    }
+
+    /// Participants with a flow history.
+    pub fn flow_participants(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.flows.participants().map(ParticipantId)
+    }
+
+    /// Sets the width of the flow buckets of a shard that has no history yet
+    /// (a fresh state; one restored from a snapshot keeps its width, so the
+    /// replicas never disagree on the history once they have one).
+    pub fn configure_flows(&mut self, bucket_us: u64) {
+        if self.flows.is_empty() && self.flows.bucket_us() != bucket_us {
+            self.flows = FlowHistory::with_bucket_us(bucket_us);
         }
     }
 
