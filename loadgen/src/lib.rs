@@ -12,4 +12,5 @@ pub mod participants;
 pub mod report;
 pub mod run;
 pub mod settle;
+pub mod trail;
 pub mod workload;

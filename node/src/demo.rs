@@ -112,6 +112,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             run_id: 1,
             live: true,
             collect_acked: true,
+            request_timeout: settle_loadgen::run::REQUEST_TIMEOUT_DEFAULT,
+            give_up_after: settle_loadgen::run::GIVE_UP_AFTER_DEFAULT,
         },
         SettleOptions {
             trigger_every: None,
