@@ -98,8 +98,8 @@ pub fn verified_everywhere(
     acked: &Path,
     dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
-    let mut lines = Vec::new();
-    let mut failures = Vec::new();
+    // Every node at once: each lookup waits on its node, not on the CPU.
+    let mut running = Vec::new();
     for id in cluster.ids() {
         let json = dir.join(format!("verify-{id}.json"));
         let mut args = vec![
@@ -112,10 +112,18 @@ pub fn verified_everywhere(
             json.display().to_string(),
         ];
         args.extend(cluster.security());
-        let out = std::process::Command::new(cluster.loadgen())
+        let child = std::process::Command::new(cluster.loadgen())
             .args(&args)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .context("running settle-loadgen verify")?;
+        running.push((id, child));
+    }
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    for (id, child) in running {
+        let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         lines.push(format!("node {id}: {}", text.replace('\n', "\n    ")));
         if !out.status.success() {

@@ -607,8 +607,10 @@ fn drive(
     net: Net,
     steps: &[Step],
 ) -> anyhow::Result<Report> {
+    let run_start = Instant::now();
+    let at = || format!("{:.1}s", run_start.elapsed().as_secs_f64());
     let mut cluster = Cluster::start(dir, bin_dir, args.nodes, args.participants, net)?;
-    println!("cluster: {} nodes serving", args.nodes);
+    println!("[{}] cluster: {} nodes serving", at(), args.nodes);
     let mut load = start_load(&cluster, args, dir)?;
     let load_start = Instant::now();
     let book = Arc::new(Mutex::new(Deposits::default()));
@@ -642,7 +644,7 @@ fn drive(
         });
     }
     all_serving(&mut cluster)?;
-    println!("faults over; waiting for the load to end");
+    println!("[{}] faults over; waiting for the load to end", at());
     let status = loop {
         interrupted_check()?;
         if let Some(status) = load.0.try_wait()? {
@@ -659,7 +661,7 @@ fn drive(
     // A quiet cluster for the checks: every node restarted cleanly with
     // scheduled cycles off, so the applied indexes stop moving and the
     // digests compare like with like.
-    println!("restarting every node without scheduled cycles for the checks");
+    println!("[{}] restarting every node without scheduled cycles for the checks", at());
     for id in cluster.ids() {
         cluster.terminate(id)?;
     }
@@ -669,6 +671,7 @@ fn drive(
     }
     all_serving(&mut cluster)?;
 
+    println!("[{}] checking", at());
     let mut text = String::new();
     let _ = writeln!(text, "timeline:\n{timeline}");
     if let Err(e) = check::converged(&cluster, CONVERGE_TIMEOUT) {
@@ -676,6 +679,7 @@ fn drive(
     } else {
         let _ = writeln!(text, "replicas: every group's replicas at one applied index with one digest");
     }
+    println!("[{}] converged; verifying every acknowledged id", at());
     let acked_path = dir.join("acked.txt");
     let acked = std::fs::read_to_string(&acked_path).unwrap_or_default().lines().count();
     let verification = check::verified_everywhere(&cluster, &acked_path, dir);
@@ -696,6 +700,7 @@ fn drive(
         }
         (b.acked.clone(), doubt, b.count)
     };
+    println!("[{}] verified; checking balances", at());
     match check::money(&cluster, &deposited, &in_doubt) {
         Ok(totals) => {
             let _ = writeln!(text, "money ({deposit_count} deposits; every row explains its balance; openings and deposits as made):");
@@ -726,6 +731,7 @@ fn drive(
         .collect();
     let lost = verify_json.iter().filter_map(|v| v["missing"].as_u64()).max().unwrap_or(0);
     let duplicated = verify_json.iter().filter_map(|v| v["duplicates"].as_u64()).max().unwrap_or(0);
+    println!("[{}] checked", at());
     let _ = writeln!(
         text,
         "summary: seed {} | {} faults | acknowledged {acked} | lost {lost} | duplicated {duplicated} | load timeouts {} resent {}",

@@ -20,7 +20,7 @@ fn nemesis(seed: u64, duration: &str) {
     let out = Command::new(bin_path("settle-nemesis"))
         .args(["--seed", &seed.to_string(), "--nodes", "3", "--duration", duration])
         .args(["--faults", "kill,kill-leader,stop,wipe,flip-byte,partition"])
-        .args(["--rate", "1000"])
+        .args(["--rate", "300"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -41,10 +41,10 @@ fn nemesis(seed: u64, duration: &str) {
 
 #[test]
 fn nemesis_seed_11_loses_and_doubles_nothing() {
-    nemesis(11, "60s");
+    nemesis(11, "45s");
 }
 
 #[test]
 fn nemesis_seed_12_loses_and_doubles_nothing() {
-    nemesis(12, "40s");
+    nemesis(12, "30s");
 }
