@@ -103,6 +103,10 @@ struct Args {
     /// Also write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Print the plan the seed gives (for the asked fault kinds, as if the machine supports
+    /// them all) and exit.
+    #[arg(long)]
+    plan_only: bool,
 }
 
 /// Deadline of each request of the load generator during the run.
@@ -237,6 +241,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         if Kind::parse(f).is_none() {
             bail!("--faults: unknown kind {f:?}");
         }
+    }
+    if args.plan_only {
+        let kinds = kinds_or_default(args);
+        println!("replay: {}", replay_command(args, &kinds));
+        for s in plan::plan(&PlanInput {
+            seed: args.seed,
+            nodes: args.nodes,
+            duration: args.duration,
+            kinds,
+        }) {
+            println!("  at {:>6.1}s for {:>4.1}s: {}", s.at.as_secs_f64(), s.hold.as_secs_f64(), s.fault);
+        }
+        return Ok(true);
     }
     let bin_dir = bin_dir(args)?;
     let (net, kinds) = network(args, kinds_or_default(args))?;
