@@ -37,12 +37,15 @@ fn divergence(members: &Value) -> Vec<String> {
             continue;
         }
         for g in m["groups"].as_array().into_iter().flatten() {
-            groups.entry(g["group"].as_u64().unwrap_or(0)).or_default().push((
-                node,
-                g["applied"].clone(),
-                g["digest"].clone(),
-                g["state"].as_str().unwrap_or("").to_string(),
-            ));
+            groups
+                .entry(g["group"].as_u64().unwrap_or(0))
+                .or_default()
+                .push((
+                    node,
+                    g["applied"].clone(),
+                    g["digest"].clone(),
+                    g["state"].as_str().unwrap_or("").to_string(),
+                ));
         }
     }
     for (group, replicas) in &groups {
@@ -193,7 +196,11 @@ pub fn totals(balances: &Value) -> anyhow::Result<BTreeMap<String, Totals>> {
 /// Opening balances per currency in a participants file.
 pub fn openings(participants: &Value) -> BTreeMap<String, u128> {
     let mut out: BTreeMap<String, u128> = BTreeMap::new();
-    for p in participants["participants"].as_array().into_iter().flatten() {
+    for p in participants["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         for (currency, amount) in p["balances"].as_object().into_iter().flatten() {
             *out.entry(currency.clone()).or_default() += u128::from(amount.as_u64().unwrap_or(0));
         }

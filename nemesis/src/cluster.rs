@@ -264,10 +264,7 @@ impl Cluster {
         };
         command
             .args(&args)
-            .env(
-                "RUST_LOG",
-                "info,openraft=error,settle_node::cycle=warn",
-            )
+            .env("RUST_LOG", "info,openraft=error,settle_node::cycle=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -278,7 +275,11 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .with_context(|| format!("opening {}", node.log.display()))?;
-        let _ = writeln!(log, "=== nemesis: starting node {id}: settle {}", args.join(" "));
+        let _ = writeln!(
+            log,
+            "=== nemesis: starting node {id}: settle {}",
+            args.join(" ")
+        );
         node.serving = Arc::new(AtomicBool::new(false));
         node.tail = Arc::default();
         let (serving, tail) = (node.serving.clone(), node.tail.clone());
@@ -298,7 +299,13 @@ impl Cluster {
             if node.serving.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            if let Some(status) = node.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .map(Child::try_wait)
+                .transpose()?
+                .flatten()
+            {
                 node.child = None;
                 bail!(
                     "node {id} exited during start-up ({status}):\n{}",
@@ -309,7 +316,10 @@ impl Cluster {
                 bail!("node {id} is not running");
             }
             if Instant::now() > deadline {
-                bail!("node {id} did not serve within {timeout:?}:\n{}", self.tail(id));
+                bail!(
+                    "node {id} did not serve within {timeout:?}:\n{}",
+                    self.tail(id)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -322,7 +332,13 @@ impl Cluster {
         loop {
             crate::interrupted_check()?;
             let node = self.node_mut(id);
-            if let Some(status) = node.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .map(Child::try_wait)
+                .transpose()?
+                .flatten()
+            {
                 node.child = None;
                 return Ok(format!("{status}\n{}", self.tail(id)));
             }

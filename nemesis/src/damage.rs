@@ -115,7 +115,9 @@ mod tests {
         assert!(flip.segment.ends_with("00000000000000000001.log"));
         assert_eq!((flip.written, flip.offset), (100_000, 50_000));
         let after = std::fs::read(&flip.segment).unwrap();
-        let changed: Vec<usize> = (0..after.len()).filter(|&i| after[i] != content[i]).collect();
+        let changed: Vec<usize> = (0..after.len())
+            .filter(|&i| after[i] != content[i])
+            .collect();
         assert_eq!(changed, vec![50_000]);
         assert!(flip_byte(&dir.join("missing"), 0).unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();

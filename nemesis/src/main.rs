@@ -146,7 +146,10 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("settle-nemesis: {e:#}");
-            eprintln!("replay: {}", replay_command(&args, &kinds_or_default(&args)));
+            eprintln!(
+                "replay: {}",
+                replay_command(&args, &kinds_or_default(&args))
+            );
             ExitCode::from(2)
         }
     }
@@ -251,7 +254,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             duration: args.duration,
             kinds,
         }) {
-            println!("  at {:>6.1}s for {:>4.1}s: {}", s.at.as_secs_f64(), s.hold.as_secs_f64(), s.fault);
+            println!(
+                "  at {:>6.1}s for {:>4.1}s: {}",
+                s.at.as_secs_f64(),
+                s.hold.as_secs_f64(),
+                s.fault
+            );
         }
         return Ok(true);
     }
@@ -273,16 +281,33 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         )),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    println!("settle-nemesis seed {} on {} nodes for {}", args.seed, args.nodes, humantime::format_duration(args.duration));
-    println!("network: {}", match &net {
-        Net::Loopback => "loopback (127.0.0.1)".to_string(),
-        Net::Namespaces(ns) => format!("a network namespace per node ({}, {}...)", ns.name(1), ns.addr(1)),
-    });
+    println!(
+        "settle-nemesis seed {} on {} nodes for {}",
+        args.seed,
+        args.nodes,
+        humantime::format_duration(args.duration)
+    );
+    println!(
+        "network: {}",
+        match &net {
+            Net::Loopback => "loopback (127.0.0.1)".to_string(),
+            Net::Namespaces(ns) => format!(
+                "a network namespace per node ({}, {}...)",
+                ns.name(1),
+                ns.addr(1)
+            ),
+        }
+    );
     println!("directory: {}", dir.display());
     println!("replay: {replay}");
     println!("plan ({} faults):", steps.len());
     for s in &steps {
-        println!("  at {:>6.1}s for {:>4.1}s: {}", s.at.as_secs_f64(), s.hold.as_secs_f64(), s.fault);
+        println!(
+            "  at {:>6.1}s for {:>4.1}s: {}",
+            s.at.as_secs_f64(),
+            s.hold.as_secs_f64(),
+            s.fault
+        );
     }
 
     let outcome = drive(args, &bin_dir, &dir, net, &steps);
@@ -311,7 +336,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if passed && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        println!("kept: {} (node logs node-N.log, acked ids acked.txt)", dir.display());
+        println!(
+            "kept: {} (node logs node-N.log, acked ids acked.txt)",
+            dir.display()
+        );
         if !passed {
             println!("replay: {replay}");
         }
@@ -339,12 +367,28 @@ const DEPOSIT_CURRENCIES: [&str; 4] = ["USD", "EUR", "GBP", "JPY"];
 
 /// One deposit attempt through node `target`; true if booked (or a
 /// duplicate of the booked one).
-fn deposit_once(cluster_settle: &Path, security: &[String], target: &str, d: &(u128, String, u64, String)) -> bool {
+fn deposit_once(
+    cluster_settle: &Path,
+    security: &[String],
+    target: &str,
+    d: &(u128, String, u64, String),
+) -> bool {
     let (id, currency, amount, participant) = d;
     let mut command = Command::new(cluster_settle);
     command
-        .args(["deposit", "--participant", participant, "--currency", currency])
-        .args(["--amount", &amount.to_string(), "--id", &format!("{id:032x}")])
+        .args([
+            "deposit",
+            "--participant",
+            participant,
+            "--currency",
+            currency,
+        ])
+        .args([
+            "--amount",
+            &amount.to_string(),
+            "--id",
+            &format!("{id:032x}"),
+        ])
         .args(["--target", target, "--timeout", "3s"])
         .args(security)
         .stdout(Stdio::null())
@@ -369,7 +413,8 @@ fn deposit_loop(
         if stop.load(Ordering::SeqCst) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
             let pending = book.lock().expect("not poisoned").pending.is_none();
-            if pending || since.elapsed() > DEPOSIT_FLUSH_MAX || INTERRUPTED.load(Ordering::SeqCst) {
+            if pending || since.elapsed() > DEPOSIT_FLUSH_MAX || INTERRUPTED.load(Ordering::SeqCst)
+            {
                 return;
             }
         }
@@ -415,15 +460,27 @@ impl Drop for Load {
 fn start_load(cluster: &Cluster, args: &Args, dir: &Path) -> anyhow::Result<Load> {
     let mut command = Command::new(cluster.loadgen());
     for id in cluster.ids() {
-        command.arg("--target").arg(cluster.node(id).listen.to_string());
+        command
+            .arg("--target")
+            .arg(cluster.node(id).listen.to_string());
     }
     let give_up = args.duration + Duration::from_secs(60);
     command
         .args(["--duration", &format!("{}ms", args.duration.as_millis())])
-        .args(["--clients", &LOAD_CLIENTS.to_string(), "--batch", &LOAD_BATCH.to_string()])
+        .args([
+            "--clients",
+            &LOAD_CLIENTS.to_string(),
+            "--batch",
+            &LOAD_BATCH.to_string(),
+        ])
         .args(["--rate", &args.rate.to_string()])
         .args(["--participants", &args.participants.to_string()])
-        .args(["--seed", &args.seed.to_string(), "--run-id", &(args.seed + 1).to_string()])
+        .args([
+            "--seed",
+            &args.seed.to_string(),
+            "--run-id",
+            &(args.seed + 1).to_string(),
+        ])
         .args(["--request-timeout", LOAD_REQUEST_TIMEOUT])
         .args(["--give-up-after", &format!("{}ms", give_up.as_millis())])
         .arg("--acked")
@@ -473,7 +530,10 @@ fn cuts(cluster: &Cluster, split: &Split) -> Vec<(u64, u64)> {
         Split::CutFromLeader { node, group } => {
             let leader = resolve(cluster, Victim::LeaderOf(*group));
             let other = if leader == *node {
-                ids.iter().copied().find(|&i| i != leader).expect("3 nodes or more")
+                ids.iter()
+                    .copied()
+                    .find(|&i| i != leader)
+                    .expect("3 nodes or more")
             } else {
                 *node
             };
@@ -633,10 +693,21 @@ fn drive(
     let book = Arc::new(Mutex::new(Deposits::default()));
     let stop_deposits = Arc::new(AtomicBool::new(false));
     let depositor = {
-        let targets = cluster.ids().iter().map(|&id| cluster.node(id).listen.to_string()).collect();
+        let targets = cluster
+            .ids()
+            .iter()
+            .map(|&id| cluster.node(id).listen.to_string())
+            .collect();
         let (settle, security) = (cluster.settle(), cluster.security());
-        let (book, stop, seed, participants) = (book.clone(), stop_deposits.clone(), args.seed, args.participants);
-        std::thread::spawn(move || deposit_loop(settle, security, targets, seed, participants, book, stop))
+        let (book, stop, seed, participants) = (
+            book.clone(),
+            stop_deposits.clone(),
+            args.seed,
+            args.participants,
+        );
+        std::thread::spawn(move || {
+            deposit_loop(settle, security, targets, seed, participants, book, stop)
+        })
     };
 
     let mut ran = Vec::new();
@@ -648,7 +719,11 @@ fn drive(
         let start_s = load_start.elapsed().as_secs() as usize;
         let started = load_start.elapsed();
         let (line, failure) = apply(&mut cluster, step, index, args.seed)?;
-        let entry = format!("  [{:>6.1}s → {:>6.1}s] {line}", started.as_secs_f64(), load_start.elapsed().as_secs_f64());
+        let entry = format!(
+            "  [{:>6.1}s → {:>6.1}s] {line}",
+            started.as_secs_f64(),
+            load_start.elapsed().as_secs_f64()
+        );
         println!("{entry}");
         let _ = writeln!(timeline, "{entry}");
         if let Some(f) = failure {
@@ -670,15 +745,23 @@ fn drive(
         std::thread::sleep(Duration::from_millis(200));
     };
     if !status.success() {
-        failures.push(format!("the load generator failed ({status}); see {}", dir.join("load.out").display()));
+        failures.push(format!(
+            "the load generator failed ({status}); see {}",
+            dir.join("load.out").display()
+        ));
     }
     stop_deposits.store(true, Ordering::SeqCst);
-    depositor.join().map_err(|_| anyhow!("the deposit thread panicked"))?;
+    depositor
+        .join()
+        .map_err(|_| anyhow!("the deposit thread panicked"))?;
 
     // A quiet cluster for the checks: every node restarted cleanly with
     // scheduled cycles off, so the applied indexes stop moving and the
     // digests compare like with like.
-    println!("[{}] restarting every node without scheduled cycles for the checks", at());
+    println!(
+        "[{}] restarting every node without scheduled cycles for the checks",
+        at()
+    );
     for id in cluster.ids() {
         cluster.terminate(id)?;
     }
@@ -694,11 +777,17 @@ fn drive(
     if let Err(e) = check::converged(&cluster, CONVERGE_TIMEOUT) {
         failures.push(format!("{e:#}"));
     } else {
-        let _ = writeln!(text, "replicas: every group's replicas at one applied index with one digest");
+        let _ = writeln!(
+            text,
+            "replicas: every group's replicas at one applied index with one digest"
+        );
     }
     println!("[{}] converged; verifying every acknowledged id", at());
     let acked_path = dir.join("acked.txt");
-    let acked = std::fs::read_to_string(&acked_path).unwrap_or_default().lines().count();
+    let acked = std::fs::read_to_string(&acked_path)
+        .unwrap_or_default()
+        .lines()
+        .count();
     let verification = check::verified_everywhere(&cluster, &acked_path, dir);
     match &verification {
         Ok(lines) => {
@@ -746,8 +835,16 @@ fn drive(
         .filter_map(|id| std::fs::read(dir.join(format!("verify-{id}.json"))).ok())
         .filter_map(|b| serde_json::from_slice(&b).ok())
         .collect();
-    let lost = verify_json.iter().filter_map(|v| v["missing"].as_u64()).max().unwrap_or(0);
-    let duplicated = verify_json.iter().filter_map(|v| v["duplicates"].as_u64()).max().unwrap_or(0);
+    let lost = verify_json
+        .iter()
+        .filter_map(|v| v["missing"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let duplicated = verify_json
+        .iter()
+        .filter_map(|v| v["duplicates"].as_u64())
+        .max()
+        .unwrap_or(0);
     println!("[{}] checked", at());
     let _ = writeln!(
         text,
@@ -781,5 +878,9 @@ fn drive(
         "throughput_without": throughput.without,
         "failures": failures,
     });
-    Ok(Report { text, json, failures })
+    Ok(Report {
+        text,
+        json,
+        failures,
+    })
 }

@@ -167,7 +167,10 @@ impl fmt::Display for Fault {
             Fault::FlipByte(v) => write!(f, "flip a byte in a log segment of {v}"),
             Fault::Partition(Split::Isolate(v)) => write!(f, "partition: isolate {v}"),
             Fault::Partition(Split::CutFromLeader { node, group }) => {
-                write!(f, "partition: cut node {node} from the leader of group {group}")
+                write!(
+                    f,
+                    "partition: cut node {node} from the leader of group {group}"
+                )
             }
             Fault::Partition(Split::Halves(side)) => {
                 write!(f, "partition: {side:?} | the others")

@@ -119,7 +119,9 @@ mod tests {
 
     #[test]
     fn the_longest_gap_near_a_fault_counts_for_its_kind() {
-        let series = [5, 5, 5, 0, 0, 0, 5, 5, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0];
+        let series = [
+            5, 5, 5, 0, 0, 0, 5, 5, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0,
+        ];
         let ran = [
             Ran {
                 kind: Kind::Kill,

@@ -59,7 +59,14 @@ fn the_cli_and_the_load_generator_give_up_on_a_stopped_node_by_their_deadline() 
 
     // The CLI: one clear error naming the deadline.
     let cli = Command::new(bin_path("settle"))
-        .args(["balances", "--insecure", "--timeout", "1s", "--target", &target])
+        .args([
+            "balances",
+            "--insecure",
+            "--timeout",
+            "1s",
+            "--target",
+            &target,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -87,8 +94,7 @@ fn the_cli_and_the_load_generator_give_up_on_a_stopped_node_by_their_deadline() 
     let out = exits_during_stall(loadgen, stalled_at);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let timeouts = json["timeouts"].as_u64().unwrap();
     assert!(timeouts >= 2, "each client timed out at least once: {json}");
     assert_eq!(json["results"]["created"], 0, "{json}");
@@ -109,7 +115,15 @@ fn the_load_generator_resends_a_timed_out_batch_to_another_target() {
     let acked = dir.path().join("acked.txt");
     let report = dir.path().join("report.json");
     let loadgen = Command::new(bin_path("settle-loadgen"))
-        .args(["--insecure", "--duration", "6s", "--clients", "2", "--batch", "10"])
+        .args([
+            "--insecure",
+            "--duration",
+            "6s",
+            "--clients",
+            "2",
+            "--batch",
+            "10",
+        ])
         .args(["--participants", "8", "--request-timeout", "1s"])
         .args(["--target", &stalled.listen.to_string()])
         .args(["--target", &healthy.listen.to_string()])
@@ -123,19 +137,26 @@ fn the_load_generator_resends_a_timed_out_batch_to_another_target() {
         .unwrap();
     let out = exits_during_stall(loadgen, stalled_at);
     assert!(out.status.success());
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(json["timeouts"].as_u64().unwrap() >= 1, "{json}");
     assert!(json["resent"].as_u64().unwrap() >= 1, "{json}");
     assert!(json["results"]["created"].as_u64().unwrap() > 0, "{json}");
     // Everything acknowledged is on the healthy node.
     let verify = Command::new(bin_path("settle-loadgen"))
-        .args(["verify", "--insecure", "--target", &healthy.listen.to_string()])
+        .args([
+            "verify",
+            "--insecure",
+            "--target",
+            &healthy.listen.to_string(),
+        ])
         .arg("--acked")
         .arg(&acked)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{text}");
-    assert!(text.contains("missing=0 duplicates=0 illegal_trails=0"), "{text}");
+    assert!(
+        text.contains("missing=0 duplicates=0 illegal_trails=0"),
+        "{text}"
+    );
 }

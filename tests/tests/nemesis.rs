@@ -18,7 +18,14 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn nemesis(seed: u64, duration: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(bin_path("settle-nemesis"))
-        .args(["--seed", &seed.to_string(), "--nodes", "3", "--duration", duration])
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--nodes",
+            "3",
+            "--duration",
+            duration,
+        ])
         .args(["--faults", "kill,kill-leader,stop,wipe,flip-byte,partition"])
         .args(["--rate", "300"])
         .output()

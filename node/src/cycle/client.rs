@@ -39,7 +39,10 @@ pub enum ControlClientError {
         source: std::io::Error,
     },
     #[error("no answer from {addr} within the {deadline:?} deadline (--timeout)")]
-    Deadline { addr: SocketAddr, deadline: Duration },
+    Deadline {
+        addr: SocketAddr,
+        deadline: Duration,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -71,15 +74,14 @@ impl ControlClient {
         tls: Option<&Arc<ClientConfig>>,
         deadline: Duration,
     ) -> Result<ControlClient, ControlClientError> {
-        let stream = Stream::connect(addr, deadline.min(CONNECT_TIMEOUT_MAX), tls).map_err(
-            |source| {
+        let stream =
+            Stream::connect(addr, deadline.min(CONNECT_TIMEOUT_MAX), tls).map_err(|source| {
                 if is_timeout(&source) {
                     ControlClientError::Deadline { addr, deadline }
                 } else {
                     ControlClientError::Connect { addr, source }
                 }
-            },
-        )?;
+            })?;
         Ok(ControlClient {
             stream,
             addr,
@@ -111,7 +113,11 @@ impl ControlClient {
         };
         self.stream.tcp().set_write_timeout(Some(self.deadline))?;
         if let Err(e) = self.stream.write_all(self.out.as_slice()) {
-            return Err(if is_timeout(&e) { past_deadline } else { e.into() });
+            return Err(if is_timeout(&e) {
+                past_deadline
+            } else {
+                e.into()
+            });
         }
         loop {
             match self
