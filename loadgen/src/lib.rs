@@ -15,4 +15,5 @@ pub mod report;
 pub mod run;
 pub mod settle;
 pub mod timeline;
+pub mod trail;
 pub mod workload;

@@ -51,6 +51,12 @@ enum Command {
         /// File of acknowledged ids, one per line (from a run with --acked).
         #[arg(long)]
         acked: PathBuf,
+        /// Deadline of each lookup (retried on a fresh connection past it).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        request_timeout: Duration,
+        /// Also write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
         #[command(flatten)]
         security: Security,
     },
@@ -127,6 +133,13 @@ struct LoadArgs {
     /// schedules run them).
     #[arg(long, default_value = "1s")]
     settle_trigger: String,
+    /// Deadline of each request (connect, handshake, answer); past it the connection is closed
+    /// and the same batch is re-sent to the next --target.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// A client that got no answer for this long stops.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    give_up_after: Duration,
     #[command(flatten)]
     security: Security,
 }
@@ -164,10 +177,12 @@ fn main() -> ExitCode {
             Some(Command::Verify {
                 target,
                 acked,
+                request_timeout,
+                json,
                 security,
             }) => {
                 security.apply()?;
-                verify_command(target, &acked).await
+                verify_command(target, &acked, request_timeout, json).await
             }
             None => {
                 cli.load.security.apply()?;
@@ -202,6 +217,8 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
         live: true,
         collect_acked: args.acked.is_some(),
         settled: None,
+        request_timeout: args.request_timeout,
+        give_up_after: args.give_up_after,
     };
     // Acknowledged ids are collected per client and written at the end: the
     // crash tests kill the node, never the load generator.
@@ -253,7 +270,12 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify_command(target: SocketAddr, acked: &PathBuf) -> anyhow::Result<ExitCode> {
+async fn verify_command(
+    target: SocketAddr,
+    acked: &PathBuf,
+    request_timeout: Duration,
+    json: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let file =
         std::fs::File::open(acked).with_context(|| format!("opening {}", acked.display()))?;
     let mut ids = Vec::new();
@@ -267,12 +289,16 @@ async fn verify_command(target: SocketAddr, acked: &PathBuf) -> anyhow::Result<E
             .with_context(|| format!("{}:{}: {line:?} is not an id", acked.display(), n + 1))?;
         ids.push(id);
     }
-    let v = verify(target, &ids).await?;
-    println!(
-        "acked={} found={} missing={} duplicates={}",
-        v.acked, v.found, v.missing, v.duplicates
-    );
-    Ok(if v.missing == 0 && v.duplicates == 0 {
+    let v = verify(target, &ids, request_timeout).await?;
+    println!("{}", v.line());
+    for example in &v.examples {
+        println!("illegal trail: {example}");
+    }
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if v.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -16,6 +16,10 @@ pub struct Recorder {
     pub latency_us: Histogram<u64>,
     pub counts: ResultCounts,
     pub requests: u64,
+    /// Requests that got no answer within the request deadline.
+    pub timeouts: u64,
+    /// Batches sent again after a failed or timed-out request.
+    pub resent: u64,
 }
 
 /// How many transactions got each answer.
@@ -51,6 +55,8 @@ impl Default for Recorder {
                 .expect("valid histogram bounds"),
             counts: ResultCounts::default(),
             requests: 0,
+            timeouts: 0,
+            resent: 0,
         }
     }
 }
@@ -80,6 +86,8 @@ impl Recorder {
         self.latency_us.add(&other.latency_us).expect("same bounds");
         self.counts.add(&other.counts);
         self.requests += other.requests;
+        self.timeouts += other.timeouts;
+        self.resent += other.resent;
     }
 }
 
@@ -122,6 +130,12 @@ pub struct Report {
     pub latency_us: Percentiles,
     pub results: ResultCounts,
     pub requests: u64,
+    /// Requests that hit the request deadline (`--request-timeout`).
+    pub timeouts: u64,
+    /// Batches re-sent (same ids) after a failure or a timeout.
+    pub resent: u64,
+    /// Transactions acknowledged in each second of the run, in order.
+    pub acked_per_second: Vec<u64>,
 }
 
 impl Report {
@@ -132,7 +146,8 @@ impl Report {
             "mode={} clients={} batch={} rate={} duration={:.1}s\n\
              throughput: {:.0} tx/s answered, {:.0} tx/s created, {:.0} requests/s\n\
              latency (request, ms): p50={:.3} p90={:.3} p99={:.3} p99.9={:.3} max={:.3} mean={:.3}\n\
-             results: created={} duplicate={} conflict={} rejected={} errors={} (requests={})",
+             results: created={} duplicate={} conflict={} rejected={} errors={} (requests={})\n\
+             failures: timeouts={} (requests past the deadline) resent={} (batches)",
             self.mode,
             self.clients,
             self.batch,
@@ -153,6 +168,8 @@ impl Report {
             r.rejected,
             r.errors,
             self.requests,
+            self.timeouts,
+            self.resent,
         )
     }
 }
@@ -203,5 +220,16 @@ mod tests {
         assert_eq!(a.counts.answered(), 5);
         assert_eq!(a.latency_us.len(), 2);
         assert_eq!(a.requests, 2);
+    }
+
+    #[test]
+    fn merge_adds_timeouts_and_resends() {
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        a.timeouts = 1;
+        b.timeouts = 2;
+        b.resent = 3;
+        a.merge(&b);
+        assert_eq!((a.timeouts, a.resent), (3, 3));
     }
 }

@@ -44,7 +44,27 @@ pub struct RunOptions {
     /// Transactions settled since the run began, kept up to date by the
     /// settle mode for the live line and the timeline (`None`: not settling).
     pub settled: Option<Arc<AtomicU64>>,
+    /// Deadline of one request (connect, TLS handshake, send, answer): past
+    /// it the client closes the connection and re-sends the same batch to
+    /// the next target.
+    pub request_timeout: Duration,
+    /// A client that got no answer for this long stops (a dead cluster ends
+    /// the run instead of spinning through it).
+    pub give_up_after: Duration,
 }
+
+/// Default of [`RunOptions::request_timeout`]: well above a healthy
+/// request (milliseconds) and an election (about a second), well below a
+/// stall worth going elsewhere for.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Default of [`RunOptions::give_up_after`]: longer than any fault a
+/// cluster is expected to ride out (an election, a restart).
+pub const GIVE_UP_AFTER_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Most one-second throughput samples a report keeps (a day): the series is
+/// bounded whatever `--duration` says.
+pub const PER_SECOND_SAMPLES_MAX: usize = 86_400;
 
 /// What a run produced.
 pub struct RunOutcome {
@@ -188,6 +208,8 @@ fn now_us() -> u64 {
 /// interval's histogram lock is never contended.
 struct Progress {
     answered: AtomicU64,
+    /// Created or Duplicate: what the per-second series counts.
+    acked: AtomicU64,
     errors: AtomicU64,
     /// Latencies (µs) of the requests answered since the last sample.
     interval_latency_us: Mutex<Histogram<u64>>,
@@ -197,6 +219,7 @@ impl Progress {
     fn new() -> Progress {
         Progress {
             answered: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             interval_latency_us: Mutex::new(
                 Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
@@ -230,6 +253,11 @@ struct Sampler {
     answered: u64,
     errors: u64,
     timeline: Timeline,
+    /// Acknowledged (Created or Duplicate) per sample, at most
+    /// [`PER_SECOND_SAMPLES_MAX`]: a stall or an outage shows as zeros (the
+    /// nemesis reads its unavailability from this series).
+    acked: u64,
+    acked_per_second: Vec<u64>,
 }
 
 impl Sampler {
@@ -246,6 +274,11 @@ impl Sampler {
             &progress.take_interval(),
             settled.map(|s| s.load(Ordering::Relaxed)),
         );
+        let acked = progress.acked.load(Ordering::Relaxed);
+        if self.acked_per_second.len() < PER_SECOND_SAMPLES_MAX {
+            self.acked_per_second.push(acked - self.acked);
+        }
+        self.acked = acked;
         self.last_at = now;
         self.answered = answered;
         self.errors = errors;
@@ -277,12 +310,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
 
     let mut tasks = Vec::with_capacity(options.clients);
     for client in 0..options.clients {
-        let target = options.targets[client % options.targets.len()];
         let options = options.clone();
         let progress = progress.clone();
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
-            client_loop(client as u32, target, options, deadline, progress, acked).await
+            client_loop(client as u32, options, deadline, progress, acked).await
         }));
     }
 
@@ -293,6 +325,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         answered: 0,
         errors: 0,
         timeline: Timeline::default(),
+        acked: 0,
+        acked_per_second: Vec::new(),
     }));
     let live = {
         let progress = progress.clone();
@@ -348,6 +382,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         }
         std::mem::take(&mut sampler.timeline)
     };
+    let per_second = std::mem::take(
+        &mut sampler
+            .lock()
+            .expect("no panic while held")
+            .acked_per_second,
+    );
     if total.requests == 0 {
         if let Some(e) = first_error {
             return Err(e);
@@ -371,6 +411,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         latency_us: Percentiles::of(&total.latency_us),
         results: total.counts,
         requests: total.requests,
+        timeouts: total.timeouts,
+        resent: total.resent,
+        acked_per_second: per_second,
     };
     let acked = std::mem::take(&mut *acked.lock().expect("no client panicked holding the lock"));
     Ok(RunOutcome {
@@ -380,13 +423,46 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
     })
 }
 
-/// Most consecutive failed requests a client tolerates (reconnecting after
-/// each) before it gives up: a dead node must end the run, not spin.
-const CLIENT_FAILURES_MAX: u32 = 50;
+/// Pause after a failed connect before the next target is tried.
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Pause after a failed request before its batch is re-sent.
+const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// Why one request got no answer.
+enum Failure {
+    /// The deadline passed (a stalled node, a lost link).
+    Timeout,
+    /// A connection error or a whole-request error answer.
+    Error,
+}
+
+/// Connects to `target` within `timeout` (TCP and the TLS handshake: a
+/// stopped node accepts the TCP connection in its kernel, then never
+/// answers the handshake).
+async fn connect_within(target: SocketAddr, timeout: Duration) -> Result<Connection, Failure> {
+    match tokio::time::timeout(timeout, Connection::connect(target)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(_)) => Err(Failure::Error),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// Submits `batch` on `conn` within `timeout`.
+async fn submit_within(
+    conn: &mut Connection,
+    batch: &[Transaction],
+    timeout: Duration,
+) -> Result<Vec<TxResult>, Failure> {
+    match tokio::time::timeout(timeout, conn.submit(batch)).await {
+        Ok(Ok(SubmitAnswer::Results(results))) => Ok(results),
+        Ok(Ok(SubmitAnswer::Error(_)) | Err(_)) => Err(Failure::Error),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
 
 async fn client_loop(
     client: u32,
-    target: SocketAddr,
     options: RunOptions,
     deadline: Instant,
     progress: Arc<Progress>,
@@ -402,8 +478,14 @@ async fn client_loop(
         Duration::from_secs_f64(1.0 / per_client_requests.max(1e-3))
     });
     let interval_us = interval.map(|i| i.as_micros() as u64);
+    // Clients are spread over the targets; a failed request moves its
+    // client to the next one.
+    let mut target_index = client as usize % options.targets.len();
     let mut connection = None;
-    let mut failures = 0;
+    // The batch in `batch` is not acknowledged yet: send it again (same ids,
+    // so whatever the node did with the first try, it books it once).
+    let mut unacknowledged = false;
+    let mut last_answer = Instant::now();
     // Clients start out of phase, spread over one interval: in step they
     // would send in bursts, and the node would see a burstier load than the
     // rate says.
@@ -412,7 +494,10 @@ async fn client_loop(
             i.mul_f64(f64::from(client) / options.clients as f64)
         });
     while Instant::now() < deadline {
-        if interval.is_some() {
+        if last_answer.elapsed() > options.give_up_after {
+            break;
+        }
+        if interval.is_some() && !unacknowledged {
             let now = Instant::now();
             if next_send > now {
                 tokio::time::sleep(next_send - now).await;
@@ -423,45 +508,53 @@ async fn client_loop(
         } else {
             Instant::now()
         };
-        workload.fill_batch(&mut batch, options.batch);
+        if unacknowledged {
+            recorder.resent += 1;
+        } else {
+            workload.fill_batch(&mut batch, options.batch);
+        }
         let stamp = now_us();
         for tx in &mut batch {
             tx.client_timestamp_us = stamp;
         }
-        if connection.is_none() {
-            match Connection::connect(target).await {
-                Ok(c) => connection = Some(c),
-                Err(e) => {
-                    failures += 1;
-                    if failures > CLIENT_FAILURES_MAX {
-                        return Err(e);
-                    }
-                    recorder.counts.errors += batch.len() as u64;
-                    progress
-                        .errors
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+        let target = options.targets[target_index];
+        let outcome = match connection.as_mut() {
+            Some(conn) => submit_within(conn, &batch, options.request_timeout).await,
+            None => match connect_within(target, options.request_timeout).await {
+                Ok(conn) => {
+                    let conn = connection.insert(conn);
+                    submit_within(conn, &batch, options.request_timeout).await
+                }
+                Err(failure) => {
+                    connection = None;
+                    count_failure(&mut recorder, &progress, &failure, batch.len());
+                    target_index = (target_index + 1) % options.targets.len();
+                    unacknowledged = true;
+                    tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
                     continue;
                 }
-            }
-        }
-        let conn = connection.as_mut().expect("connected above");
-        match conn.submit(&batch).await {
-            Ok(SubmitAnswer::Results(results)) => {
-                failures = 0;
+            },
+        };
+        match outcome {
+            Ok(results) => {
+                unacknowledged = false;
+                last_answer = Instant::now();
                 let latency = intended.elapsed();
                 recorder.record_latency(latency, interval_us);
                 progress.record(latency, interval_us);
+                let mut acked_now = 0;
                 for (tx, result) in batch.iter().zip(&results) {
                     match result {
                         TxResult::Created => {
                             recorder.counts.created += 1;
+                            acked_now += 1;
                             if options.collect_acked {
                                 my_acked.push(tx.id);
                             }
                         }
                         TxResult::Duplicate => {
                             recorder.counts.duplicate += 1;
+                            acked_now += 1;
                             if options.collect_acked {
                                 my_acked.push(tx.id);
                             }
@@ -473,22 +566,20 @@ async fn client_loop(
                 progress
                     .answered
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
-            }
-            Ok(SubmitAnswer::Error(_)) | Err(_) => {
-                failures += 1;
-                recorder.counts.errors += batch.len() as u64;
-                progress
-                    .errors
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                connection = None;
-                if failures > CLIENT_FAILURES_MAX {
-                    break;
+                progress.acked.fetch_add(acked_now, Ordering::Relaxed);
+                if let Some(interval) = interval {
+                    next_send += interval;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        }
-        if let Some(interval) = interval {
-            next_send += interval;
+            Err(failure) => {
+                // The connection may still carry the late answer: close it,
+                // and try the next target.
+                connection = None;
+                count_failure(&mut recorder, &progress, &failure, batch.len());
+                target_index = (target_index + 1) % options.targets.len();
+                unacknowledged = true;
+                tokio::time::sleep(RESEND_PAUSE).await;
+            }
         }
     }
     if options.collect_acked {
@@ -500,6 +591,14 @@ async fn client_loop(
     Ok(recorder)
 }
 
+fn count_failure(recorder: &mut Recorder, progress: &Progress, failure: &Failure, txs: usize) {
+    recorder.counts.errors += txs as u64;
+    progress.errors.fetch_add(txs as u64, Ordering::Relaxed);
+    if matches!(failure, Failure::Timeout) {
+        recorder.timeouts += 1;
+    }
+}
+
 /// Lookups tried before `verify` gives up on a chunk: a lookup can fail
 /// while a shard's leadership moves (an election, a hand-over to its
 /// preferred member), which says nothing about the data.
@@ -508,16 +607,23 @@ const LOOKUP_ATTEMPTS: u32 = 50;
 /// Pause between lookup attempts: 50 of them cover several elections.
 const LOOKUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// `lookup`, retried on a fresh connection while it fails (up to
-/// `LOOKUP_ATTEMPTS`); the last error if it never succeeds.
+/// `lookup`, retried on a fresh connection while it fails or passes its
+/// deadline (up to `LOOKUP_ATTEMPTS`); the last error if it never succeeds.
 async fn lookup_retrying(
     connection: &mut Connection,
     target: SocketAddr,
     ids: &[u128],
+    timeout: Duration,
 ) -> anyhow::Result<Vec<LookupItem>> {
     let mut attempt = 1;
     loop {
-        match connection.lookup(ids).await {
+        let answer = match tokio::time::timeout(timeout, connection.lookup(ids)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(anyhow!(
+                "no answer from {target} within the {timeout:?} request deadline"
+            )),
+        };
+        match answer {
             Ok(items) => return Ok(items),
             Err(e) if attempt >= LOOKUP_ATTEMPTS => {
                 return Err(e.context(format!("lookup failed {attempt} times")))
@@ -526,7 +632,9 @@ async fn lookup_retrying(
                 eprintln!("lookup attempt {attempt} failed, retrying: {e:#}");
                 attempt += 1;
                 tokio::time::sleep(LOOKUP_RETRY_PAUSE).await;
-                if let Ok(fresh) = Connection::connect(target).await {
+                if let Ok(Ok(fresh)) =
+                    tokio::time::timeout(timeout, Connection::connect(target)).await
+                {
                     *connection = fresh;
                 }
             }
@@ -534,27 +642,77 @@ async fn lookup_retrying(
     }
 }
 
+/// Illegal trails `verify` quotes in full (the count has them all).
+const ILLEGAL_TRAIL_EXAMPLES_MAX: usize = 5;
+
 /// Result of `verify`: every acknowledged id looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
     pub acked: u64,
     pub found: u64,
     pub missing: u64,
     pub duplicates: u64,
+    /// Found ids whose audit trail is not a legal history for their status
+    /// (see [`crate::trail`]).
+    pub illegal_trails: u64,
+    /// Found ids by status.
+    pub pending: u64,
+    pub settled: u64,
+    pub failed: u64,
+    /// The first illegal trails, `id: what is wrong`.
+    pub examples: Vec<String>,
 }
 
-/// Looks every acked id up. `duplicates` counts ids acknowledged more than
-/// once in the file that the node holds only once is fine; an id the node
-/// reports twice (in two shards) would be a double booking.
-pub async fn verify(target: SocketAddr, acked: &[u128]) -> anyhow::Result<Verification> {
-    let mut connection = Connection::connect(target).await?;
+impl Verification {
+    /// Every acknowledged id found once, with a legal trail.
+    pub fn passed(&self) -> bool {
+        self.missing == 0 && self.duplicates == 0 && self.illegal_trails == 0
+    }
+
+    /// One line; `found=N missing=0 duplicates=0` is what scripts look for.
+    pub fn line(&self) -> String {
+        format!(
+            "acked={} found={} missing={} duplicates={} illegal_trails={} pending={} settled={} failed={}",
+            self.acked,
+            self.found,
+            self.missing,
+            self.duplicates,
+            self.illegal_trails,
+            self.pending,
+            self.settled,
+            self.failed
+        )
+    }
+}
+
+/// Looks every acked id up and checks its audit trail. `duplicates` counts
+/// ids the node booked twice (two acceptance events); an id acknowledged
+/// more than once in the file but held once is fine.
+pub async fn verify(
+    target: SocketAddr,
+    acked: &[u128],
+    timeout: Duration,
+) -> anyhow::Result<Verification> {
+    let mut connection = match tokio::time::timeout(timeout, Connection::connect(target)).await {
+        Ok(c) => c?,
+        Err(_) => bail!("no connection to {target} within the {timeout:?} request deadline"),
+    };
     let mut unique = acked.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    let mut found = 0;
-    let mut duplicates = 0;
+    let mut v = Verification {
+        acked: unique.len() as u64,
+        found: 0,
+        missing: 0,
+        duplicates: 0,
+        illegal_trails: 0,
+        pending: 0,
+        settled: 0,
+        failed: 0,
+        examples: Vec::new(),
+    };
     for chunk in unique.chunks(MAX_LOOKUP_IDS) {
-        let items = lookup_retrying(&mut connection, target, chunk).await?;
+        let items = lookup_retrying(&mut connection, target, chunk, timeout).await?;
         if items.len() != chunk.len() {
             bail!(
                 "lookup answered {} items for {} ids",
@@ -566,24 +724,33 @@ pub async fn verify(target: SocketAddr, acked: &[u128]) -> anyhow::Result<Verifi
             if item.id != *id {
                 bail!("lookup answered id {} for {}", item.id, id);
             }
-            if item.status != settle_codec::TxStatus::NotFound {
-                found += 1;
-                // More than one acceptance event means the id was booked twice.
-                let accepted = item
-                    .events
-                    .iter()
-                    .filter(|e| e.kind == settle_codec::TxEventKind::TransactionSubmitted)
-                    .count();
-                if accepted > 1 {
-                    duplicates += 1;
+            match item.status {
+                settle_codec::TxStatus::NotFound => continue,
+                settle_codec::TxStatus::Pending | settle_codec::TxStatus::Deferred => {
+                    v.pending += 1
+                }
+                settle_codec::TxStatus::Settled => v.settled += 1,
+                settle_codec::TxStatus::Failed => v.failed += 1,
+            }
+            v.found += 1;
+            // More than one acceptance event means the id was booked twice.
+            let accepted = item
+                .events
+                .iter()
+                .filter(|e| e.kind == settle_codec::TxEventKind::TransactionSubmitted)
+                .count();
+            if accepted > 1 {
+                v.duplicates += 1;
+            }
+            if let Err(why) = crate::trail::check_trail(item) {
+                v.illegal_trails += 1;
+                if v.examples.len() < ILLEGAL_TRAIL_EXAMPLES_MAX {
+                    v.examples
+                        .push(format!("{}: {why}", settle_codec::format_id(*id)));
                 }
             }
         }
     }
-    Ok(Verification {
-        acked: unique.len() as u64,
-        found,
-        missing: unique.len() as u64 - found,
-        duplicates,
-    })
+    v.missing = v.acked - v.found;
+    Ok(v)
 }

@@ -117,6 +117,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             live: true,
             collect_acked: true,
             settled: None,
+            request_timeout: settle_loadgen::run::REQUEST_TIMEOUT_DEFAULT,
+            give_up_after: settle_loadgen::run::GIVE_UP_AFTER_DEFAULT,
         },
         SettleOptions {
             trigger_every: None,

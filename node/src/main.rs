@@ -133,6 +133,10 @@ struct TargetArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Deadline of each request (connect, handshake, answer): past it the command fails
+    /// saying so instead of waiting on a stalled node.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     security: ClientSecurityArgs,
 }
@@ -143,6 +147,7 @@ impl TargetArgs {
         Ok(settle_node::cycle::client::ControlClient::connect(
             self.target,
             security.tls.as_ref(),
+            self.timeout,
         )?)
     }
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_rustls::rustls::ClientConfig;
 use settle_security::blocking::Stream;
@@ -21,8 +21,14 @@ use settle_codec::{
     LookupRequest, LookupResponse, MessageKind, ParticipantId, ReadStatus, TxResult, Window,
 };
 
-/// How long a reply may take: a cycle run waits for the cycle to apply.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default deadline of one request (connect, handshake, reply), the CLI's
+/// `--timeout`: a cycle run waits for the cycle to apply (well under a
+/// second on a healthy cluster, an election or two after a failure), and a
+/// stalled node must not hold an operator's shell for longer.
+pub const REQUEST_DEADLINE_DEFAULT: Duration = Duration::from_secs(10);
+
+/// At most this long for the TCP connect itself (within the deadline).
+const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,11 @@ pub enum ControlClientError {
     Connect {
         addr: SocketAddr,
         source: std::io::Error,
+    },
+    #[error("no answer from {addr} within the {deadline:?} deadline (--timeout)")]
+    Deadline {
+        addr: SocketAddr,
+        deadline: Duration,
     },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -46,6 +57,8 @@ pub enum ControlClientError {
 /// One connection to a node.
 pub struct ControlClient {
     stream: Stream,
+    addr: SocketAddr,
+    deadline: Duration,
     out: FrameBuf,
     reader: FrameReader,
     next_request_id: u64,
@@ -53,16 +66,26 @@ pub struct ControlClient {
 
 impl ControlClient {
     /// Connects to a node's client port: over TLS 1.3 with `tls`, plaintext
-    /// (a node started `--insecure`) without.
+    /// (a node started `--insecure`) without. Connecting and every request
+    /// after it must finish within `deadline` each, or fail with
+    /// [`ControlClientError::Deadline`].
     pub fn connect(
         addr: SocketAddr,
         tls: Option<&Arc<ClientConfig>>,
+        deadline: Duration,
     ) -> Result<ControlClient, ControlClientError> {
-        let stream = Stream::connect(addr, Duration::from_secs(5), tls)
-            .map_err(|source| ControlClientError::Connect { addr, source })?;
-        stream.tcp().set_read_timeout(Some(REPLY_TIMEOUT))?;
+        let stream =
+            Stream::connect(addr, deadline.min(CONNECT_TIMEOUT_MAX), tls).map_err(|source| {
+                if is_timeout(&source) {
+                    ControlClientError::Deadline { addr, deadline }
+                } else {
+                    ControlClientError::Connect { addr, source }
+                }
+            })?;
         Ok(ControlClient {
             stream,
+            addr,
+            deadline,
             out: FrameBuf::new(),
             reader: FrameReader::new(),
             next_request_id: 1,
@@ -83,7 +106,19 @@ impl ControlClient {
         self.out
             .push(request_id, request)
             .map_err(|e| ControlClientError::Protocol(format!("encoding the request: {e}")))?;
-        self.stream.write_all(self.out.as_slice())?;
+        let deadline = Instant::now() + self.deadline;
+        let past_deadline = ControlClientError::Deadline {
+            addr: self.addr,
+            deadline: self.deadline,
+        };
+        self.stream.tcp().set_write_timeout(Some(self.deadline))?;
+        if let Err(e) = self.stream.write_all(self.out.as_slice()) {
+            return Err(if is_timeout(&e) {
+                past_deadline
+            } else {
+                e.into()
+            });
+        }
         loop {
             match self
                 .reader
@@ -118,14 +153,30 @@ impl ControlClient {
                     return read(&frame).map_err(ControlClientError::Protocol);
                 }
                 ReadStatus::NeedMore(_) => {
-                    if self.reader.read_from(&mut self.stream)? == 0 {
-                        return Err(ControlClientError::Protocol(
-                            "the node closed the connection".into(),
-                        ));
+                    // Each read may wait only for what is left of the deadline.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(past_deadline);
+                    }
+                    self.stream.tcp().set_read_timeout(Some(left))?;
+                    match self.reader.read_from(&mut self.stream) {
+                        Ok(0) => {
+                            return Err(ControlClientError::Protocol(
+                                "the node closed the connection".into(),
+                            ))
+                        }
+                        Ok(_) => {}
+                        Err(e) if is_timeout(&e) => return Err(past_deadline),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
+    }
+
+    /// The deadline of each request on this connection.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Runs a cycle of `window` and waits until it is applied.
@@ -250,4 +301,12 @@ impl ControlClient {
             },
         )
     }
+}
+
+/// A socket timeout, as the platform reports it (`WouldBlock` on Linux).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }

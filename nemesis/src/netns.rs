@@ -1,0 +1,219 @@
+//! Network namespaces for partitions and `tc netem`: one namespace per
+//! node, a veth pair from each to a bridge in the root namespace (the
+//! nemesis, the load generator and the tools reach every node through it).
+//!
+//! A partition is a pair of blackhole routes (`ip route add blackhole`):
+//! packets from one node to the other are dropped in the sender's
+//! namespace, no firewall needed. Open connections stall (as on a real
+//! cut cable) instead of being reset. Everything is removed on drop, which
+//! also runs on Ctrl-C (the main loop returns) and on a panic (unwinding).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// The netem settings of a `Fault::Netem`: enough delay, jitter, loss and
+/// reordering to stretch heartbeats and force retransmits, not to cut.
+pub const NETEM_ARGS: [&str; 8] = [
+    "delay", "40ms", "20ms", "loss", "5%", "reorder", "25%", "50%",
+];
+
+/// The namespaces of one run.
+pub struct Netns {
+    prefix: String,
+    subnet: u8,
+    nodes: u64,
+    bridge: String,
+    /// Pairs (from, to) with a blackhole route in `from`'s namespace.
+    cut: BTreeSet<(u64, u64)>,
+    /// Nodes with a netem qdisc on their link.
+    netem: BTreeSet<u64>,
+    /// Whether this kernel has the netem qdisc.
+    pub netem_available: bool,
+    created: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run("ip", args)
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// Creates a namespace per node (1..=nodes), their veth pairs and the
+    /// bridge. Fails (and removes what it made) if the machine does not
+    /// allow it (not root, no `ip`).
+    pub fn create(nodes: u64) -> anyhow::Result<Netns> {
+        let pid = std::process::id();
+        // Names are at most 15 bytes (IFNAMSIZ - 1).
+        let tag = pid % 100_000;
+        let mut ns = Netns {
+            prefix: format!("snm{tag}"),
+            subnet: (pid % 200 + 20) as u8,
+            nodes,
+            bridge: format!("snm{tag}br"),
+            cut: BTreeSet::new(),
+            netem: BTreeSet::new(),
+            netem_available: false,
+            created: Vec::new(),
+        };
+        ns.build()?;
+        ns.netem_available = ns.probe_netem();
+        Ok(ns)
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let bridge = self.bridge.clone();
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        self.created.push(format!("link:{bridge}"));
+        let gateway = format!("{}/24", self.gateway());
+        ip(&["addr", "add", &gateway, "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        for id in 1..=self.nodes {
+            let name = self.name(id);
+            ip(&["netns", "add", &name])?;
+            self.created.push(format!("netns:{name}"));
+            let host = format!("{}h{id}", self.prefix);
+            let inner = format!("{}n{id}", self.prefix);
+            ip(&["link", "add", &host, "type", "veth", "peer", "name", &inner])?;
+            self.created.push(format!("link:{host}"));
+            ip(&["link", "set", &inner, "netns", &name])?;
+            ip(&["link", "set", &host, "master", &bridge])?;
+            ip(&["link", "set", &host, "up"])?;
+            let addr = format!("{}/24", self.addr(id));
+            ip(&["-n", &name, "addr", "add", &addr, "dev", &inner])?;
+            ip(&["-n", &name, "link", "set", &inner, "up"])?;
+            ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Tries a netem qdisc on the first namespace's loopback (harmless).
+    fn probe_netem(&self) -> bool {
+        let name = self.name(1);
+        let ok = ip(&["netns", "exec", &name, "true"]).is_ok()
+            && run(
+                "tc",
+                &[
+                    "-n", &name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+                ],
+            )
+            .is_ok();
+        if ok {
+            let _ = run("tc", &["-n", &name, "qdisc", "del", "dev", "lo", "root"]);
+        }
+        ok
+    }
+
+    /// The namespace of node `id`.
+    pub fn name(&self, id: u64) -> String {
+        format!("{}-{id}", self.prefix)
+    }
+
+    /// The address of node `id` (in its namespace, reachable from the root
+    /// namespace through the bridge).
+    pub fn addr(&self, id: u64) -> Ipv4Addr {
+        Ipv4Addr::new(10, 231, self.subnet, 10 + id as u8)
+    }
+
+    fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 231, self.subnet, 1)
+    }
+
+    fn inner_link(&self, id: u64) -> String {
+        format!("{}n{id}", self.prefix)
+    }
+
+    /// Drops every packet between `a` and `b`, both ways.
+    pub fn cut(&mut self, a: u64, b: u64) -> anyhow::Result<()> {
+        for (from, to) in [(a, b), (b, a)] {
+            if self.cut.insert((from, to)) {
+                let route = format!("{}/32", self.addr(to));
+                ip(&["-n", &self.name(from), "route", "add", "blackhole", &route])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delay, loss and reordering on node `id`'s link.
+    pub fn netem(&mut self, id: u64) -> anyhow::Result<()> {
+        if !self.netem_available {
+            bail!("this kernel has no netem qdisc");
+        }
+        let name = self.name(id);
+        let link = self.inner_link(id);
+        let args: Vec<&str> = [
+            "-n",
+            name.as_str(),
+            "qdisc",
+            "add",
+            "dev",
+            link.as_str(),
+            "root",
+            "netem",
+        ]
+        .into_iter()
+        .chain(NETEM_ARGS)
+        .collect();
+        run("tc", &args)?;
+        self.netem.insert(id);
+        Ok(())
+    }
+
+    /// Removes every cut and every netem qdisc.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for (from, to) in std::mem::take(&mut self.cut) {
+            let route = format!("{}/32", self.addr(to));
+            if let Err(e) = ip(&["-n", &self.name(from), "route", "del", "blackhole", &route]) {
+                first_error.get_or_insert(e);
+            }
+        }
+        for id in std::mem::take(&mut self.netem) {
+            let (name, link) = (self.name(id), self.inner_link(id));
+            if let Err(e) = run("tc", &["-n", &name, "qdisc", "del", "dev", &link, "root"]) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it, and with it
+        // the pair; the bridge goes last.
+        for item in self.created.iter().rev() {
+            let result = match item.split_once(':') {
+                Some(("netns", name)) => ip(&["netns", "del", name]),
+                Some(("link", name)) => {
+                    // Gone already with its namespace's end: fine.
+                    if ip(&["link", "show", name]).is_ok() {
+                        ip(&["link", "del", name])
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                eprintln!("nemesis: cleaning up {item}: {e:#}");
+            }
+        }
+    }
+}
