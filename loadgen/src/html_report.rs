@@ -422,6 +422,9 @@ mod tests {
                 ..Default::default()
             },
             requests: 3,
+            timeouts: 0,
+            resent: 0,
+            acked_per_second: vec![15, 15],
         }
     }
 
