@@ -158,3 +158,41 @@ fn a_settle_run_with_report_writes_svg_plots_that_add_up_to_its_totals() {
         polylines(savings)
     );
 }
+
+/// `settle demo --report` writes the same report for its own run: every
+/// plot there, with points, and the figures the demo printed.
+#[test]
+fn the_demo_writes_its_report_with_every_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.html");
+    let output = Command::new(bin_path("settle"))
+        .args([
+            "demo",
+            "--duration",
+            "3s",
+            "--clients",
+            "4",
+            "--batch",
+            "200",
+            "--cores",
+            "1",
+            "--report",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("report written to"), "{stdout}");
+    let html = std::fs::read_to_string(&path).unwrap();
+    for id in ["throughput", "latency", "costs", "savings"] {
+        let plot = figure(&html, id);
+        assert!(plot.contains("<svg"), "plot {id} is an SVG");
+    }
+    let points: usize = polylines(figure(&html, "throughput")).iter().sum();
+    assert!(points >= 2, "a throughput point a second: {points}");
+}
