@@ -71,20 +71,8 @@ impl ShardState {
             "the running accounts digest matches the accounts"
         );
         fold(
-            0,
+            fold(0, &self.counters()),
             &[
-                self.clock_us,
-                self.last_applied_index,
-                self.pending_count,
-                self.submitted_total,
-                self.deduped_total,
-                self.conflict_total,
-                self.last_applied_cycle,
-                self.settled_total,
-                self.queue_seq,
-                self.reserved_total,
-                self.rolled_total,
-                u64::from(self.cold_crc),
                 self.records.len() as u64,
                 self.deposits.len() as u64,
                 self.open_cycles.len() as u64,

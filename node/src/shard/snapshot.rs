@@ -54,13 +54,10 @@ const NOTE_BYTES: usize = 84;
 const RING_BYTES: usize = 20 + 8 * FLOW_BUCKETS;
 
 impl ShardState {
-    /// Deterministic bytes of the whole state.
-    pub fn encode_snapshot(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(
-            128 + self.records.len() * (RECORD_BYTES + EXPIRY_BYTES),
-        ));
-        w.u8(SNAPSHOT_VERSION);
-        for v in [
+    /// The scalar fields, in the order the snapshot header writes them (and
+    /// `decode_snapshot` reads them); the fingerprint folds the same ones.
+    pub(super) fn counters(&self) -> [u64; 12] {
+        [
             self.clock_us,
             self.last_applied_index,
             self.pending_count,
@@ -73,7 +70,16 @@ impl ShardState {
             self.reserved_total,
             self.rolled_total,
             u64::from(self.cold_crc),
-        ] {
+        ]
+    }
+
+    /// Deterministic bytes of the whole state.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(
+            128 + self.records.len() * (RECORD_BYTES + EXPIRY_BYTES),
+        ));
+        w.u8(SNAPSHOT_VERSION);
+        for v in self.counters() {
             w.u64(v);
         }
         let mut records: Vec<&TxRecord> = self.records.values().collect();
