@@ -47,4 +47,7 @@ if [ -n "${SCRAPE:-}" ]; then
 fi
 args=(--target "127.0.0.1:$port" --duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants" "${client_security[@]}")
 [ -n "$rate" ] && args+=(--rate "$rate")
+# LOADGEN_FLAGS: more flags for the load generator (e.g. --scattered-ids).
+# shellcheck disable=SC2206
+args+=(${LOADGEN_FLAGS:-})
 "$BIN_DIR/settle-loadgen" "${args[@]}" 2>/dev/null

@@ -31,5 +31,8 @@ wait_balanced
 args=(--duration "$duration" --clients "$clients" --batch "$batch" --participants "$participants" "${tool_security[@]}")
 for i in $(seq 1 "$nodes"); do args+=(--target "${listen[$i]}"); done
 [ -n "$rate" ] && args+=(--rate "$rate")
+# LOADGEN_FLAGS: more flags for the load generator (e.g. --scattered-ids).
+# shellcheck disable=SC2206
+args+=(${LOADGEN_FLAGS:-})
 "$bin/settle-loadgen" "${args[@]}" 2>"${SETTLE_LIVE:-/dev/null}"
 "$bin/settle" status --target "$first_peer" "${tool_security[@]}"

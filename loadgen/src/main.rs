@@ -125,6 +125,10 @@ struct LoadArgs {
     /// Id space of this run (default: from the clock, so runs never collide).
     #[arg(long)]
     run_id: Option<u64>,
+    /// Ids in random order over the id space, like random (v4) UUIDs; by default each client's
+    /// ids count up, like a sequence or a time-ordered id.
+    #[arg(long)]
+    scattered_ids: bool,
     /// Also drive and measure settlement: ask for T0/T1/T2 cycles while the load runs, drain the
     /// cycles after it, and report settled tx/s end to end and the cycle latency percentiles.
     #[arg(long)]
@@ -214,6 +218,7 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<ExitCode> {
         participants: args.participants,
         seed: args.seed,
         run_id,
+        scattered_ids: args.scattered_ids,
         live: true,
         collect_acked: args.acked.is_some(),
         settled: None,

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub seed: u64,
     /// Distinguishes this run's ids from earlier runs' (high 64 bits of every id).
     pub run_id: u64,
+    /// Ids in random order (like random UUIDs), not counting up.
+    pub scattered_ids: bool,
     /// Print a live line every second.
     pub live: bool,
     /// Keep every acknowledged (Created or Duplicate) id, for `--acked`.
@@ -469,6 +471,9 @@ async fn client_loop(
     acked: Arc<Mutex<Vec<u128>>>,
 ) -> anyhow::Result<Recorder> {
     let mut workload = Workload::new(options.seed, options.run_id, client, options.participants);
+    if options.scattered_ids {
+        workload = workload.scattered();
+    }
     let mut recorder = Recorder::default();
     let mut batch = Vec::with_capacity(options.batch);
     let mut my_acked = Vec::new();

@@ -68,6 +68,22 @@ pub struct Workload {
     amounts: LogNormal<f64>,
     id_prefix: u128,
     sequence: u64,
+    /// Scatter ids over the whole id space (like random UUIDs) instead of
+    /// counting up (like a sequence or a time-ordered id).
+    scattered: bool,
+}
+
+/// A bijection of the 128-bit id space (odd multipliers and xor-shifts are
+/// invertible), so scattered ids stay as distinct as the sequence they come
+/// from while their order is that of random ids.
+pub fn scatter_id(mut x: u128) -> u128 {
+    const K1: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
+    const K2: u128 = 0xd6e8_feb8_6659_fd93_a5b5_45c6_4a8e_3c3b;
+    x ^= x >> 67;
+    x = x.wrapping_mul(K1 | 1);
+    x ^= x >> 61;
+    x = x.wrapping_mul(K2 | 1);
+    x ^ (x >> 64)
 }
 
 impl Workload {
@@ -86,7 +102,14 @@ impl Workload {
                 .expect("valid log-normal"),
             id_prefix: (u128::from(run_id) << 64) | (u128::from(client) << 40),
             sequence: 0,
+            scattered: false,
         }
+    }
+
+    /// Ids in random order over the id space ([`scatter_id`]), still unique.
+    pub fn scattered(mut self) -> Self {
+        self.scattered = true;
+        self
     }
 
     /// The next transaction; `client_timestamp_us` is stamped by the caller at send time.
@@ -117,8 +140,9 @@ impl Workload {
         };
         self.sequence += 1;
         assert!(self.sequence < (1 << 40), "client id space exhausted");
+        let id = self.id_prefix | u128::from(self.sequence);
         Transaction {
-            id: self.id_prefix | u128::from(self.sequence),
+            id: if self.scattered { scatter_id(id) } else { id },
             debtor: ParticipantId(debtor),
             creditor: ParticipantId(creditor),
             amount: usd_to_minor(usd, send),
@@ -179,5 +203,19 @@ mod tests {
             f64::from(top5) / f64::from(n) > 0.4,
             "top-5 share too low: {top5}"
         );
+    }
+
+    #[test]
+    fn scattered_ids_are_distinct_and_out_of_order() {
+        let mut w = Workload::new(1, 1, 0, 32).scattered();
+        let ids: Vec<u128> = (0..10_000).map(|_| w.next_transaction().id).collect();
+        let distinct: std::collections::HashSet<u128> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let rising = ids.windows(2).filter(|p| p[0] < p[1]).count();
+        assert!(
+            (4_000..6_000).contains(&rising),
+            "about half the neighbours rise, as in random order: {rising}"
+        );
+        assert_ne!(scatter_id(1), 1);
     }
 }

@@ -114,6 +114,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             participants: options.participants,
             seed,
             run_id: 1,
+            scattered_ids: false,
             live: true,
             collect_acked: true,
             settled: None,

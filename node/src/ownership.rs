@@ -98,30 +98,43 @@ impl DirLock {
 /// How long the probe of a busy address waits for a listener to answer.
 const PORT_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long an address must stay taken to be refused: the sockets of a
+/// process killed a moment ago can outlive it briefly (io_uring tears a
+/// dead process's rings down in a kernel worker, and a socket one of its
+/// requests still holds accepts connections until then).
+const PORT_TAKEN_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Refuses an address another process listens on. Our own sockets bind it
 /// with SO_REUSEPORT afterwards; a plain bind here fails while any socket
 /// listens there, but also while connections of a previous run of this
 /// node linger on the port (after kill -9): then a connection attempt tells
-/// the two apart, as only a listener accepts one. (Two nodes starting in the
-/// same instant can both pass; the data directory lock is the hard
-/// guarantee.)
+/// the two apart, as only a listener accepts one, and a listener must stay
+/// for [`PORT_TAKEN_FOR`] (a killed node's may take a moment to go). (Two
+/// nodes starting in the same instant can both pass; the data directory
+/// lock is the hard guarantee.)
 pub fn ensure_port_free(what: &'static str, addr: SocketAddr) -> Result<(), OwnershipError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(probe) => {
-            drop(probe);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let mut target = addr;
-            if target.ip().is_unspecified() {
-                target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    let since = std::time::Instant::now();
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                drop(probe);
+                return Ok(());
             }
-            match std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) {
-                Ok(_) => Err(OwnershipError::PortInUse { what, addr }),
-                Err(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                let mut target = addr;
+                if target.ip().is_unspecified() {
+                    target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                if std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT).is_err() {
+                    return Ok(());
+                }
+                if since.elapsed() >= PORT_TAKEN_FOR {
+                    return Err(OwnershipError::PortInUse { what, addr });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
+            Err(source) => return Err(OwnershipError::PortProbe { what, addr, source }),
         }
-        Err(source) => Err(OwnershipError::PortProbe { what, addr, source }),
     }
 }
 

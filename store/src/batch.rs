@@ -96,18 +96,26 @@ impl Batch {
 
     /// The operations in the order they were added.
     pub fn ops(&self) -> impl Iterator<Item = Op<'_>> {
+        self.ops_from(0)
+    }
+
+    /// The operations from the `first`-th on (those added since the batch
+    /// had `first`), in order.
+    pub fn ops_from(&self, first: usize) -> impl Iterator<Item = Op<'_>> {
         let at = |(start, len): (u32, u32)| &self.buf[start as usize..(start + len) as usize];
-        self.slots.iter().map(move |s| match s.value {
-            Some(value) => Op::Put {
-                column: s.column,
-                key: at(s.key),
-                value: at(value),
-            },
-            None => Op::Delete {
-                column: s.column,
-                key: at(s.key),
-            },
-        })
+        self.slots[first.min(self.slots.len())..]
+            .iter()
+            .map(move |s| match s.value {
+                Some(value) => Op::Put {
+                    column: s.column,
+                    key: at(s.key),
+                    value: at(value),
+                },
+                None => Op::Delete {
+                    column: s.column,
+                    key: at(s.key),
+                },
+            })
     }
 }
 

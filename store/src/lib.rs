@@ -21,11 +21,13 @@
 //! sealed or not, and refuses one written the other way.
 
 mod batch;
+mod behind;
 mod mem;
 mod rocks;
 mod sealed;
 
 pub use batch::{Batch, Op};
+pub use behind::{WriteBehind, WRITE_BEHIND_OPS, WRITE_BEHIND_QUEUE};
 pub use mem::MemStore;
 pub use rocks::{rocks_memtables, RocksOptions, RocksStore, MEMTABLES_MAX};
 pub use sealed::{open_rocks, refuse_if_sealed, SealedStore, EXPIRY_BYTES, ID_BYTES, META_SEAL};
@@ -106,6 +108,9 @@ pub enum StoreError {
         #[source]
         source: settle_storage::SealError,
     },
+    /// A write made behind the core failed (see [`WriteBehind`]).
+    #[error("state store: a write behind the core failed: {reason}")]
+    Behind { reason: String },
     #[error(
         "state store {path} was written without an encryption key and is opened with one: \
          start without the key, or wipe this node's data directory so that it rebuilds \

@@ -467,7 +467,7 @@ impl GroupState for ControlState {
         Ok(())
     }
 
-    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+    fn store(&mut self) -> Option<Arc<dyn settle_store::Store>> {
         Some(self.archive.store().clone())
     }
 

@@ -140,14 +140,20 @@ impl GroupState for ShardState {
                 dir.display()
             ));
         }
-        let mut cold = Cold::open(store, config.key_filter_bytes).map_err(|e| e.to_string())?;
+        // `group-1-usd/store`: the writer thread is `settle-wb-group-1-usd`.
+        let name = dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(|| "shard".into(), |n| n.to_string_lossy());
+        let mut cold =
+            Cold::open_as(store, config.key_filter_bytes, &name).map_err(|e| e.to_string())?;
         cold.records_max = config.hot_records_max;
         ShardState::attach_store(self, cold);
         self.configure_flows(config.flow_bucket_us);
         Ok(())
     }
 
-    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+    fn store(&mut self) -> Option<Arc<dyn settle_store::Store>> {
         Some(self.cold_reader().store().clone())
     }
 

@@ -134,8 +134,10 @@ pub trait GroupState: Default + 'static {
     }
 
     /// The state's store, if it has one: flushed before each snapshot is
-    /// persisted, and sent with snapshots to other replicas.
-    fn store(&self) -> Option<Arc<dyn settle_store::Store>> {
+    /// persisted, and sent with snapshots to other replicas. What the state
+    /// applied so far is in it, or on its way there, by the time a reader
+    /// of the handle reads (a state writing behind hands over its writes).
+    fn store(&mut self) -> Option<Arc<dyn settle_store::Store>> {
         None
     }
 
@@ -475,14 +477,16 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Serialised now, synchronously: later applies must not leak into it.
+        let data = frame(&self.state.borrow().snapshot());
+        let store = self.state.borrow_mut().store();
         GroupSnapshotBuilder {
             snapshots: self.snapshots.clone(),
             meta: SnapshotMetaOf::<TypeConfig> {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
             },
-            data: Some(frame(&self.state.borrow().snapshot())),
-            store: self.state.borrow().store(),
+            data: Some(data),
+            store,
         }
     }
 
@@ -500,7 +504,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
         let (hot, cold) = split(&snapshot).map_err(bad)?;
         let restored = S::restore(hot).map_err(bad)?;
         let local = frame(hot);
-        let store = self.state.borrow().store();
+        let store = self.state.borrow_mut().store();
         if let Some(store) = store {
             // The store's contents become the leader's, durably, before the
             // snapshot that relies on them is persisted.
@@ -551,7 +555,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupStateMachine<S> {
                 io::Error::new(io::ErrorKind::InvalidData, format!("snapshot meta: {e}"))
             })?;
         let mut data = snapshot.data;
-        let store = self.state.borrow().store();
+        let store = self.state.borrow_mut().store();
         if let Some(store) = store {
             // Sent to a replica: it needs the store's part too.
             data = glommio::executor()

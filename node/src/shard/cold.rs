@@ -10,8 +10,16 @@
 //! - Facts of every cycle applied here go to [`Column::Cycles`], so a cold
 //!   record's trail can be told in full.
 //!
-//! Writes of one log entry are staged and written as one batch at the end of
-//! the entry, with the entry's index ([`settle_store::META_APPLIED`]).
+//! Writes are staged entry by entry and handed, [`WRITE_BEHIND_OPS`] at a
+//! time with the index of the last entry they cover
+//! ([`settle_store::META_APPLIED`]), to the shard's writer thread
+//! ([`WriteBehind`]): random ids make every key land somewhere else in the
+//! store, and inserting them on the core, one entry at a time, cost about
+//! 40 % of a node's intake. The keys of staged and handed-over batches stay
+//! here until written, so the core's lookups never wait for the writer;
+//! readers off the core read through the writer ([`Cold::store`]), which
+//! waits for what was handed over, and the core hands over what it staged
+//! before it gives them the store ([`Cold::hand_over`]).
 //!
 //! Why lookups compare log indexes: the store may be ahead of the snapshot
 //! the shard restarted from (writes after it, flushed before the crash).
@@ -24,11 +32,14 @@
 //! Lookups of new ids stay in memory ([`KeyFilter`]); the store is read only
 //! when the filter may hold the id (a retry, or ~1 % false positives).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use settle_codec::{Transaction, TxEvent, TxStatus};
-use settle_store::{Batch, Column, MemStore, Op, Store, StoreError, META_APPLIED};
+use settle_store::{
+    Batch, Column, MemStore, Op, Store, StoreError, WriteBehind, META_APPLIED, WRITE_BEHIND_OPS,
+};
 
 use super::cycles::CycleNote;
 use super::filter::KeyFilter;
@@ -178,12 +189,23 @@ pub enum ColdError {
 
 /// The shard's handle on its store (see the module docs).
 pub struct Cold {
+    behind: Arc<WriteBehind>,
+    /// `behind`, as readers off the core use it.
     store: Arc<dyn Store>,
     filter: KeyFilter,
     filter_bytes: usize,
-    /// Keys written by the entry being applied (not in the store yet).
+    /// Keys of the batch being staged (not handed over yet).
     staged: FxHashMap<u128, ColdKey>,
+    /// Keys of the batches handed over and not written yet, by batch number.
+    in_flight: VecDeque<(u64, FxHashMap<u128, ColdKey>)>,
     batch: Batch,
+    /// Operations of `batch` staged before the entry being applied.
+    entry_first_op: usize,
+    /// The last entry whose writes are all staged or handed over.
+    staged_index: u64,
+    /// Operations staged before they are handed over ([`WRITE_BEHIND_OPS`];
+    /// tests hand over smaller batches).
+    pub(super) hand_over_ops: usize,
     /// The first error met since the last [`Cold::take_error`].
     error: Option<ColdError>,
     /// Store reads made for lookups the filter could not answer.
@@ -198,6 +220,7 @@ impl std::fmt::Debug for Cold {
         f.debug_struct("Cold")
             .field("filter_keys", &self.filter.keys())
             .field("staged", &self.staged.len())
+            .field("in_flight", &self.in_flight.len())
             .finish()
     }
 }
@@ -211,22 +234,44 @@ impl Default for Cold {
 
 impl Cold {
     fn empty(store: Arc<dyn Store>) -> Cold {
+        Cold::empty_behind(Arc::new(WriteBehind::new(store, "shard")))
+    }
+
+    fn empty_behind(behind: Arc<WriteBehind>) -> Cold {
         Cold {
-            store,
+            store: behind.clone(),
+            behind,
             filter: KeyFilter::new(KEY_FILTER_BYTES_DEFAULT),
             filter_bytes: KEY_FILTER_BYTES_DEFAULT,
             staged: FxHashMap::default(),
+            in_flight: VecDeque::new(),
             batch: Batch::new(),
+            entry_first_op: 0,
+            staged_index: 0,
+            hand_over_ops: WRITE_BEHIND_OPS,
             error: None,
             store_reads: 0,
             records_max: super::proposer::SHARD_RECORDS_MAX,
         }
     }
 
-    /// The cold part over `store`, its key filter rebuilt from the keys the
-    /// store holds.
+    /// The cold part over `store` (written behind the core by a thread of
+    /// its own), its key filter rebuilt from the keys the store holds.
     pub fn open(store: Arc<dyn Store>, filter_bytes: usize) -> Result<Cold, ColdError> {
-        let mut cold = Cold::empty(store);
+        Cold::open_as(store, filter_bytes, "shard")
+    }
+
+    /// [`Cold::open`], its writer thread named `settle-wb-{name}`.
+    pub fn open_as(
+        store: Arc<dyn Store>,
+        filter_bytes: usize,
+        name: &str,
+    ) -> Result<Cold, ColdError> {
+        Cold::open_behind(Arc::new(WriteBehind::new(store, name)), filter_bytes)
+    }
+
+    fn open_behind(behind: Arc<WriteBehind>, filter_bytes: usize) -> Result<Cold, ColdError> {
+        let mut cold = Cold::empty_behind(behind);
         cold.filter = KeyFilter::new(filter_bytes);
         cold.filter_bytes = filter_bytes;
         let mut bad = None;
@@ -258,8 +303,62 @@ impl Cold {
         Ok(cold)
     }
 
+    /// The store as readers off the core use it: every read waits for the
+    /// batches handed over before it. Call [`Cold::hand_over`] first for a
+    /// reader that must see every write applied so far.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Hands the staged writes to the writer now (a reader, a flush or a
+    /// snapshot is about to need them in the store).
+    pub fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Between entries on a node (the core applies an entry whole); unit
+        // tests may read mid-entry, which hands over part of an entry under
+        // the index before it: harmless, a replay writes the same again.
+        if let Err(e) = self
+            .batch
+            .put(Column::Meta, META_APPLIED, &self.staged_index.to_le_bytes())
+        {
+            self.fail(e.into());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let keys = std::mem::take(&mut self.staged);
+        self.entry_first_op = 0;
+        match self.behind.hand_over(batch) {
+            Ok(seq) => self.in_flight.push_back((seq, keys)),
+            Err(e) => self.fail(e.into()),
+        }
+    }
+
+    /// Hands over what is staged and waits until the writer has written
+    /// it all. Blocks: for tests and for work off the core.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.hand_over();
+        self.behind.wait()?;
+        self.settle_in_flight();
+        Ok(())
+    }
+
+    /// Forgets the keys of batches the writer has written (the store has
+    /// them now), and takes up the writer's failure.
+    fn settle_in_flight(&mut self) {
+        let written = self.behind.written();
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(seq, _)| *seq <= written)
+        {
+            self.in_flight.pop_front();
+        }
+        if !self.in_flight.is_empty() {
+            if let Some(e) = self.behind.error() {
+                self.fail(e.into());
+            }
+        }
     }
 
     /// The same store with its filter rebuilt (its contents were replaced).
@@ -267,14 +366,14 @@ impl Cold {
     /// reads the store.
     pub fn reopened(self) -> Cold {
         let records_max = self.records_max;
-        match Cold::open(self.store.clone(), self.filter_bytes) {
+        match Cold::open_behind(self.behind.clone(), self.filter_bytes) {
             Ok(cold) => Cold {
                 records_max,
                 ..cold
             },
             Err(e) => {
                 tracing::error!(error = %e, "key filter not rebuilt: every lookup reads the store");
-                let mut cold = Cold::empty(self.store);
+                let mut cold = Cold::empty_behind(self.behind.clone());
                 cold.filter.distrust();
                 cold.records_max = records_max;
                 cold
@@ -303,14 +402,22 @@ impl Cold {
         if let Some(k) = self.staged.get(&id) {
             return Some(*k).filter(live);
         }
+        for (_, keys) in self.in_flight.iter().rev() {
+            if let Some(k) = keys.get(&id) {
+                return Some(*k).filter(live);
+            }
+        }
         if !self.filter.may_contain(id, now_us) {
             return None;
         }
         self.store_reads += 1;
-        // The newest version written before this entry.
+        // The newest version written before this entry. No batch in flight
+        // holds a key of `id` (its keys are above until written), so the
+        // store under the writer has every one there is: no wait.
         let at_most = versioned(id, log_index.saturating_sub(1));
         match self
-            .store
+            .behind
+            .inner()
             .last_at_or_below(Column::Keys, &key_bytes(id), &at_most)
         {
             Ok(None) => None,
@@ -390,37 +497,30 @@ impl Cold {
         }
     }
 
-    /// Writes the entry's staged changes with its index (failures are kept
-    /// for [`Cold::take_error`]).
+    /// Ends the entry at `log_index`: its changes stay staged, and the
+    /// staged batch goes to the writer once it holds [`WRITE_BEHIND_OPS`]
+    /// (failures are kept for [`Cold::take_error`]).
     ///
     /// Returns `crc` extended with what the entry wrote: replicas that
     /// applied the same log wrote the same, so equal running checksums say
     /// their stores received the same writes (the replica digest).
     pub fn commit(&mut self, log_index: u64, now_us: u64, crc: u32) -> u32 {
-        self.staged.clear();
-        if self.batch.is_empty() {
-            return crc;
-        }
+        assert!(log_index >= self.staged_index, "entries end in log order");
         let mut crc = crc;
-        for op in self.batch.ops() {
+        for op in self.batch.ops_from(self.entry_first_op) {
             if let Op::Put { column, key, value } = op {
                 crc = crc32c::crc32c_append(crc, column.name().as_bytes());
                 crc = crc32c::crc32c_append(crc, key);
                 crc = crc32c::crc32c_append(crc, value);
             }
         }
-        if let Err(e) = self
-            .batch
-            .put(Column::Meta, META_APPLIED, &log_index.to_le_bytes())
-        {
-            self.fail(e.into());
-        }
+        self.entry_first_op = self.batch.len();
+        self.staged_index = log_index;
         self.store.set_clock(now_us);
-        let written = self.store.write(&self.batch);
-        self.batch.clear();
-        if let Err(e) = written {
-            self.fail(e.into());
+        if self.batch.len() >= self.hand_over_ops {
+            self.hand_over();
         }
+        self.settle_in_flight();
         self.filter.expire(now_us);
         crc
     }
@@ -655,6 +755,7 @@ mod tests {
         assert_eq!(results[9], vec![D, X, D], "finished: answered by the store");
         assert_eq!(results[10], vec![C, C, C], "past the window, booked anew");
         assert_eq!(s.held(), 2, "only the two new bookings in memory");
+        s.sync_store().unwrap();
         assert!(store.len(Column::Ledger) >= 3);
         // The old trails are still there; the newest booking answers.
         assert_eq!(s.lookup_record(1).unwrap().tx.amount, 99);
@@ -719,21 +820,40 @@ mod tests {
                 })
                 .collect()
         };
-        for cut in 0..=steps.len() {
+        // Batches handed to the writer every entry, every few operations, or
+        // only when synced; and at the crash, every later write in the store,
+        // or only those handed over (the staged ones die with the memory).
+        let cases = [
+            (WRITE_BEHIND_OPS, true),
+            (1, true),
+            (3, false),
+            (WRITE_BEHIND_OPS, false),
+        ];
+        for (cut, (hand_over_ops, all_written)) in
+            (0..=steps.len()).flat_map(|cut| cases.map(|case| (cut, case)))
+        {
             let store = Arc::new(MemStore::new());
             let mut a = ShardState::new();
             attached(&mut a, &store);
+            a.cold.hand_over_ops = hand_over_ops;
             let mut snapshot = ShardState::new().encode_snapshot();
             for (i, (ts, step)) in steps.iter().enumerate() {
                 if i == cut {
+                    // As a node does: the store flushed for the snapshot.
+                    a.sync_store().unwrap();
                     snapshot = a.encode_snapshot();
                 }
                 run(&mut a, i as u64 + 1, *ts, step);
             }
             if cut == steps.len() {
+                a.sync_store().unwrap();
                 snapshot = a.encode_snapshot();
             }
-            // Crash: the memory is gone, the store (with every write) stays.
+            // Crash: the memory is gone, the store stays.
+            if all_written {
+                a.sync_store().unwrap();
+            }
+            drop(a);
             let mut b = ShardState::decode_snapshot(&snapshot).unwrap();
             attached(&mut b, &store);
             if cut > 0 {
@@ -822,11 +942,16 @@ mod tests {
         let mut b = ShardState::new();
         attached(&mut a, &plain);
         b.attach_store(Cold::open(sealed.clone(), 1 << 20).unwrap());
+        // Batches reach the writer every other operation: lookups meet keys
+        // in flight, staged and written.
+        b.cold.hand_over_ops = 2;
         for (i, (ts, step)) in script().iter().enumerate() {
             let index = i as u64 + 1;
             assert_eq!(run(&mut a, index, *ts, step), run(&mut b, index, *ts, step));
         }
         assert_eq!(a.encode_snapshot(), b.encode_snapshot());
+        a.sync_store().unwrap();
+        b.sync_store().unwrap();
         for id in [1, 2, 3, 100] {
             let plain_answer = ColdReader::new(plain.clone()).lookup(id, 1, Visibility::All);
             let sealed_answer = ColdReader::new(sealed.clone()).lookup(id, 1, Visibility::All);

@@ -747,11 +747,11 @@ pub(crate) mod tests {
         );
         assert_eq!(s.outgoing_batch(1, 1), &[11]);
         assert_eq!(s.incoming_batches().len(), 2);
-        let kinds = |s: &ShardState, id| -> Vec<TxEventKind> {
+        let kinds = |s: &mut ShardState, id| -> Vec<TxEventKind> {
             s.events(id, 1).iter().map(|e| e.kind).collect()
         };
         assert_eq!(
-            kinds(&s, 11).last(),
+            kinds(&mut s, 11).last(),
             Some(&TxEventKind::SettlementInitiated)
         );
 
@@ -784,7 +784,7 @@ pub(crate) mod tests {
         assert_eq!(s.balance_total() + u128::from(a2.incoming), 100);
         assert_eq!(s.lookup_record(13).unwrap().status, TxStatus::Failed);
         assert_eq!(
-            kinds(&s, 13)[5..],
+            kinds(&mut s, 13)[5..],
             [
                 TxEventKind::SettlementInitiated,
                 TxEventKind::SettlementFailed,
@@ -792,7 +792,7 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(
-            kinds(&s, 11).last(),
+            kinds(&mut s, 11).last(),
             Some(&TxEventKind::SettlementConfirmed)
         );
         let confirmed = s.events(11, 1).pop().unwrap();

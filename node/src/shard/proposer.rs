@@ -196,7 +196,7 @@ fn serve_priority(
                 // Finished transactions are in the store: read off the core.
                 // A read the store refuses (damage, tampered ciphertext) is
                 // an error, never "not found".
-                let reader = state.borrow().cold_reader();
+                let reader = state.borrow_mut().cold_reader();
                 glommio::spawn_local(async move {
                     let items = crate::store_io::run(move || {
                         read_cold(&reader, group, visibility, items, &cold)

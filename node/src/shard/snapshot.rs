@@ -912,9 +912,9 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_and_is_canonical() {
-        let s = sample();
+        let mut s = sample();
         let bytes = s.encode_snapshot();
-        let restored = ShardState::decode_snapshot(&bytes).expect("decodes");
+        let mut restored = ShardState::decode_snapshot(&bytes).expect("decodes");
         assert_eq!(
             restored.encode_snapshot(),
             bytes,

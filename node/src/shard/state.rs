@@ -510,8 +510,16 @@ impl ShardState {
         std::mem::take(&mut self.cold)
     }
 
-    /// Reads of finished transactions, for use off the core.
-    pub fn cold_reader(&self) -> ColdReader {
+    /// Hands the store every write applied so far and waits until they are
+    /// written. Blocks: for tests and for work off the core.
+    pub fn sync_store(&mut self) -> Result<(), ColdError> {
+        Ok(self.cold.sync()?)
+    }
+
+    /// Reads of finished transactions, for use off the core: they see
+    /// every entry applied so far (the staged writes are handed over).
+    pub fn cold_reader(&mut self) -> ColdReader {
+        self.cold.hand_over();
         ColdReader::new(self.cold.store().clone())
     }
 
@@ -571,7 +579,7 @@ impl ShardState {
     /// ids refer to). A finished transaction is read from the store: this
     /// may touch the disk, so the shard's core uses [`Self::hot_events`] and
     /// a [`ColdReader`] off the core instead.
-    pub fn events(&self, id: u128, group: GroupId) -> Vec<TxEvent> {
+    pub fn events(&mut self, id: u128, group: GroupId) -> Vec<TxEvent> {
         if let Some((_, events)) = self.hot_events(id, group) {
             return events;
         }
@@ -584,7 +592,7 @@ impl ShardState {
 
     /// A transaction's record, in memory or (finished) in the store; see
     /// [`Self::events`] on reading the store.
-    pub fn lookup_record(&self, id: u128) -> Option<TxRecord> {
+    pub fn lookup_record(&mut self, id: u128) -> Option<TxRecord> {
         if let Some(r) = self.records.get(&id) {
             return Some(*r);
         }
