@@ -51,6 +51,7 @@ for m in $(seq 1 "$minutes"); do
     python3 - "$dir/m$m.json" "$m" "$rss" "$disk" "${settled:--}" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+r = r.get("load", r)  # with SETTLE=1: {"load": ..., "settle": ...}
 l = r["latency_us"]
 print(f'{sys.argv[2]:<6} {r["transactions_per_s"]:>10.0f} {r["created_per_s"]:>10.0f} '
       f'{l["p50"]/1000:>9.2f} {l["p99"]/1000:>9.2f} {l["max"]/1000:>9.1f} '
