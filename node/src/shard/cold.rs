@@ -927,6 +927,121 @@ mod tests {
         assert_ne!(stored.fingerprint(), reference, "a write to the store");
     }
 
+    /// A store whose writes wait at a gate, so batches stay in flight.
+    struct Gated {
+        inner: MemStore,
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl Gated {
+        fn open_gate(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    impl Store for Gated {
+        fn get(&self, c: Column, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(c, k)
+        }
+        fn last_at_or_below(
+            &self,
+            c: Column,
+            prefix: &[u8],
+            at_most: &[u8],
+        ) -> Result<Option<settle_store::Pair>, StoreError> {
+            self.inner.last_at_or_below(c, prefix, at_most)
+        }
+        fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            self.inner.write(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn scan_from(
+            &self,
+            c: Column,
+            from: &[u8],
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_from(c, from, visit)
+        }
+        fn clear(&self) -> Result<(), StoreError> {
+            self.inner.clear()
+        }
+        fn set_clock(&self, now_us: u64) {
+            self.inner.set_clock(now_us);
+        }
+        fn stats(&self) -> settle_store::StoreStats {
+            self.inner.stats()
+        }
+    }
+
+    /// While the writer is stuck on a batch, the ids in it still answer
+    /// from memory: a finished payment is a duplicate, a reserved id a
+    /// conflict, exactly as when the batch is written.
+    #[test]
+    fn keys_in_flight_answer_while_the_writer_is_stuck() {
+        let steps = script();
+        let reference: Vec<_> = {
+            let mut s = ShardState::new();
+            attached(&mut s, &Arc::new(MemStore::new()));
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, (ts, step))| run(&mut s, i as u64 + 1, *ts, step))
+                .collect()
+        };
+        let gated = Arc::new(Gated {
+            inner: MemStore::new(),
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let mut s = ShardState::new();
+        s.attach_store(Cold::open(gated.clone(), 1 << 20).unwrap());
+        // Dropped before `s` (declared after it): a failing assertion opens
+        // the gate, so the writer finishes and the test fails, not hangs.
+        struct OpenOnDrop(Arc<Gated>);
+        impl Drop for OpenOnDrop {
+            fn drop(&mut self) {
+                self.0.open_gate();
+            }
+        }
+        let _gate = OpenOnDrop(gated.clone());
+        for (i, (ts, step)) in steps.iter().enumerate() {
+            if i == 4 {
+                // Id 1 finished and id 100 was reserved: both go to a
+                // writer that cannot write.
+                s.cold.hand_over();
+                assert_eq!(s.cold.in_flight.len(), 1);
+                assert!(s.cold.staged.is_empty());
+            }
+            assert_eq!(
+                run(&mut s, i as u64 + 1, *ts, step),
+                reference[i],
+                "entry {}",
+                i + 1
+            );
+            if i == 4 {
+                assert_eq!(
+                    s.cold.in_flight.len(),
+                    1,
+                    "still stuck: answered from memory"
+                );
+                assert_eq!(gated.inner.len(Column::Keys), 0, "nothing written yet");
+                gated.open_gate();
+            }
+        }
+        s.sync_store().unwrap();
+        assert!(s.cold.in_flight.is_empty());
+        assert!(gated.inner.len(Column::Keys) > 0);
+    }
+
     /// The same script over a sealed store: the same answers, the same
     /// trails, the same replica digest (it covers what was given to the
     /// store, not the ciphertext), and no id in the keys underneath.
