@@ -302,50 +302,16 @@ mod tests {
         assert_eq!(mem.len(Column::Ledger), 200);
     }
 
-    /// A store whose writes fail.
-    struct Broken;
-    impl Store for Broken {
-        fn get(&self, _: Column, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        fn last_at_or_below(
-            &self,
-            _: Column,
-            _: &[u8],
-            _: &[u8],
-        ) -> Result<Option<Pair>, StoreError> {
-            Ok(None)
-        }
-        fn write(&self, _: &Batch) -> Result<(), StoreError> {
+    #[test]
+    fn a_failed_write_reaches_the_core_and_every_reader() {
+        let broken = MemStore::with_write_hook(|| {
             Err(StoreError::Io {
                 path: "/broken".into(),
                 op: "write",
                 reason: "no space left on device".into(),
             })
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn scan_from(
-            &self,
-            _: Column,
-            _: &[u8],
-            _: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn clear(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn set_clock(&self, _: u64) {}
-        fn stats(&self) -> StoreStats {
-            StoreStats::default()
-        }
-    }
-
-    #[test]
-    fn a_failed_write_reaches_the_core_and_every_reader() {
-        let behind = WriteBehind::new(Arc::new(Broken), "broken");
+        });
+        let behind = WriteBehind::new(Arc::new(broken), "broken");
         let mut b = Batch::new();
         b.put(Column::Keys, b"k", b"v").unwrap();
         behind.hand_over(b).unwrap();

@@ -11,15 +11,40 @@ use crate::{key_expiry, Batch, Column, Op, Pair, Store, StoreError, StoreStats};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
-#[derive(Debug, Default)]
+/// Runs before every write; its error is the write's (faults for tests and
+/// the simulator: a full disk, a writer that hangs).
+type WriteHook = Box<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
+
+#[derive(Default)]
 pub struct MemStore {
     columns: Mutex<[Map; 4]>,
     clock_us: AtomicU64,
+    before_write: Option<WriteHook>,
+}
+
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemStore")
+            .field("clock_us", &self.clock_us)
+            .field("write_hook", &self.before_write.is_some())
+            .finish()
+    }
 }
 
 impl MemStore {
     pub fn new() -> MemStore {
         MemStore::default()
+    }
+
+    /// A store that calls `hook` before every write (outside its lock, so a
+    /// hook may block while others read); an error fails the write.
+    pub fn with_write_hook(
+        hook: impl Fn() -> Result<(), StoreError> + Send + Sync + 'static,
+    ) -> MemStore {
+        MemStore {
+            before_write: Some(Box::new(hook)),
+            ..MemStore::default()
+        }
     }
 
     fn columns(&self) -> std::sync::MutexGuard<'_, [Map; 4]> {
@@ -55,6 +80,9 @@ impl Store for MemStore {
     }
 
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if let Some(hook) = &self.before_write {
+            hook()?;
+        }
         let mut columns = self.columns();
         for op in batch.ops() {
             match op {

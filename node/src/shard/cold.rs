@@ -927,58 +927,24 @@ mod tests {
         assert_ne!(stored.fingerprint(), reference, "a write to the store");
     }
 
-    /// A store whose writes wait at a gate, so batches stay in flight.
-    struct Gated {
-        inner: MemStore,
+    /// A gate a store's writes wait at, so batches stay in flight.
+    #[derive(Default)]
+    struct Gate {
         open: std::sync::Mutex<bool>,
         opened: std::sync::Condvar,
     }
 
-    impl Gated {
-        fn open_gate(&self) {
+    impl Gate {
+        fn open(&self) {
             *self.open.lock().unwrap() = true;
             self.opened.notify_all();
         }
-    }
 
-    impl Store for Gated {
-        fn get(&self, c: Column, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(c, k)
-        }
-        fn last_at_or_below(
-            &self,
-            c: Column,
-            prefix: &[u8],
-            at_most: &[u8],
-        ) -> Result<Option<settle_store::Pair>, StoreError> {
-            self.inner.last_at_or_below(c, prefix, at_most)
-        }
-        fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        fn pass(&self) {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.opened.wait(open).unwrap();
             }
-            self.inner.write(batch)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            self.inner.flush()
-        }
-        fn scan_from(
-            &self,
-            c: Column,
-            from: &[u8],
-            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-        ) -> Result<(), StoreError> {
-            self.inner.scan_from(c, from, visit)
-        }
-        fn clear(&self) -> Result<(), StoreError> {
-            self.inner.clear()
-        }
-        fn set_clock(&self, now_us: u64) {
-            self.inner.set_clock(now_us);
-        }
-        fn stats(&self) -> settle_store::StoreStats {
-            self.inner.stats()
         }
     }
 
@@ -997,22 +963,25 @@ mod tests {
                 .map(|(i, (ts, step))| run(&mut s, i as u64 + 1, *ts, step))
                 .collect()
         };
-        let gated = Arc::new(Gated {
-            inner: MemStore::new(),
-            open: std::sync::Mutex::new(false),
-            opened: std::sync::Condvar::new(),
-        });
+        let gate = Arc::new(Gate::default());
+        let gated = {
+            let gate = gate.clone();
+            Arc::new(MemStore::with_write_hook(move || {
+                gate.pass();
+                Ok(())
+            }))
+        };
         let mut s = ShardState::new();
         s.attach_store(Cold::open(gated.clone(), 1 << 20).unwrap());
         // Dropped before `s` (declared after it): a failing assertion opens
         // the gate, so the writer finishes and the test fails, not hangs.
-        struct OpenOnDrop(Arc<Gated>);
+        struct OpenOnDrop(Arc<Gate>);
         impl Drop for OpenOnDrop {
             fn drop(&mut self) {
-                self.0.open_gate();
+                self.0.open();
             }
         }
-        let _gate = OpenOnDrop(gated.clone());
+        let _gate = OpenOnDrop(gate.clone());
         for (i, (ts, step)) in steps.iter().enumerate() {
             if i == 4 {
                 // Id 1 finished and id 100 was reserved: both go to a
@@ -1033,13 +1002,13 @@ mod tests {
                     1,
                     "still stuck: answered from memory"
                 );
-                assert_eq!(gated.inner.len(Column::Keys), 0, "nothing written yet");
-                gated.open_gate();
+                assert_eq!(gated.len(Column::Keys), 0, "nothing written yet");
+                gate.open();
             }
         }
         s.sync_store().unwrap();
         assert!(s.cold.in_flight.is_empty());
-        assert!(gated.inner.len(Column::Keys) > 0);
+        assert!(gated.len(Column::Keys) > 0);
     }
 
     /// The same script over a sealed store: the same answers, the same
