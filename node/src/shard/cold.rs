@@ -190,8 +190,6 @@ pub enum ColdError {
 /// The shard's handle on its store (see the module docs).
 pub struct Cold {
     behind: Arc<WriteBehind>,
-    /// `behind`, as readers off the core use it.
-    store: Arc<dyn Store>,
     filter: KeyFilter,
     filter_bytes: usize,
     /// Keys of the batch being staged (not handed over yet).
@@ -239,7 +237,6 @@ impl Cold {
 
     fn empty_behind(behind: Arc<WriteBehind>) -> Cold {
         Cold {
-            store: behind.clone(),
             behind,
             filter: KeyFilter::new(KEY_FILTER_BYTES_DEFAULT),
             filter_bytes: KEY_FILTER_BYTES_DEFAULT,
@@ -276,7 +273,7 @@ impl Cold {
         cold.filter_bytes = filter_bytes;
         let mut bad = None;
         let filter = &mut cold.filter;
-        cold.store.scan(
+        cold.behind.scan(
             Column::Keys,
             &mut |k, v| match (<[u8; 24]>::try_from(k), decode_key(v)) {
                 (Ok(versioned), Ok(key)) => {
@@ -306,8 +303,8 @@ impl Cold {
     /// The store as readers off the core use it: every read waits for the
     /// batches handed over before it. Call [`Cold::hand_over`] first for a
     /// reader that must see every write applied so far.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.behind.clone()
     }
 
     /// Hands the staged writes to the writer now (a reader, a flush or a
@@ -516,7 +513,7 @@ impl Cold {
         }
         self.entry_first_op = self.batch.len();
         self.staged_index = log_index;
-        self.store.set_clock(now_us);
+        self.behind.set_clock(now_us);
         if self.batch.len() >= self.hand_over_ops {
             self.hand_over();
         }

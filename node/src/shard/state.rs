@@ -520,7 +520,7 @@ impl ShardState {
     /// every entry applied so far (the staged writes are handed over).
     pub fn cold_reader(&mut self) -> ColdReader {
         self.cold.hand_over();
-        ColdReader::new(self.cold.store().clone())
+        ColdReader::new(self.cold.store())
     }
 
     /// Moves the clock and the applied index forward and forgets idempotency
