@@ -11,7 +11,12 @@
 //!    credited + refunded - debited), and per currency the openings are
 //!    the participants file's and the deposits are exactly the ones the
 //!    nemesis made: a currency's total changes only through deposits and
-//!    the cycles' legs.
+//!    the cycles' legs;
+//! 4. and those legs are the decided ones: every cycle is applied, its
+//!    record re-costs (the solver's checker) and its recorded net flows are
+//!    its settled legs at its rates (`settle cycle list --flows`), and per
+//!    currency the credits minus the debits of every balance row are the
+//!    sum of the cycles' net flows, to the minor unit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +29,12 @@ use crate::cluster::{tool, Cluster};
 
 /// Pause between convergence polls.
 const CONVERGE_POLL: Duration = Duration::from_millis(500);
+
+/// Cycles read per `settle cycle list --flows` call.
+const CYCLE_PAGE: u64 = 500;
+
+/// A restarted cluster finishes its in-progress cycle within this.
+const CYCLES_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Per group, what differs between replicas (empty when converged).
 fn divergence(members: &Value) -> Vec<String> {
@@ -254,6 +265,133 @@ pub fn money(
     first.ok_or_else(|| anyhow!("no node"))
 }
 
+/// What the decided cycles moved, read through one node.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Flows {
+    /// Per currency, the sum of every applied cycle's net flow (minor units).
+    pub net: BTreeMap<String, i128>,
+    /// Cycles read, and how many of them settled something.
+    pub cycles: u64,
+    pub settling: u64,
+}
+
+/// Adds one `cycle list --flows` page to `flows`; the last cycle id read,
+/// or an error naming a cycle that is not applied, does not re-cost, or
+/// whose net flows are not its settled legs. `Ok(None)`: a cycle is still
+/// between its decision and its legs (ask again).
+fn add_page(page: &Value, flows: &mut Flows) -> anyhow::Result<Option<u64>> {
+    let mut last = 0;
+    for c in page["cycles"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no cycles in {page}"))?
+    {
+        let id = c["cycle_id"].as_u64().unwrap_or(0);
+        match c["status"].as_str() {
+            Some("applied") => {}
+            Some("decided") => return Ok(None),
+            // Started and never decided: it moved no money (a restart
+            // decides it again, or it stays undecided with no legs).
+            Some("started") => {
+                last = id;
+                continue;
+            }
+            other => bail!("cycle {id}: unknown status {other:?}"),
+        }
+        if c["verified"] != Value::Bool(true) {
+            bail!("cycle {id}: its record does not re-cost (the solver's checker disagrees with the recorded decision): {c}");
+        }
+        if c["flows_agree"] != Value::Bool(true) {
+            bail!("cycle {id}: its recorded net flows are not its settled legs: {c}");
+        }
+        for n in c["net_flows"].as_array().into_iter().flatten() {
+            let currency = n["currency"]
+                .as_str()
+                .ok_or_else(|| anyhow!("cycle {id}: a net flow without a currency: {n}"))?;
+            let minor = n["minor"]
+                .as_i64()
+                .ok_or_else(|| anyhow!("cycle {id}: a net flow without an amount: {n}"))?;
+            *flows.net.entry(currency.to_string()).or_default() += i128::from(minor);
+        }
+        flows.cycles += 1;
+        if c["settled"].as_u64().unwrap_or(0) > 0 {
+            flows.settling += 1;
+        }
+        last = id;
+    }
+    Ok(Some(last))
+}
+
+/// Every cycle's record through node `id`, paged (see [`add_page`]).
+fn read_flows(cluster: &Cluster, id: u64) -> anyhow::Result<Option<Flows>> {
+    let mut flows = Flows::default();
+    let mut after = 0;
+    loop {
+        let mut args = vec![
+            "cycle".to_string(),
+            "list".into(),
+            "--json".into(),
+            "--flows".into(),
+            "--oldest-first".into(),
+            "--after".into(),
+            after.to_string(),
+            "--max".into(),
+            CYCLE_PAGE.to_string(),
+            "--target".into(),
+            cluster.node(id).listen.to_string(),
+        ];
+        args.extend(cluster.security());
+        let page: Value = serde_json::from_str(&tool(&cluster.settle(), &args)?)?;
+        let next = page["next_cycle_id"].as_u64().unwrap_or(0);
+        match add_page(&page, &mut flows)? {
+            None => return Ok(None),
+            Some(last) if last == 0 || last + 1 >= next => return Ok(Some(flows)),
+            Some(last) => after = last,
+        }
+    }
+}
+
+/// The decided cycles' net flows (see [`add_page`]), once none is between
+/// its decision and its legs.
+pub fn flows(cluster: &Cluster) -> anyhow::Result<Flows> {
+    let deadline = Instant::now() + CYCLES_SETTLE_TIMEOUT;
+    let id = cluster.ids()[0];
+    loop {
+        crate::interrupted_check()?;
+        if let Some(flows) = read_flows(cluster, id)? {
+            return Ok(flows);
+        }
+        if Instant::now() > deadline {
+            bail!("a cycle was still decided and not applied after {CYCLES_SETTLE_TIMEOUT:?}");
+        }
+        std::thread::sleep(CONVERGE_POLL);
+    }
+}
+
+/// Per currency, the rows' credits minus debits must be the cycles' net
+/// flows (wires are off in the nemesis: nothing is refunded or in flight).
+pub fn legs_match(totals: &BTreeMap<String, Totals>, flows: &Flows) -> anyhow::Result<()> {
+    for (currency, t) in totals {
+        if t.refunded != 0 || t.incoming != 0 {
+            bail!(
+                "{currency}: {} refunded and {} incoming, but the nemesis runs without wires",
+                t.refunded,
+                t.incoming
+            );
+        }
+        let moved = t.credited as i128 - t.debited as i128;
+        let decided = flows.net.get(currency).copied().unwrap_or(0);
+        if moved != decided {
+            bail!("{currency}: the balances moved {moved} (credited {} - debited {}), the decided cycles' net flows sum to {decided}", t.credited, t.debited);
+        }
+    }
+    for (currency, net) in &flows.net {
+        if *net != 0 && !totals.contains_key(currency) {
+            bail!("{currency}: the cycles moved {net}, but no balance row holds it");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +432,37 @@ mod tests {
             {"currency": "USD", "balance": 91, "opening": 100, "deposited": 5, "credited": 0, "refunded": 0, "debited": 15, "incoming": 0},
         ]});
         assert!(totals(&bad).is_err());
+    }
+
+    #[test]
+    fn balances_must_move_by_exactly_the_decided_net_flows() {
+        let page = json!({"next_cycle_id": 4, "cycles": [
+            {"cycle_id": 1, "status": "applied", "settled": 2, "verified": true, "flows_agree": true,
+             "net_flows": [{"currency": "USD", "minor": -300}, {"currency": "EUR", "minor": 270}]},
+            {"cycle_id": 2, "status": "started", "settled": 0},
+            {"cycle_id": 3, "status": "applied", "settled": 1, "verified": true, "flows_agree": true,
+             "net_flows": [{"currency": "USD", "minor": 100}, {"currency": "EUR", "minor": -90}]},
+        ]});
+        let mut flows = Flows::default();
+        assert_eq!(add_page(&page, &mut flows).unwrap(), Some(3));
+        assert_eq!(flows.net["USD"], -200);
+        assert_eq!(flows.net["EUR"], 180);
+        assert_eq!((flows.cycles, flows.settling), (2, 2));
+        let rows = |usd_credited: u64| {
+            json!({"balances": [
+                {"currency": "USD", "balance": 1000 + usd_credited - 300, "opening": 1000, "deposited": 0, "credited": usd_credited, "refunded": 0, "debited": 300, "incoming": 0},
+                {"currency": "EUR", "balance": 1180, "opening": 1000, "deposited": 0, "credited": 270, "refunded": 0, "debited": 90, "incoming": 0},
+            ]})
+        };
+        assert!(legs_match(&totals(&rows(100)).unwrap(), &flows).is_ok());
+        // One minor unit credited that no decision explains.
+        let err = legs_match(&totals(&rows(101)).unwrap(), &flows).unwrap_err();
+        assert!(err.to_string().contains("USD"), "{err}");
+        // A cycle whose record does not check out, or is still being applied.
+        let mut bad = page.clone();
+        bad["cycles"][0]["flows_agree"] = json!(false);
+        assert!(add_page(&bad, &mut Flows::default()).is_err());
+        bad["cycles"][0]["status"] = json!("decided");
+        assert_eq!(add_page(&bad, &mut Flows::default()).unwrap(), None);
     }
 }

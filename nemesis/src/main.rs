@@ -838,6 +838,22 @@ fn drive(
                     t.balance, t.opening, t.deposited, t.credited, t.refunded, t.debited, t.incoming
                 );
             }
+            match check::flows(&cluster).and_then(|f| check::legs_match(&totals, &f).map(|()| f)) {
+                Ok(f) => {
+                    let _ = writeln!(
+                        text,
+                        "decided legs ({} cycles, {} settling; every record re-costs and its net flows are its settled legs): credits - debits = the net flows, per currency: {}",
+                        f.cycles,
+                        f.settling,
+                        f.net
+                            .iter()
+                            .map(|(c, n)| format!("{c} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                Err(e) => failures.push(format!("money against the decided cycles: {e:#}")),
+            }
         }
         Err(e) => failures.push(format!("money: {e:#}")),
     }

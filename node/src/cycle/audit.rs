@@ -11,7 +11,7 @@ use settle_codec::tx::{CandidateProblem, DeferReason, EventDetail};
 use settle_codec::{format_id, Currency, LookupItem, TxEvent};
 use settle_solver::{check, naive, CheckReport, Cost, COST_TOLERANCE_USD};
 
-use super::instance::{build_instance, solution_file, RecordError};
+use super::instance::{build_instance, instance_indices, set_aside_in, solution_file, RecordError};
 
 /// A decision re-costed from its inputs.
 #[derive(Debug, Clone)]
@@ -22,6 +22,39 @@ pub struct Recost {
     pub naive: Cost,
     /// Recorded cost and naive cost both agree with the recomputation.
     pub agrees: bool,
+    /// The recorded net flows are exactly the settled legs: per currency,
+    /// the receive amounts credited minus the amounts debited, recomputed
+    /// from the instance (rates included) and the recorded outcomes.
+    pub flows_agree: bool,
+}
+
+/// Per currency of the record, the settled legs' net flow in minor units
+/// (credits paid minus debits taken), recomputed from the instance the
+/// record rebuilds and its outcomes, in the record's currency order.
+pub fn settled_net_flows(record: &CycleRecord) -> Result<Vec<(Currency, i128)>, RecordError> {
+    let inst = build_instance(record)?;
+    let indices = instance_indices(&set_aside_in(record));
+    let mut net = vec![0i128; inst.currencies.len()];
+    for (outcome, index) in record.outcomes.iter().zip(&indices) {
+        if !outcome.is_settled() {
+            continue;
+        }
+        let Some(t) = index else {
+            return Err(RecordError::Field {
+                field: "outcomes".into(),
+                message: "a candidate set aside is recorded as settled".into(),
+            });
+        };
+        let tx = &inst.transactions[*t as usize];
+        net[tx.send as usize] -= i128::from(tx.amount);
+        net[tx.receive as usize] += i128::from(tx.receive_amount);
+    }
+    Ok(record
+        .currencies
+        .iter()
+        .map(|c| c.currency)
+        .zip(net)
+        .collect())
 }
 
 /// Rebuilds the instance from the record and checks the decision.
@@ -33,10 +66,17 @@ pub fn recost(record: &CycleRecord) -> Result<Recost, RecordError> {
     let agrees = report.valid
         && close(report.cost.total, record.summary.cost.total)
         && close(naive.total, record.summary.naive_cost.total);
+    let recorded: Vec<(Currency, i128)> = record
+        .net_flows
+        .iter()
+        .map(|n| (n.currency, i128::from(n.minor)))
+        .collect();
+    let flows_agree = settled_net_flows(record)? == recorded;
     Ok(Recost {
         report,
         naive,
-        agrees,
+        agrees: agrees && flows_agree,
+        flows_agree,
     })
 }
 

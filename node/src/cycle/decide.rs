@@ -914,6 +914,17 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_recomputes_net_flows_from_the_settled_legs() {
+        let (mut record, _) = decided(SolveBudget::for_candidates(4));
+        let checked = crate::cycle::audit::recost(&record).unwrap();
+        assert!(checked.agrees && checked.flows_agree);
+        // One minor unit that no settled leg explains.
+        record.net_flows[1].minor += 1;
+        let checked = crate::cycle::audit::recost(&record).unwrap();
+        assert!(!checked.flows_agree && !checked.agrees);
+    }
+
+    #[test]
     fn an_overrun_falls_back_and_says_so() {
         let (record, _) = decided(SolveBudget {
             budget: Duration::ZERO,
