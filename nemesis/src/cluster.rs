@@ -86,6 +86,9 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub net: Net,
+    /// The nodes' own file systems, when the run may fill one (dropped
+    /// after the nodes are killed: fields drop after `Drop::drop`).
+    pub disks: Option<crate::disk::Disks>,
     pub tls_dir: PathBuf,
     pub participants: PathBuf,
     bin_dir: PathBuf,
@@ -126,6 +129,7 @@ impl Cluster {
         count: u64,
         participants: u32,
         net: Net,
+        disks: Option<crate::disk::Disks>,
     ) -> anyhow::Result<Cluster> {
         let settle = bin_dir.join("settle");
         let tls_dir = dir.join("tls");
@@ -162,7 +166,9 @@ impl Cluster {
                 id,
                 listen,
                 peer,
-                data_dir: dir.join(format!("node-{id}")),
+                data_dir: disks
+                    .as_ref()
+                    .map_or_else(|| dir.join(format!("node-{id}")), |d| d.data_dir(id)),
                 log: dir.join(format!("node-{id}.log")),
                 child: None,
                 stopped: false,
@@ -178,6 +184,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             net,
+            disks,
             tls_dir,
             participants: participants_path,
             bin_dir: bin_dir.to_path_buf(),
@@ -424,6 +431,17 @@ impl Cluster {
         self.signal(id, libc::SIGCONT)?;
         self.node_mut(id).stopped = false;
         Ok(())
+    }
+
+    /// Whether node `id` exited on its own; if so it counts as down from
+    /// now on (its exit status is returned once).
+    pub fn reap(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let node = self.node_mut(id);
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        node.stopped = false;
+        node.serving.store(false, Ordering::SeqCst);
+        Some(status)
     }
 
     pub fn is_running(&self, id: u64) -> bool {

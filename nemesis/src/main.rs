@@ -16,6 +16,7 @@
 mod check;
 mod cluster;
 mod damage;
+mod disk;
 mod netns;
 mod plan;
 mod summary;
@@ -78,8 +79,8 @@ struct Args {
     /// How long the load runs (faults stop 10 s before its end), e.g. 90s, 30m.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Fault kinds to draw from: kill, kill-leader, stop, wipe, flip-byte, partition, netem
-    /// [default: all the machine supports].
+    /// Fault kinds to draw from: kill, kill-leader, stop, wipe, flip-byte, partition, netem,
+    /// disk-full [default: all the machine supports].
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Network namespaces (needed for partitions and netem).
@@ -236,6 +237,31 @@ fn network(args: &Args, asked: Vec<Kind>) -> anyhow::Result<(Net, Vec<Kind>)> {
     Ok((net, kinds))
 }
 
+/// The nodes' own small file systems when the run may fill one (see
+/// [`disk`]), and the fault kinds it can therefore run.
+fn disks(
+    args: &Args,
+    dir: &Path,
+    mut kinds: Vec<Kind>,
+) -> anyhow::Result<(Option<disk::Disks>, Vec<Kind>)> {
+    if !kinds.contains(&Kind::DiskFull) {
+        return Ok((None, kinds));
+    }
+    match disk::Disks::create(dir, args.nodes) {
+        Ok(disks) => Ok((Some(disks), kinds)),
+        Err(e) => {
+            loudly(&format!(
+                "loop-mounted file systems are NOT available ({e:#}): NO disk-full faults in this run"
+            ));
+            kinds.retain(|k| *k != Kind::DiskFull);
+            if kinds.is_empty() {
+                bail!("no fault kind left to run");
+            }
+            Ok((None, kinds))
+        }
+    }
+}
+
 fn run(args: &Args) -> anyhow::Result<bool> {
     if !(args.nodes == 3 || args.nodes == 5) {
         bail!("--nodes must be 3 or 5");
@@ -264,14 +290,6 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let bin_dir = bin_dir(args)?;
-    let (net, kinds) = network(args, kinds_or_default(args))?;
-    let steps = plan::plan(&PlanInput {
-        seed: args.seed,
-        nodes: args.nodes,
-        duration: args.duration,
-        kinds: kinds.clone(),
-    });
-    let replay = replay_command(args, &kinds);
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -281,6 +299,15 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         )),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (net, kinds) = network(args, kinds_or_default(args))?;
+    let (disks, kinds) = disks(args, &dir, kinds)?;
+    let steps = plan::plan(&PlanInput {
+        seed: args.seed,
+        nodes: args.nodes,
+        duration: args.duration,
+        kinds: kinds.clone(),
+    });
+    let replay = replay_command(args, &kinds);
     println!(
         "settle-nemesis seed {} on {} nodes for {}",
         args.seed,
@@ -310,7 +337,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         );
     }
 
-    let outcome = drive(args, &bin_dir, &dir, net, &steps);
+    let outcome = drive(args, &bin_dir, &dir, net, disks, &steps);
     let passed = match outcome {
         Ok(report) => {
             print!("{}", report.text);
@@ -658,6 +685,48 @@ fn apply(
             ns.heal()?;
             format!("{}: cut {pairs:?}, healed", step.fault)
         }
+        Fault::DiskFull(v) => {
+            let id = resolve(cluster, *v);
+            let Some(disks) = &cluster.disks else {
+                bail!("a full disk needs the nodes' own file systems");
+            };
+            let fill = disks.fill(id)?;
+            let full_at = Instant::now();
+            sleep_until(full_at + step.hold)?;
+            let exited = cluster.reap(id);
+            let Some(disks) = &cluster.disks else {
+                unreachable!("checked above");
+            };
+            disks.drain(id)?;
+            if exited.is_none() {
+                // Still up: then every group it holds must still run (a
+                // node must not serve as a replica that no longer writes).
+                if let Some(dead) = dead_groups(cluster, id) {
+                    failure = Some(format!(
+                        "node {id} kept running through a full disk with groups stopped: {dead}"
+                    ));
+                }
+            }
+            let said = cluster
+                .tail(id)
+                .lines()
+                .rev()
+                .find(|l| {
+                    let l = l.to_lowercase();
+                    l.contains("no space") || l.contains("enospc") || l.contains("disk full")
+                })
+                .map(|l| format!("; it said: {}", l.trim()))
+                .unwrap_or_default();
+            format!(
+                "filled node {id}'s file system ({v}; {} MiB of ballast, {} bytes left), freed it; the node {}{said}",
+                fill.ballast >> 20,
+                fill.free_after,
+                match exited {
+                    None => "kept running".to_string(),
+                    Some(status) => format!("exited ({status}) and is restarted"),
+                }
+            )
+        }
         Fault::Netem(v) => {
             let id = resolve(cluster, *v);
             let Net::Namespaces(ns) = &mut cluster.net else {
@@ -672,9 +741,24 @@ fn apply(
     Ok((line, failure))
 }
 
+/// The groups node `id` reports as shut down (its own status), if any.
+fn dead_groups(cluster: &Cluster, id: u64) -> Option<String> {
+    let members = cluster.status_json(id, false).ok()?;
+    let dead: Vec<String> = members
+        .as_array()?
+        .iter()
+        .filter(|m| m["node_id"].as_u64() == Some(id))
+        .flat_map(|m| m["groups"].as_array().cloned().unwrap_or_default())
+        .filter(|g| g["state"].as_str() == Some("Shutdown"))
+        .map(|g| format!("group {}", g["group"]))
+        .collect();
+    (!dead.is_empty()).then(|| dead.join(", "))
+}
+
 /// Every node running and serving again (after a fault healed).
 fn all_serving(cluster: &mut Cluster) -> anyhow::Result<()> {
     for id in cluster.ids() {
+        let _ = cluster.reap(id);
         if cluster.is_stopped(id) {
             cluster.cont(id)?;
         }
@@ -691,11 +775,12 @@ fn drive(
     bin_dir: &Path,
     dir: &Path,
     net: Net,
+    disks: Option<disk::Disks>,
     steps: &[Step],
 ) -> anyhow::Result<Report> {
     let run_start = Instant::now();
     let at = || format!("{:.1}s", run_start.elapsed().as_secs_f64());
-    let mut cluster = Cluster::start(dir, bin_dir, args.nodes, args.participants, net)?;
+    let mut cluster = Cluster::start(dir, bin_dir, args.nodes, args.participants, net, disks)?;
     println!("[{}] cluster: {} nodes serving", at(), args.nodes);
     let mut load = start_load(&cluster, args, dir)?;
     let load_start = Instant::now();

@@ -87,6 +87,9 @@ pub enum Fault {
     /// Delay, loss and reordering on a node's link (`tc netem`; namespaces
     /// and a kernel with netem only).
     Netem(Victim),
+    /// Fill the node's file system to the last block (its data directory
+    /// is on a small loop-mounted one); free it after the hold.
+    DiskFull(Victim),
 }
 
 /// Fault kinds, as the command line and the summary name them.
@@ -99,10 +102,11 @@ pub enum Kind {
     FlipByte,
     Partition,
     Netem,
+    DiskFull,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Kill,
         Kind::KillLeader,
         Kind::Stop,
@@ -110,6 +114,7 @@ impl Kind {
         Kind::FlipByte,
         Kind::Partition,
         Kind::Netem,
+        Kind::DiskFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -121,6 +126,7 @@ impl Kind {
             Kind::FlipByte => "flip-byte",
             Kind::Partition => "partition",
             Kind::Netem => "netem",
+            Kind::DiskFull => "disk-full",
         }
     }
 
@@ -139,7 +145,7 @@ impl Kind {
         match self {
             Kind::KillLeader => 4,
             Kind::Kill | Kind::Stop | Kind::Partition => 3,
-            Kind::Wipe | Kind::FlipByte | Kind::Netem => 1,
+            Kind::Wipe | Kind::FlipByte | Kind::Netem | Kind::DiskFull => 1,
         }
     }
 }
@@ -154,6 +160,7 @@ impl Fault {
             Fault::FlipByte(_) => Kind::FlipByte,
             Fault::Partition(_) => Kind::Partition,
             Fault::Netem(_) => Kind::Netem,
+            Fault::DiskFull(_) => Kind::DiskFull,
         }
     }
 }
@@ -179,6 +186,7 @@ impl fmt::Display for Fault {
                 write!(f, "partition: bridge through node {middle}")
             }
             Fault::Netem(v) => write!(f, "netem delay/loss/reorder on {v}'s link"),
+            Fault::DiskFull(v) => write!(f, "fill {v}'s file system, then free it"),
         }
     }
 }
@@ -271,6 +279,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
             Kind::FlipByte => Fault::FlipByte(node),
             Kind::Partition => Fault::Partition(split(&mut rng, input.nodes)),
             Kind::Netem => Fault::Netem(victim(&mut rng, input.nodes)),
+            Kind::DiskFull => Fault::DiskFull(node),
         };
         steps.push(Step { at, hold, fault });
         at += hold + between(&mut rng, GAP_MIN, GAP_MAX);

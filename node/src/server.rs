@@ -273,6 +273,8 @@ async fn open_and_serve(
 ) -> anyhow::Result<()> {
     let config = &ctx.config;
     let mut shutdowns = Vec::new();
+    // Per group of this core: why its Raft core stopped on its own, if it did.
+    let mut fatal_probes: Vec<(GroupId, String, FatalProbe)> = Vec::new();
     let mut sampler = crate::core_metrics::CoreSampler::default();
     settle_storage::stats::observe(Some(crate::metrics::cells::durable_write));
     // In a cluster: this core's peer listener and links; groups are opened
@@ -313,6 +315,12 @@ async fn open_and_serve(
             crate::cluster::solo::register_group(CONTROL_GROUP, "control", Rc::new(raft.clone()));
         }
         sampler.add_group(CONTROL_GROUP, "control", Rc::new(raft.clone()));
+        let probed = raft.clone();
+        fatal_probes.push((
+            CONTROL_GROUP,
+            "control".into(),
+            Box::new(move || crate::raft::group::fatal_stop(&probed)),
+        ));
         state.borrow_mut().publish_to(ctx.participants.clone());
         let current = state.borrow().registry();
         let changed: Vec<Participant> = config
@@ -403,6 +411,12 @@ async fn open_and_serve(
         }
         info!(group, %currency, transactions = state.borrow().len(), "shard open");
         sampler.add_group(group, currency.as_str(), Rc::new(raft.clone()));
+        let probed = raft.clone();
+        fatal_probes.push((
+            group,
+            currency.as_str().to_string(),
+            Box::new(move || crate::raft::group::fatal_stop(&probed)),
+        ));
         sampler.add_shard(group, currency.as_str(), state.clone());
         let mut inbox = inbox;
         if let Some(c) = &cluster {
@@ -456,14 +470,33 @@ async fn open_and_serve(
     .detach();
     let _ = ctx.ready.send(Ok(ctx.core));
 
+    let mut died = None;
     while !ctx.stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(STOP_POLL).await;
+        died = fatal_probes
+            .iter()
+            .find_map(|(group, name, probe)| probe().map(|why| (*group, name.clone(), why)));
+        if died.is_some() {
+            break;
+        }
     }
     for shutdown in shutdowns {
         shutdown.await;
     }
-    Ok(())
+    match died {
+        None => Ok(()),
+        Some((group, name, why)) => {
+            tracing::error!(group, %name, reason = %why, "a Raft group stopped on its own: the node stops");
+            Err(anyhow!(
+                "group {group} ({name}) stopped: {why}; the node stops rather than serve without it (fix the cause, e.g. free disk space, and start it again: it recovers from its log)"
+            ))
+        }
+    }
 }
+
+/// Why a group's Raft core stopped on its own, if it did
+/// ([`crate::raft::group::fatal_stop`]).
+type FatalProbe = Box<dyn Fn() -> Option<String>>;
 
 /// Records participants through the control group's leader (cluster mode),
 /// retrying while leadership settles.

@@ -375,3 +375,19 @@ mod tests {
         assert!(GroupConfig::default().raft_config(1).is_ok());
     }
 }
+
+/// Why a group's Raft core stopped on its own (a storage error it cannot
+/// go on from, such as a full disk, or a panic), once it has; `None` while
+/// it runs and after a normal shutdown. A node does not serve with a dead
+/// group: it stops whole (fail-stop), so that its supervisor restarts it
+/// once the cause is fixed, instead of answering as a replica that no
+/// longer replicates.
+pub fn fatal_stop<SM>(raft: &Raft<SM>) -> Option<String>
+where
+    SM: openraft::storage::RaftStateMachine<TypeConfig>,
+{
+    match &raft.metrics().borrow_watched().running_state {
+        Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
+        Err(fatal) => Some(fatal.to_string()),
+    }
+}
