@@ -285,6 +285,22 @@ where
     Ok((raft, state))
 }
 
+/// Why a group's Raft core stopped on its own (a storage error it cannot
+/// go on from, such as a full disk, or a panic), once it has; `None` while
+/// it runs and after a normal shutdown. A node does not serve with a dead
+/// group: it stops whole (fail-stop), so that its supervisor restarts it
+/// once the cause is fixed, instead of answering as a replica that no
+/// longer replicates.
+pub fn fatal_stop<SM>(raft: &Raft<SM>) -> Option<String>
+where
+    SM: openraft::storage::RaftStateMachine<TypeConfig>,
+{
+    match &raft.metrics().borrow_watched().running_state {
+        Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
+        Err(fatal) => Some(fatal.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::AsyncRuntime;
@@ -373,21 +389,5 @@ mod tests {
         };
         assert!(matches!(config.raft_config(1), Err(GroupError::Config(_))));
         assert!(GroupConfig::default().raft_config(1).is_ok());
-    }
-}
-
-/// Why a group's Raft core stopped on its own (a storage error it cannot
-/// go on from, such as a full disk, or a panic), once it has; `None` while
-/// it runs and after a normal shutdown. A node does not serve with a dead
-/// group: it stops whole (fail-stop), so that its supervisor restarts it
-/// once the cause is fixed, instead of answering as a replica that no
-/// longer replicates.
-pub fn fatal_stop<SM>(raft: &Raft<SM>) -> Option<String>
-where
-    SM: openraft::storage::RaftStateMachine<TypeConfig>,
-{
-    match &raft.metrics().borrow_watched().running_state {
-        Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
-        Err(fatal) => Some(fatal.to_string()),
     }
 }
