@@ -119,35 +119,31 @@ fn forged() -> Vec<(u16, u8, Vec<u8>)> {
     ]
 }
 
-/// Connects to a peer port, says hello as `node_id`, starts TLS as a member
-/// does (or at once, as a tool does) with `tls`, and sends `requests`.
-fn attempt(
+/// Connects to a peer port, says hello as `node_id` (a member of `cores`
+/// cores, calling core 0), and starts TLS as a
+/// member does (or at once, as a tool does) with `tls`: the open stream,
+/// or why it was closed or refused.
+fn open(
     addr: SocketAddr,
     node_id: u64,
+    cores: usize,
     tls: Option<&Arc<ClientConfig>>,
     tls_first: bool,
-    requests: &[(u16, u8, Vec<u8>)],
-) -> Outcome {
+) -> Result<(Stream, FrameReader), String> {
     let mut reader = FrameReader::new();
     let mut stream = if tls_first {
-        match Stream::connect(addr, TIMEOUT, tls) {
-            Ok(stream) => stream,
-            Err(e) => return Outcome::Closed(format!("connect: {e}")),
-        }
+        Stream::connect(addr, TIMEOUT, tls).map_err(|e| format!("connect: {e}"))?
     } else {
         let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
         tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
         Stream::Plain(tcp)
     };
-    if stream.write_all(&hello(node_id, 0, 2)).is_err() {
-        return Outcome::Closed("hello not written".into());
+    if stream.write_all(&hello(node_id, 0, cores)).is_err() {
+        return Err("hello not written".into());
     }
-    let (status, payload) = match answer(&mut stream, &mut reader) {
-        Ok(a) => a,
-        Err(e) => return Outcome::Closed(format!("hello: {e}")),
-    };
+    let (status, payload) = answer(&mut stream, &mut reader).map_err(|e| format!("hello: {e}"))?;
     if status != STATUS_OK {
-        return Outcome::Closed(format!(
+        return Err(format!(
             "hello refused: {}",
             String::from_utf8_lossy(&payload)
         ));
@@ -156,23 +152,35 @@ fn attempt(
         assert!(!tls_first, "a TLS-first connection is answered inside TLS");
         if let Some(config) = tls {
             let tcp = stream.into_plain().unwrap();
-            stream = match Stream::start_tls(tcp, config) {
-                Ok(s) => s,
-                Err(e) => return Outcome::Closed(format!("TLS: {e}")),
-            };
+            stream = Stream::start_tls(tcp, config).map_err(|e| format!("TLS: {e}"))?;
             match answer(&mut stream, &mut reader) {
                 Ok((STATUS_OK, _)) => {}
                 Ok((status, payload)) => {
-                    return Outcome::Closed(format!(
+                    return Err(format!(
                         "hello refused inside TLS ({status}): {}",
                         String::from_utf8_lossy(&payload)
                     ))
                 }
-                Err(e) => return Outcome::Closed(format!("hello inside TLS: {e}")),
+                Err(e) => return Err(format!("hello inside TLS: {e}")),
             }
         }
         // Without TLS: go on in plaintext, as the old attack did.
     }
+    Ok((stream, reader))
+}
+
+/// [`open`], then sends `requests`: the statuses they were answered with.
+fn attempt(
+    addr: SocketAddr,
+    node_id: u64,
+    tls: Option<&Arc<ClientConfig>>,
+    tls_first: bool,
+    requests: &[(u16, u8, Vec<u8>)],
+) -> Outcome {
+    let (mut stream, mut reader) = match open(addr, node_id, 2, tls, tls_first) {
+        Ok(open) => open,
+        Err(e) => return Outcome::Closed(e),
+    };
     let mut statuses = Vec::new();
     for (i, (group, op, payload)) in requests.iter().enumerate() {
         if stream
@@ -329,4 +337,123 @@ fn peer_port_refuses_every_process_without_a_member_certificate_and_terms_do_not
             "node {id} logs the refusals"
         );
     }
+}
+
+/// Connections one core admits while they say hello, and connections one
+/// member may hold to one core (`node/src/cluster/bounds.rs`:
+/// `PEER_HANDSHAKES_PER_CORE_MAX`, `PEER_CONNECTIONS_PER_NODE_MAX`).
+const HANDSHAKES_MAX: usize = 64;
+const PER_NODE_MAX: usize = 8;
+
+/// Many processes' worth of connections at a member's peer port: 200 that
+/// never say hello, and more member connections (with a real member's
+/// certificate) than a member may hold. The node closes what is over each
+/// bound at once, says why, its memory stays put, and the cluster's terms
+/// do not move.
+#[test]
+fn peer_port_bounds_hold_against_many_connections_and_terms_do_not_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClusterOptions {
+        nodes: 3,
+        cores: 1,
+        participants: 8,
+        extra_args: [
+            "--election-timeout-ms",
+            "1500-3000",
+            "--heartbeat-ms",
+            "100",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(dir.path(), options).unwrap();
+    cluster
+        .wait_balanced(1, 5, Duration::from_secs(60))
+        .unwrap();
+    let tls = cluster.tls_dir.clone().unwrap();
+    let ca = tls.join(files::CA_CERT);
+    let member_cert = client(&ca, &tls, &files::node_cert(1), &files::node_key(1));
+    let target = cluster.members.iter().find(|m| m.id == 2).unwrap();
+    let addr = target.peer;
+    let rss_before = target.rss().unwrap();
+    let before = terms(&cluster);
+
+    // 200 connections that say nothing: at most HANDSHAKES_MAX stay. The
+    // rest are closed at accept; the node's hello timeout (5 s) would close
+    // them all later, so the count is taken before it.
+    let silent: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).unwrap())
+        .collect();
+    let connected = std::time::Instant::now();
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+    }
+    let closed_by_node = |s: &TcpStream| {
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut &*s, &mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    let mut open_now = silent.len();
+    while connected.elapsed() < Duration::from_secs(4) {
+        open_now = silent.iter().filter(|s| !closed_by_node(s)).count();
+        if open_now <= HANDSHAKES_MAX {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "silent connections still open: {open_now} of 200 after {:?}",
+        connected.elapsed()
+    );
+    assert!(
+        open_now <= HANDSHAKES_MAX,
+        "{open_now} silent connections held, the bound is {HANDSHAKES_MAX}"
+    );
+    drop(silent);
+
+    // Member connections as node 1 (its own links to node 2 count too).
+    let mut held = Vec::new();
+    let mut refusals = Vec::new();
+    for _ in 0..PER_NODE_MAX + 4 {
+        match open(addr, 1, 1, Some(&member_cert), false) {
+            Ok(stream) => held.push(stream),
+            Err(e) => refusals.push(e),
+        }
+    }
+    eprintln!(
+        "member connections held {}, refused {}: {:?}",
+        held.len(),
+        refusals.len(),
+        refusals.first()
+    );
+    assert!(held.len() <= PER_NODE_MAX, "{} held", held.len());
+    assert!(refusals.len() >= 4, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r.contains("holds as many connections")),
+        "each refusal says why: {refusals:?}"
+    );
+    drop(held);
+
+    let target = cluster.members.iter().find(|m| m.id == 2).unwrap();
+    let rss_after = target.rss().unwrap();
+    eprintln!(
+        "node 2 RSS {} MiB before, {} MiB after",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+    assert!(
+        rss_after < rss_before + (128 << 20),
+        "node 2 grew from {rss_before} to {rss_after} bytes"
+    );
+    assert_eq!(before, terms(&cluster), "terms or leaders moved");
+    assert!(
+        cluster.logged(2, "peer connection refused"),
+        "node 2 logs the refusals"
+    );
 }
