@@ -444,6 +444,20 @@ impl Cluster {
         Some(status)
     }
 
+    /// Waits up to `timeout` for node `id` to exit on its own ([`Self::reap`]).
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.reap(id) {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.node(id).child.is_some()
     }

@@ -131,6 +131,13 @@ const DEPOSIT_FLUSH_MAX: Duration = Duration::from_secs(90);
 /// The healed, restarted cluster must converge within this.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// What a node prints when a group of it stopped on its own and it stops
+/// whole (`settle: group 2 (EUR) stopped: ...`).
+const FAIL_STOP_LINE: &str = ") stopped: ";
+
+/// A node that said it stops must have exited within this.
+const FAIL_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A node with a damaged log must refuse to start within this.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -693,7 +700,11 @@ fn apply(
             let fill = disks.fill(id)?;
             let full_at = Instant::now();
             sleep_until(full_at + step.hold)?;
-            let exited = cluster.reap(id);
+            let mut exited = cluster.reap(id);
+            if exited.is_none() && cluster.tail(id).contains(FAIL_STOP_LINE) {
+                // It said it stops: give it the time to shut its other groups.
+                exited = cluster.wait_exit(id, FAIL_STOP_TIMEOUT);
+            }
             let Some(disks) = &cluster.disks else {
                 unreachable!("checked above");
             };
