@@ -232,8 +232,20 @@ fn network(args: &Args, asked: Vec<Kind>) -> anyhow::Result<(Net, Vec<Kind>)> {
     };
     match &net {
         Net::Loopback => kinds.retain(|k| !k.needs_namespaces()),
-        Net::Namespaces(ns) if !ns.netem_available && kinds.contains(&Kind::Netem) => {
-            loudly("this kernel has no netem qdisc (`tc qdisc add ... netem` fails): NO delay/loss/reorder faults in this run");
+        Net::Namespaces(ns)
+            if ns.link_faults == netns::LinkFaults::LossAndQueue
+                && kinds.contains(&Kind::Netem) =>
+        {
+            loudly(&format!(
+                "this kernel has no netem qdisc: bad links are {} % random loss (nftables) and a token bucket ({}) instead: NO jitter and NO reordering in this run",
+                netns::LOSSY_DROP_PERCENT,
+                netns::LOSSY_TBF_ARGS.join(" ")
+            ));
+        }
+        Net::Namespaces(ns)
+            if ns.link_faults == netns::LinkFaults::None && kinds.contains(&Kind::Netem) =>
+        {
+            loudly("this kernel has no netem qdisc and no nftables/tbf: NO delay/loss/reorder faults in this run");
             kinds.retain(|k| *k != Kind::Netem);
         }
         Net::Namespaces(_) => {}
@@ -743,10 +755,18 @@ fn apply(
             let Net::Namespaces(ns) = &mut cluster.net else {
                 bail!("netem needs network namespaces");
             };
+            let how = match ns.link_faults {
+                netns::LinkFaults::Netem => format!("netem {}", netns::NETEM_ARGS.join(" ")),
+                _ => format!(
+                    "{} % loss (nftables) and tbf {}",
+                    netns::LOSSY_DROP_PERCENT,
+                    netns::LOSSY_TBF_ARGS.join(" ")
+                ),
+            };
             ns.netem(id)?;
             sleep_until(Instant::now() + step.hold)?;
             ns.heal()?;
-            format!("netem on node {id} ({v}), removed")
+            format!("bad link on node {id} ({v}: {how}), removed")
         }
     };
     Ok((line, failure))

@@ -20,6 +20,30 @@ pub const NETEM_ARGS: [&str; 8] = [
     "delay", "40ms", "20ms", "loss", "5%", "reorder", "25%", "50%",
 ];
 
+/// Without netem (a kernel built without `CONFIG_NET_SCH_NETEM`), the same
+/// fault as what the kernel has: random loss of this share of the node's
+/// outgoing packets (nftables, `numgen random`)...
+pub const LOSSY_DROP_PERCENT: u32 = 5;
+
+/// ...and a token bucket on its link (`tbf`): a bandwidth cap whose queue
+/// delays bursts by up to its latency and drops beyond it. No jitter on
+/// quiet links and no reordering: those need netem.
+pub const LOSSY_TBF_ARGS: [&str; 6] = ["rate", "20mbit", "burst", "64kb", "latency", "50ms"];
+
+/// The nftables table the lossy fault adds in a node's namespace.
+const LOSSY_TABLE: &str = "nemesis_loss";
+
+/// How a `Fault::Netem` is made on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFaults {
+    /// `tc netem`: delay, jitter, loss, reordering.
+    Netem,
+    /// nftables random loss and a `tbf` queue: loss and queueing delay.
+    LossAndQueue,
+    /// Neither.
+    None,
+}
+
 /// The namespaces of one run.
 pub struct Netns {
     prefix: String,
@@ -28,10 +52,10 @@ pub struct Netns {
     bridge: String,
     /// Pairs (from, to) with a blackhole route in `from`'s namespace.
     cut: BTreeSet<(u64, u64)>,
-    /// Nodes with a netem qdisc on their link.
+    /// Nodes with a netem (or lossy) fault on their link.
     netem: BTreeSet<u64>,
-    /// Whether this kernel has the netem qdisc.
-    pub netem_available: bool,
+    /// How this machine makes a bad link.
+    pub link_faults: LinkFaults,
     created: Vec<String>,
 }
 
@@ -69,11 +93,17 @@ impl Netns {
             bridge: format!("snm{tag}br"),
             cut: BTreeSet::new(),
             netem: BTreeSet::new(),
-            netem_available: false,
+            link_faults: LinkFaults::None,
             created: Vec::new(),
         };
         ns.build()?;
-        ns.netem_available = ns.probe_netem();
+        ns.link_faults = if ns.probe_netem() {
+            LinkFaults::Netem
+        } else if ns.probe_lossy() {
+            LinkFaults::LossAndQueue
+        } else {
+            LinkFaults::None
+        };
         Ok(ns)
     }
 
@@ -120,6 +150,49 @@ impl Netns {
         ok
     }
 
+    /// Tries the lossy fault's parts on the first namespace's loopback
+    /// (an nftables table and a tbf qdisc), and removes them.
+    fn probe_lossy(&self) -> bool {
+        let name = self.name(1);
+        let table = ip(&[
+            "netns",
+            "exec",
+            &name,
+            "nft",
+            "add",
+            "table",
+            "inet",
+            LOSSY_TABLE,
+        ])
+        .is_ok();
+        if table {
+            let _ = ip(&[
+                "netns",
+                "exec",
+                &name,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                LOSSY_TABLE,
+            ]);
+        }
+        let tbf = table
+            && run(
+                "tc",
+                &[
+                    &["-n", &name, "qdisc", "add", "dev", "lo", "root", "tbf"][..],
+                    &LOSSY_TBF_ARGS[..],
+                ]
+                .concat(),
+            )
+            .is_ok();
+        if tbf {
+            let _ = run("tc", &["-n", &name, "qdisc", "del", "dev", "lo", "root"]);
+        }
+        tbf
+    }
+
     /// The namespace of node `id`.
     pub fn name(&self, id: u64) -> String {
         format!("{}-{id}", self.prefix)
@@ -150,27 +223,59 @@ impl Netns {
         Ok(())
     }
 
-    /// Delay, loss and reordering on node `id`'s link.
+    /// Delay, loss and reordering on node `id`'s link (netem), or loss and
+    /// queueing delay without netem ([`LinkFaults::LossAndQueue`]).
     pub fn netem(&mut self, id: u64) -> anyhow::Result<()> {
-        if !self.netem_available {
-            bail!("this kernel has no netem qdisc");
-        }
         let name = self.name(id);
         let link = self.inner_link(id);
-        let args: Vec<&str> = [
-            "-n",
-            name.as_str(),
-            "qdisc",
-            "add",
-            "dev",
-            link.as_str(),
-            "root",
-            "netem",
-        ]
-        .into_iter()
-        .chain(NETEM_ARGS)
-        .collect();
-        run("tc", &args)?;
+        let qdisc = |kind: &str, args: &[&str]| -> anyhow::Result<()> {
+            let head = [
+                "-n",
+                name.as_str(),
+                "qdisc",
+                "add",
+                "dev",
+                link.as_str(),
+                "root",
+                kind,
+            ];
+            run("tc", &[&head[..], args].concat())
+        };
+        match self.link_faults {
+            LinkFaults::None => bail!("this kernel has neither netem nor nftables and tbf"),
+            LinkFaults::Netem => qdisc("netem", &NETEM_ARGS)?,
+            LinkFaults::LossAndQueue => {
+                let nft = |args: &[&str]| -> anyhow::Result<()> {
+                    ip(&[&["netns", "exec", name.as_str(), "nft"][..], args].concat())
+                };
+                nft(&["add", "table", "inet", LOSSY_TABLE])?;
+                self.netem.insert(id);
+                nft(&[
+                    "add",
+                    "chain",
+                    "inet",
+                    LOSSY_TABLE,
+                    "out",
+                    "{ type filter hook output priority 0; }",
+                ])?;
+                let share = LOSSY_DROP_PERCENT.to_string();
+                nft(&[
+                    "add",
+                    "rule",
+                    "inet",
+                    LOSSY_TABLE,
+                    "out",
+                    "numgen",
+                    "random",
+                    "mod",
+                    "100",
+                    "<",
+                    &share,
+                    "drop",
+                ])?;
+                qdisc("tbf", &LOSSY_TBF_ARGS)?;
+            }
+        }
         self.netem.insert(id);
         Ok(())
     }
@@ -186,7 +291,22 @@ impl Netns {
         }
         for id in std::mem::take(&mut self.netem) {
             let (name, link) = (self.name(id), self.inner_link(id));
-            if let Err(e) = run("tc", &["-n", &name, "qdisc", "del", "dev", &link, "root"]) {
+            // The qdisc may not be there (the lossy fault failed half-way).
+            let qdisc = run("tc", &["-n", &name, "qdisc", "del", "dev", &link, "root"]);
+            if self.link_faults == LinkFaults::Netem {
+                if let Err(e) = qdisc {
+                    first_error.get_or_insert(e);
+                }
+            } else if let Err(e) = ip(&[
+                "netns",
+                "exec",
+                &name,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                LOSSY_TABLE,
+            ]) {
                 first_error.get_or_insert(e);
             }
         }
