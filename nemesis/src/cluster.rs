@@ -53,9 +53,12 @@ pub const CYCLES: [&str; 6] = [
     "T2=every:7s",
 ];
 
-/// Leaders snapshot often and keep little log behind, so a wiped node
-/// needs a snapshot to rejoin.
-pub const SNAPSHOTS: [&str; 4] = ["--snapshot-entries", "200", "--keep-entries", "20"];
+/// Leaders snapshot often, so a wiped node needs a snapshot to rejoin,
+/// and keep two intervals of log behind each (a node that was down a few
+/// seconds catches up from the log; one installing a snapshot survives the
+/// leader building the next: with 20 kept, a restarted node installed
+/// snapshots for minutes and never served).
+pub const SNAPSHOTS: [&str; 4] = ["--snapshot-entries", "200", "--keep-entries", "400"];
 
 /// Where the nodes run.
 pub enum Net {

@@ -340,7 +340,9 @@ struct StartArgs {
     /// Build a snapshot every this many log entries [default: 20000].
     #[arg(long)]
     snapshot_entries: Option<u64>,
-    /// Log entries kept behind a snapshot for lagging followers [default: 1000].
+    /// Log entries kept behind a snapshot for lagging followers; keep at least --snapshot-entries,
+    /// or a follower installing a snapshot while the leader builds the next one needs another
+    /// [default: 20000].
     #[arg(long)]
     keep_entries: Option<u64>,
     /// Memory the node may use, e.g. 8GiB or 512MiB: split between each shard's block cache,

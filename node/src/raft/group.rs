@@ -40,7 +40,14 @@ pub struct GroupConfig {
     /// Build a snapshot after this many entries since the last one. Building
     /// serialises the whole state on the group's core, so not too often.
     pub snapshot_logs_since_last: u64,
-    /// Entries kept in the log behind a snapshot (for slightly lagging followers).
+    /// Entries kept in the log behind a snapshot, for lagging followers.
+    /// At least one snapshot interval: openraft purges the log behind each
+    /// new snapshot even while a follower is still installing an older one,
+    /// and a follower whose next entry was purged meanwhile needs another
+    /// snapshot, and another (the nemesis caught a restarted node installing
+    /// snapshots for minutes, never serving, with 20 kept behind snapshots
+    /// every 200). Keeping an interval's worth lets it survive one new
+    /// snapshot during its install.
     pub logs_kept_after_snapshot: u64,
     /// How long [`open_group`] waits for the group to be leader and caught up.
     pub ready_timeout: Duration,
@@ -68,7 +75,7 @@ impl Default for GroupConfig {
             max_payload_entries: 256,
             max_append_entries: 1024,
             snapshot_logs_since_last: 20_000,
-            logs_kept_after_snapshot: 1_000,
+            logs_kept_after_snapshot: 20_000,
             ready_timeout: Duration::from_secs(10),
             advertise_addr: String::new(),
             pre_vote: false,
