@@ -17,6 +17,7 @@ use crate::exact::{exact_with_incumbent, Base, Bb, ExactLimits};
 use crate::solution::{is_feasible, naive, price, Solution};
 use crate::Instance;
 
+mod mip_lns;
 mod oscillate;
 
 /// A move must improve the cost by more than this (USD) to be taken: keeps
@@ -38,6 +39,10 @@ const OSCILLATION_TRANSACTIONS_MAX: usize = 3_000;
 
 /// Local search passes at most; each pass is O(transactions x dual vertices).
 const PASSES_MAX: usize = 12;
+
+/// Above this many transactions no exact large-neighbourhood search (as the
+/// oscillation).
+const LNS_TRANSACTIONS_MAX: usize = 3_000;
 
 /// Candidates scanned per blocked transaction in a swap move.
 const SWAP_CANDIDATES_MAX: usize = 48;
@@ -183,6 +188,13 @@ pub struct SolveOptions {
     /// least loss per USD first; see `Search::eject_refill_pass`). 0 turns
     /// it off.
     pub eject_candidates: usize,
+    /// Exact sub-problems of the large-neighbourhood search run after the
+    /// oscillation (see `solve/mip_lns.rs`), at most; 0 turns it off.
+    pub lns_subproblems: usize,
+    /// Free payments per exact sub-problem.
+    pub lns_free_transactions: usize,
+    /// Branch-and-bound nodes per exact sub-problem.
+    pub lns_nodes: u64,
 }
 
 impl Default for SolveOptions {
@@ -201,6 +213,9 @@ impl Default for SolveOptions {
             bound_iterations: 200,
             oscillation_work: 1_000_000,
             eject_candidates: 32,
+            lns_subproblems: 200,
+            lns_free_transactions: 60,
+            lns_nodes: 500,
         }
     }
 }
@@ -264,6 +279,28 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         // 0.50 -> 0.30 %).
         search.run(deadline, 0);
         settled = search.x;
+    }
+    if n > opts.exact_transactions_max
+        && n <= LNS_TRANSACTIONS_MAX
+        && opts.lns_subproblems > 0
+        && Instant::now() < deadline
+    {
+        let limits = mip_lns::LnsLimits {
+            subproblems_max: opts.lns_subproblems,
+            free_max: opts.lns_free_transactions,
+            nodes_max: opts.lns_nodes,
+        };
+        let report = mip_lns::improve(inst, &mut settled, deadline, &limits);
+        if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
+            eprintln!("lns: {report:?}");
+        }
+        if report.improved > 0 && Instant::now() < deadline {
+            // The sub-problems move whole sets; the cheap moves tidy up.
+            let mut search = Search::new(inst, opts, false);
+            search.restore(&settled);
+            search.run(deadline, 0);
+            settled = search.x;
+        }
     }
     let mut proven = false;
     assert!(
