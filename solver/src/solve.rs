@@ -44,6 +44,9 @@ const PASSES_MAX: usize = 12;
 /// oscillation).
 const LNS_TRANSACTIONS_MAX: usize = 3_000;
 
+/// Rounds of exact sub-problems and the pass loop after them, at most.
+const LNS_CYCLES_MAX: usize = 4;
+
 /// Candidates scanned per blocked transaction in a swap move.
 const SWAP_CANDIDATES_MAX: usize = 48;
 
@@ -213,8 +216,8 @@ impl Default for SolveOptions {
             bound_iterations: 200,
             oscillation_work: 1_000_000,
             eject_candidates: 32,
-            lns_subproblems: 200,
-            lns_free_transactions: 60,
+            lns_subproblems: 1_000,
+            lns_free_transactions: 100,
             lns_nodes: 500,
         }
     }
@@ -285,21 +288,29 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         && opts.lns_subproblems > 0
         && Instant::now() < deadline
     {
-        let limits = mip_lns::LnsLimits {
+        let mut limits = mip_lns::LnsLimits {
             subproblems_max: opts.lns_subproblems,
             free_max: opts.lns_free_transactions,
             nodes_max: opts.lns_nodes,
         };
-        let report = mip_lns::improve(inst, &mut settled, deadline, &limits);
-        if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
-            eprintln!("lns: {report:?}");
-        }
-        if report.improved > 0 && Instant::now() < deadline {
-            // The sub-problems move whole sets; the cheap moves tidy up.
+        for _ in 0..LNS_CYCLES_MAX {
+            let report = mip_lns::improve(inst, &mut settled, deadline, &limits);
+            if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
+                eprintln!("lns: {report:?}");
+            }
+            limits.subproblems_max = limits.subproblems_max.saturating_sub(report.subproblems);
+            if report.improved == 0 || Instant::now() >= deadline {
+                break;
+            }
+            // The sub-problems move whole sets; the cheap moves tidy up, and
+            // what they change opens new neighbourhoods.
             let mut search = Search::new(inst, opts, false);
             search.restore(&settled);
             search.run(deadline, 0);
             settled = search.x;
+            if limits.subproblems_max == 0 {
+                break;
+            }
         }
     }
     let mut proven = false;
@@ -2431,7 +2442,7 @@ mod tests {
     /// single move and every chain that settles one of them first loses
     /// (deferring `t0` needs `t1` deferred too: 700 USD of losses for one
     /// payment's 500), the trade of both for both saves 300 USD.
-    fn hub_trade() -> Instance {
+    pub(super) fn hub_trade() -> Instance {
         let text = r#"{
           "version": 1, "max_batch_size": 100, "wire_usd": 5.0,
           "consolidation_discount": 0.15,

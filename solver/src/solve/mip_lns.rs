@@ -13,9 +13,13 @@
 //! check (`is_feasible`, integer arithmetic) accepts it and the exact coster
 //! (`price`) finds it strictly cheaper.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use microlp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem, Variable};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::solution::{is_feasible, price};
 use crate::Instance;
@@ -36,8 +40,15 @@ const ACCEPT_EPS_USD: f64 = 1e-6;
 /// Balances tried as seeds per round: the most blocked first.
 const SEEDS_PER_ROUND_MAX: usize = 24;
 
-/// Rounds over the seeds; a round that improves nothing ends the search.
+/// Rounds over the seeds, at most.
 const ROUNDS_MAX: usize = 50;
+
+/// Rounds in a row that improve nothing before the search ends.
+const STALE_ROUNDS_MAX: usize = 3;
+
+/// Seed of the noisy neighbourhoods' random stream: fixed, so a solve
+/// depends on its input only.
+const LNS_SEED: u64 = 0x1a5_0e8c;
 
 /// Work limits of one LNS run (all counts, never a clock: the result
 /// depends on the input only unless the deadline cuts it).
@@ -75,8 +86,9 @@ pub(crate) enum SubproblemError {
     Interrupted,
 }
 
-/// Improves `settled` (feasible) in place by exact sub-problems until a
-/// round improves nothing, the work limits are spent or `deadline` passes.
+/// Improves `settled` (feasible) in place by exact sub-problems until
+/// [`STALE_ROUNDS_MAX`] rounds in a row improve nothing, the work limits
+/// are spent or `deadline` passes.
 pub(crate) fn improve(
     inst: &Instance,
     settled: &mut Vec<bool>,
@@ -87,13 +99,33 @@ pub(crate) fn improve(
     let mut report = LnsReport::default();
     let mut total = price(inst, settled).cost.total;
     let mut tried: Vec<Vec<u32>> = Vec::new();
-    'rounds: for _ in 0..ROUNDS_MAX {
+    let mut rng = ChaCha8Rng::seed_from_u64(LNS_SEED ^ inst.transactions.len() as u64);
+    let touching = touching_slots(inst);
+    let mut stale = 0;
+    'rounds: for round in 0..ROUNDS_MAX {
         let before = report.improved;
-        for seed in seed_slots(inst, settled) {
+        let seeds = seed_slots(inst, settled);
+        // First round: the plain breadth-first neighbourhoods; then pairs of
+        // blocked balances; then noisy weights (a fixed-seed stream).
+        let kind = match round {
+            0 => Kind::Plain,
+            1 => Kind::Pair,
+            _ => Kind::Noisy,
+        };
+        for (i, &seed) in seeds.iter().enumerate() {
             if report.subproblems >= limits.subproblems_max || Instant::now() >= deadline {
                 break 'rounds;
             }
-            let free = neighbourhood(inst, settled, seed, limits.free_max);
+            let partner = seeds.get((i + 1 + round) % seeds.len().max(1)).copied();
+            let free = neighbourhood(
+                inst,
+                &touching,
+                settled,
+                seed,
+                partner.filter(|_| kind == Kind::Pair),
+                (kind == Kind::Noisy).then_some(&mut rng),
+                limits.free_max,
+            );
             if free.is_empty() {
                 continue;
             }
@@ -118,9 +150,6 @@ pub(crate) fn improve(
             };
             if proposal == *settled || !is_feasible(inst, &proposal) {
                 report.refused += usize::from(proposal != *settled);
-                if proposal != *settled && std::env::var_os("SETTLE_LNS_TRACE").is_some() {
-                    eprintln!("lns: infeasible proposal");
-                }
                 tried.push(free);
                 continue;
             }
@@ -131,24 +160,33 @@ pub(crate) fn improve(
                 report.improved += 1;
                 tried.clear();
             } else {
-                if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
-                    eprintln!("lns: proposal {cost:.4} against {total:.4}");
-                }
                 report.refused += 1;
                 tried.push(free);
             }
         }
         if report.improved == before {
-            break;
+            stale += 1;
+            if stale >= STALE_ROUNDS_MAX {
+                break;
+            }
+        } else {
+            stale = 0;
         }
     }
     assert!(is_feasible(inst, settled), "the LNS keeps feasibility");
     report
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Pair,
+    Noisy,
+}
+
 /// Balances ranked by what the incumbent leaves blocked there: the deferral
-/// price of the deferred payments debiting them (a binding hub first), then
-/// by the value settled through them. Only slots with a deferred debit.
+/// price of the deferred payments debiting them (a binding hub first).
+/// Only slots with a deferred debit.
 fn seed_slots(inst: &Instance, settled: &[bool]) -> Vec<usize> {
     let nc = inst.currencies.len();
     let mut blocked = vec![0.0f64; inst.slot_count()];
@@ -163,13 +201,10 @@ fn seed_slots(inst: &Instance, settled: &[bool]) -> Vec<usize> {
     slots
 }
 
-/// The payments around `seed`, breadth first over balances: every payment
-/// debiting or crediting a balance (largest USD value first), then those of
-/// the balances at their other ends, until `free_max`. Sorted by index.
-fn neighbourhood(inst: &Instance, settled: &[bool], seed: usize, free_max: usize) -> Vec<u32> {
+/// Per balance slot, the payments debiting or crediting it.
+fn touching_slots(inst: &Instance) -> Vec<Vec<u32>> {
     let nc = inst.currencies.len();
-    let slots = inst.slot_count();
-    let mut touching: Vec<Vec<u32>> = vec![Vec::new(); slots];
+    let mut touching: Vec<Vec<u32>> = vec![Vec::new(); inst.slot_count()];
     for (t, tx) in inst.transactions.iter().enumerate() {
         let d = tx.debtor as usize * nc + tx.send as usize;
         let c = tx.creditor as usize * nc + tx.receive as usize;
@@ -178,26 +213,64 @@ fn neighbourhood(inst: &Instance, settled: &[bool], seed: usize, free_max: usize
             touching[c].push(t as u32);
         }
     }
-    let weight = |t: u32| {
-        let t = t as usize;
-        // Deferred payments that would pay off weigh their deferral price;
-        // settled ones their value (what a circulation moves).
-        if settled[t] {
+    touching
+}
+
+/// The payments around `seed` (and `partner`, when given), breadth first
+/// over balances: every payment debiting or crediting a balance (the
+/// heaviest first: a deferred one weighs its deferral price, a settled one
+/// a ten-thousandth of its value; with `noise`, each weight times a draw
+/// in [0.25, 1.75)), then those of the balances at their other ends, until
+/// `free_max`. Sorted by index.
+fn neighbourhood(
+    inst: &Instance,
+    touching: &[Vec<u32>],
+    settled: &[bool],
+    seed: usize,
+    partner: Option<usize>,
+    mut noise: Option<&mut ChaCha8Rng>,
+    free_max: usize,
+) -> Vec<u32> {
+    let nc = inst.currencies.len();
+    let slots = inst.slot_count();
+    let mut weight = vec![0.0f64; inst.transactions.len()];
+    for (t, w) in weight.iter_mut().enumerate() {
+        *w = if settled[t] {
             inst.value_usd(t) * 1e-4
         } else {
             inst.defer_usd(t)
+        };
+        if let Some(rng) = noise.as_deref_mut() {
+            *w *= rng.gen_range(0.25..1.75);
         }
-    };
+    }
     let mut taken = vec![false; inst.transactions.len()];
     let mut seen = vec![false; slots];
-    let mut queue = std::collections::VecDeque::from([seed]);
+    let mut queue = VecDeque::from([seed]);
     seen[seed] = true;
+    if let Some(p) = partner.filter(|&p| p != seed) {
+        queue.push_back(p);
+        seen[p] = true;
+    }
+    // With a partner, each of the two first gets half the room.
+    let first_share = if queue.len() == 2 {
+        free_max / 2
+    } else {
+        free_max
+    };
     let mut free: Vec<u32> = Vec::with_capacity(free_max);
+    let mut popped = 0;
     while let Some(s) = queue.pop_front() {
+        popped += 1;
+        let cap = if popped == 1 { first_share } else { free_max };
         let mut list = touching[s].clone();
-        list.sort_by(|&a, &b| weight(b).total_cmp(&weight(a)).then(a.cmp(&b)));
+        list.sort_by(|&a, &b| {
+            weight[b as usize]
+                .total_cmp(&weight[a as usize])
+                .then(a.cmp(&b))
+        });
         for t in list {
-            if free.len() >= free_max {
+            if free.len() >= cap {
                 break;
             }
             if taken[t as usize] {
@@ -275,7 +348,16 @@ fn solve_subproblem(
         .zip(&x)
         .map(|(&t, &v)| (v, f64::from(u8::from(settled[t as usize]))))
         .collect();
-    add_group_rows(&mut m, inst, settled, free, &x, &fixed_members, &members, &mut hint);
+    add_group_rows(
+        &mut m,
+        inst,
+        settled,
+        free,
+        &x,
+        &fixed_members,
+        &members,
+        &mut hint,
+    );
     let unit = 10f64.powi(inst.usd_scale);
     let pos: Vec<f64> = pos.iter().map(|&v| v as f64 / unit).collect();
     add_fx_rows(&mut m, inst, free, &x, &pos);
@@ -405,7 +487,12 @@ fn add_limit_rows(
         let margin = (ROW_MARGIN * scale).min((room - incumbent) as f64);
         let expr: Vec<(Variable, f64)> = chunk
             .iter()
-            .map(|&(_, i)| (x[i], inst.receive_usd_fixed[free[i] as usize] as f64 / scale))
+            .map(|&(_, i)| {
+                (
+                    x[i],
+                    inst.receive_usd_fixed[free[i] as usize] as f64 / scale,
+                )
+            })
             .collect();
         m.add_constraint(&expr[..], ComparisonOp::Le, (room as f64 - margin) / scale);
     }
@@ -454,7 +541,7 @@ fn add_group_rows(
         two.add(k, -2.0);
         two.add(s, 1.0);
         m.add_constraint(two, ComparisonOp::Ge, -fixed);
-        m.add_constraint(&[(s, 1.0), (k, -1.0)], ComparisonOp::Le, 0.0);
+        m.add_constraint([(s, 1.0), (k, -1.0)], ComparisonOp::Le, 0.0);
         let n = fixed_members[g]
             + chunk
                 .iter()
@@ -490,5 +577,67 @@ fn add_fx_rows(m: &mut Problem, inst: &Instance, free: &[u32], x: &[Variable], p
     }
     for (c, row) in rows.into_iter().enumerate() {
         m.add_constraint(row, ComparisonOp::Eq, pos[c] / FX_UNIT_USD);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{generate_family, FAMILIES};
+
+    fn limits() -> LnsLimits {
+        LnsLimits {
+            subproblems_max: 50,
+            free_max: 60,
+            nodes_max: 500,
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn an_exact_subproblem_leaves_the_hub_trade_for_the_optimum() {
+        // No single move leaves it (see solve.rs: the hub trade): deferring
+        // the two cheap payments and settling the two dear ones is one
+        // trade-off of four payments.
+        let inst = super::super::tests::hub_trade();
+        let mut settled = vec![true, true, false, false];
+        assert!((price(&inst, &settled).cost.total - 1010.0).abs() < 1e-6);
+        let report = improve(&inst, &mut settled, far(), &limits());
+        assert_eq!(settled, vec![false, false, true, true]);
+        assert!((price(&inst, &settled).cost.total - 710.0).abs() < 1e-6);
+        assert!(report.improved >= 1);
+    }
+
+    #[test]
+    fn the_search_never_ends_worse_or_infeasible() {
+        for (i, family) in FAMILIES.iter().enumerate() {
+            let text = generate_family(family, i as u64, 60, 2 + i % 4).expect("a family");
+            let inst = Instance::from_json(&text).expect("a valid instance");
+            let mut settled = vec![false; inst.transactions.len()];
+            let before = price(&inst, &settled).cost.total;
+            improve(&inst, &mut settled, far(), &limits());
+            assert!(is_feasible(&inst, &settled), "{family}");
+            assert!(
+                price(&inst, &settled).cost.total <= before + 1e-9,
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_answer() {
+        let text = generate_family("skewed_tight", 3, 120, 4).expect("a family");
+        let inst = Instance::from_json(&text).expect("a valid instance");
+        let run = || {
+            let mut settled = vec![false; inst.transactions.len()];
+            improve(&inst, &mut settled, far(), &limits());
+            settled
+        };
+        assert_eq!(run(), run());
     }
 }
