@@ -230,6 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = lns_free {
                 opts.lns_free_transactions = v;
+                opts.lns_free_transactions_small = v;
             }
             if let Some(v) = lns_nodes {
                 opts.lns_nodes = v;

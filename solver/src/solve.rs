@@ -196,6 +196,11 @@ pub struct SolveOptions {
     pub lns_subproblems: usize,
     /// Free payments per exact sub-problem.
     pub lns_free_transactions: usize,
+    /// Free payments per exact sub-problem on instances of at most
+    /// [`WIDE_NEIGHBOURHOOD_TRANSACTIONS_MAX`] transactions, where more
+    /// and smaller neighbourhoods do better (suite, 100 tx: 100 -> 40 took
+    /// 0.26 -> 0.16 % aggregate).
+    pub lns_free_transactions_small: usize,
     /// Branch-and-bound nodes per exact sub-problem.
     pub lns_nodes: u64,
 }
@@ -218,6 +223,7 @@ impl Default for SolveOptions {
             eject_candidates: 32,
             lns_subproblems: 1_000,
             lns_free_transactions: 100,
+            lns_free_transactions_small: 40,
             lns_nodes: 500,
         }
     }
@@ -290,7 +296,11 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     {
         let mut limits = mip_lns::LnsLimits {
             subproblems_max: opts.lns_subproblems,
-            free_max: opts.lns_free_transactions,
+            free_max: if n <= WIDE_NEIGHBOURHOOD_TRANSACTIONS_MAX {
+                opts.lns_free_transactions_small
+            } else {
+                opts.lns_free_transactions
+            },
             nodes_max: opts.lns_nodes,
         };
         for _ in 0..LNS_CYCLES_MAX {

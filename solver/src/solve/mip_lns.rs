@@ -101,6 +101,10 @@ pub(crate) fn improve(
     let mut tried: Vec<Vec<u32>> = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(LNS_SEED ^ inst.transactions.len() as u64);
     let touching = touching_slots(inst);
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); inst.group_count()];
+    for t in 0..inst.transactions.len() {
+        members[inst.group_of(t)].push(t as u32);
+    }
     let mut stale = 0;
     'rounds: for round in 0..ROUNDS_MAX {
         let before = report.improved;
@@ -110,6 +114,7 @@ pub(crate) fn improve(
         let kind = match round {
             0 => Kind::Plain,
             1 => Kind::Pair,
+            2 => Kind::Groups,
             _ => Kind::Noisy,
         };
         for (i, &seed) in seeds.iter().enumerate() {
@@ -117,15 +122,12 @@ pub(crate) fn improve(
                 break 'rounds;
             }
             let partner = seeds.get((i + 1 + round) % seeds.len().max(1)).copied();
-            let free = neighbourhood(
-                inst,
-                &touching,
-                settled,
-                seed,
-                partner.filter(|_| kind == Kind::Pair),
-                (kind == Kind::Noisy).then_some(&mut rng),
-                limits.free_max,
-            );
+            let shape = Shape {
+                partner: partner.filter(|_| kind == Kind::Pair),
+                noise: (kind == Kind::Noisy).then_some(&mut rng),
+                groups: (kind == Kind::Groups).then_some(&members),
+            };
+            let free = neighbourhood(inst, &touching, settled, seed, shape, limits.free_max);
             if free.is_empty() {
                 continue;
             }
@@ -181,7 +183,20 @@ pub(crate) fn improve(
 enum Kind {
     Plain,
     Pair,
+    /// Whole groups: a payment comes in with its (creditor, currency)
+    /// group, so opening or closing a wire is one decision.
+    Groups,
     Noisy,
+}
+
+/// How a neighbourhood grows beyond the plain breadth-first one.
+struct Shape<'r> {
+    /// A second balance to start from.
+    partner: Option<usize>,
+    /// Weights times a draw in [0.25, 1.75).
+    noise: Option<&'r mut ChaCha8Rng>,
+    /// Members per group: each payment taken brings its group along.
+    groups: Option<&'r Vec<Vec<u32>>>,
 }
 
 /// Balances ranked by what the incumbent leaves blocked there: the deferral
@@ -216,21 +231,24 @@ fn touching_slots(inst: &Instance) -> Vec<Vec<u32>> {
     touching
 }
 
-/// The payments around `seed` (and `partner`, when given), breadth first
+/// The payments around `seed` (and the shape's partner), breadth first
 /// over balances: every payment debiting or crediting a balance (the
 /// heaviest first: a deferred one weighs its deferral price, a settled one
-/// a ten-thousandth of its value; with `noise`, each weight times a draw
-/// in [0.25, 1.75)), then those of the balances at their other ends, until
-/// `free_max`. Sorted by index.
+/// a ten-thousandth of its value), then those of the balances at their
+/// other ends, until `free_max`. Sorted by index.
 fn neighbourhood(
     inst: &Instance,
     touching: &[Vec<u32>],
     settled: &[bool],
     seed: usize,
-    partner: Option<usize>,
-    mut noise: Option<&mut ChaCha8Rng>,
+    shape: Shape<'_>,
     free_max: usize,
 ) -> Vec<u32> {
+    let Shape {
+        partner,
+        mut noise,
+        groups,
+    } = shape;
     let nc = inst.currencies.len();
     let slots = inst.slot_count();
     let mut weight = vec![0.0f64; inst.transactions.len()];
@@ -276,16 +294,25 @@ fn neighbourhood(
             if taken[t as usize] {
                 continue;
             }
-            taken[t as usize] = true;
-            free.push(t);
-            let tx = &inst.transactions[t as usize];
-            for other in [
-                tx.debtor as usize * nc + tx.send as usize,
-                tx.creditor as usize * nc + tx.receive as usize,
-            ] {
-                if !seen[other] {
-                    seen[other] = true;
-                    queue.push_back(other);
+            let mates: &[u32] = match groups {
+                Some(g) => &g[inst.group_of(t as usize)],
+                None => std::slice::from_ref(&t),
+            };
+            for &u in std::iter::once(&t).chain(mates) {
+                if taken[u as usize] || free.len() >= free_max {
+                    continue;
+                }
+                taken[u as usize] = true;
+                free.push(u);
+                let tx = &inst.transactions[u as usize];
+                for other in [
+                    tx.debtor as usize * nc + tx.send as usize,
+                    tx.creditor as usize * nc + tx.receive as usize,
+                ] {
+                    if !seen[other] {
+                        seen[other] = true;
+                        queue.push_back(other);
+                    }
                 }
             }
         }
