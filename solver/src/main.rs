@@ -105,6 +105,9 @@ enum Command {
         /// Override SolveOptions::lns_nodes.
         #[arg(long)]
         lns_nodes: Option<u64>,
+        /// Override SolveOptions::lns_relaxation.
+        #[arg(long)]
+        lns_relaxation: Option<bool>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -195,6 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             lns_subproblems,
             lns_free,
             lns_nodes,
+            lns_relaxation,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -234,6 +238,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = lns_nodes {
                 opts.lns_nodes = v;
+            }
+            if let Some(v) = lns_relaxation {
+                opts.lns_relaxation = v;
             }
             if let Some(v) = neighbourhood_nodes {
                 opts.neighbourhood_nodes = v;

@@ -44,6 +44,12 @@ const PASSES_MAX: usize = 12;
 /// oscillation).
 const LNS_TRANSACTIONS_MAX: usize = 3_000;
 
+/// Up to this many transactions the LNS ends with sub-problems over the
+/// whole instance (each connected part), [`LNS_WHOLE_NODES`] nodes each.
+const LNS_WHOLE_TRANSACTIONS_MAX: usize = 120;
+const LNS_WHOLE_NODES: u64 = 5_000;
+const LNS_WHOLE_SUBPROBLEMS_MAX: usize = 4;
+
 /// Rounds of exact sub-problems and the pass loop after them, at most.
 const LNS_CYCLES_MAX: usize = 4;
 
@@ -203,6 +209,10 @@ pub struct SolveOptions {
     pub lns_free_transactions_small: usize,
     /// Branch-and-bound nodes per exact sub-problem.
     pub lns_nodes: u64,
+    /// Whether each LNS round opens with the relaxation-induced
+    /// neighbourhood (the payments whose share in the whole program's LP
+    /// relaxation disagrees most with the incumbent).
+    pub lns_relaxation: bool,
 }
 
 impl Default for SolveOptions {
@@ -225,6 +235,7 @@ impl Default for SolveOptions {
             lns_free_transactions: 100,
             lns_free_transactions_small: 40,
             lns_nodes: 500,
+            lns_relaxation: true,
         }
     }
 }
@@ -302,6 +313,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
                 opts.lns_free_transactions
             },
             nodes_max: opts.lns_nodes,
+            relaxation: opts.lns_relaxation,
         };
         for _ in 0..LNS_CYCLES_MAX {
             let report = mip_lns::improve(inst, &mut settled, deadline, &limits);
@@ -320,6 +332,20 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
             settled = search.x;
             if limits.subproblems_max == 0 {
                 break;
+            }
+        }
+        if n <= LNS_WHOLE_TRANSACTIONS_MAX && Instant::now() < deadline {
+            // Small enough for one sub-problem over everything (per
+            // connected part), given more nodes.
+            let whole = mip_lns::LnsLimits {
+                subproblems_max: LNS_WHOLE_SUBPROBLEMS_MAX,
+                free_max: n,
+                nodes_max: LNS_WHOLE_NODES,
+                relaxation: false,
+            };
+            let report = mip_lns::improve(inst, &mut settled, deadline, &whole);
+            if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
+                eprintln!("lns whole: {report:?}");
             }
         }
     }

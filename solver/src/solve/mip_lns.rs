@@ -40,6 +40,10 @@ const ACCEPT_EPS_USD: f64 = 1e-6;
 /// Balances tried as seeds per round: the most blocked first.
 const SEEDS_PER_ROUND_MAX: usize = 24;
 
+/// A payment is in the relaxation-induced neighbourhood when its LP share
+/// is at least this far from the incumbent's 0 or 1.
+const RINS_DISAGREEMENT_MIN: f64 = 0.05;
+
 /// Rounds over the seeds, at most.
 const ROUNDS_MAX: usize = 50;
 
@@ -60,6 +64,8 @@ pub(crate) struct LnsLimits {
     pub free_max: usize,
     /// Branch-and-bound nodes per sub-problem (microlp's node limit).
     pub nodes_max: u64,
+    /// Whether each round opens with the relaxation-induced neighbourhood.
+    pub relaxation: bool,
 }
 
 /// What one run did.
@@ -75,6 +81,8 @@ pub(crate) struct LnsReport {
     pub proven: usize,
     /// Branch-and-bound nodes, over all sub-problems.
     pub nodes: u64,
+    /// Improvements from the relaxation-induced neighbourhood.
+    pub rins_improved: usize,
 }
 
 /// Why a sub-problem gave no proposal.
@@ -105,6 +113,11 @@ pub(crate) fn improve(
     for t in 0..inst.transactions.len() {
         members[inst.group_of(t)].push(t as u32);
     }
+    let lp = if limits.relaxation {
+        lp_relaxation(inst, deadline).ok()
+    } else {
+        None
+    };
     let mut stale = 0;
     'rounds: for round in 0..ROUNDS_MAX {
         let before = report.improved;
@@ -117,17 +130,35 @@ pub(crate) fn improve(
             2 => Kind::Groups,
             _ => Kind::Noisy,
         };
-        for (i, &seed) in seeds.iter().enumerate() {
+        // Each round opens with the relaxation-induced neighbourhood: the
+        // payments whose LP share disagrees most with the incumbent.
+        let rins = lp
+            .as_deref()
+            .map(|lp| rins_neighbourhood(settled, lp, limits.free_max));
+        let plain = seeds.iter().enumerate().map(|(i, &seed)| {
+            let partner = seeds.get((i + 1 + round) % seeds.len().max(1)).copied();
+            (seed, partner)
+        });
+        for (step, (seed, partner)) in rins
+            .iter()
+            .map(|_| (usize::MAX, None))
+            .chain(plain)
+            .enumerate()
+        {
             if report.subproblems >= limits.subproblems_max || Instant::now() >= deadline {
                 break 'rounds;
             }
-            let partner = seeds.get((i + 1 + round) % seeds.len().max(1)).copied();
-            let shape = Shape {
-                partner: partner.filter(|_| kind == Kind::Pair),
-                noise: (kind == Kind::Noisy).then_some(&mut rng),
-                groups: (kind == Kind::Groups).then_some(&members),
+            let free = if seed == usize::MAX {
+                debug_assert_eq!(step, 0);
+                rins.clone().unwrap_or_default()
+            } else {
+                let shape = Shape {
+                    partner: partner.filter(|_| kind == Kind::Pair),
+                    noise: (kind == Kind::Noisy).then_some(&mut rng),
+                    groups: (kind == Kind::Groups).then_some(&members),
+                };
+                neighbourhood(inst, &touching, settled, seed, shape, limits.free_max)
             };
-            let free = neighbourhood(inst, &touching, settled, seed, shape, limits.free_max);
             if free.is_empty() {
                 continue;
             }
@@ -160,6 +191,7 @@ pub(crate) fn improve(
                 total = cost;
                 *settled = proposal;
                 report.improved += 1;
+                report.rins_improved += usize::from(seed == usize::MAX);
                 tried.clear();
             } else {
                 report.refused += 1;
@@ -214,6 +246,20 @@ fn seed_slots(inst: &Instance, settled: &[bool]) -> Vec<usize> {
     slots.sort_by(|&a, &b| blocked[b].total_cmp(&blocked[a]).then(a.cmp(&b)));
     slots.truncate(SEEDS_PER_ROUND_MAX);
     slots
+}
+
+/// The `free_max` payments whose share in the LP relaxation `lp` differs
+/// most from the incumbent (at least [`RINS_DISAGREEMENT_MIN`]): where the
+/// relaxation points away from it. Sorted by index.
+fn rins_neighbourhood(settled: &[bool], lp: &[f64], free_max: usize) -> Vec<u32> {
+    let gap = |t: usize| (lp[t] - f64::from(u8::from(settled[t]))).abs();
+    let mut list: Vec<u32> = (0..settled.len() as u32)
+        .filter(|&t| gap(t as usize) >= RINS_DISAGREEMENT_MIN)
+        .collect();
+    list.sort_by(|&a, &b| gap(b as usize).total_cmp(&gap(a as usize)).then(a.cmp(&b)));
+    list.truncate(free_max);
+    list.sort_unstable();
+    list
 }
 
 /// Per balance slot, the payments debiting or crediting it.
@@ -334,6 +380,49 @@ fn solve_subproblem(
     deadline: Instant,
     nodes_max: u64,
 ) -> Result<(Vec<bool>, bool, u64), SubproblemError> {
+    let (m, x, hint) = build_model(inst, settled, free, false);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut options = microlp::SolveOptions::default();
+    options.time_limit = Some(left);
+    options.node_limit = Some(nodes_max);
+    options.warm_start = Some(hint);
+    let outcome = m.solve_with(options)?;
+    let Some(sol) = outcome.solution() else {
+        return Err(SubproblemError::Interrupted);
+    };
+    let mut proposal = settled.to_vec();
+    for (&t, &v) in free.iter().zip(&x) {
+        proposal[t as usize] = sol.var_value(v) > 0.5;
+    }
+    let proven = outcome.is_optimal();
+    Ok((proposal, proven, outcome.stats().nodes_solved))
+}
+
+/// The LP relaxation of the whole program (every payment free, settled in
+/// any share from 0 to 1, batches fractional): each payment's share, the
+/// guide of the relaxation-induced neighbourhoods.
+fn lp_relaxation(inst: &Instance, deadline: Instant) -> Result<Vec<f64>, SubproblemError> {
+    let n = inst.transactions.len();
+    let free: Vec<u32> = (0..n as u32).collect();
+    let none = vec![false; n];
+    let (m, x, _) = build_model(inst, &none, &free, true);
+    let mut options = microlp::SolveOptions::default();
+    options.time_limit = Some(deadline.saturating_duration_since(Instant::now()));
+    let outcome = m.solve_with(options)?;
+    let Some(sol) = outcome.solution() else {
+        return Err(SubproblemError::Interrupted);
+    };
+    Ok(x.iter().map(|&v| sol.var_value(v)).collect())
+}
+
+/// The program over `free` with the rest fixed at `settled` (`relax`: its
+/// LP relaxation), its `x` per free payment and a start at `settled`.
+fn build_model(
+    inst: &Instance,
+    settled: &[bool],
+    free: &[u32],
+    relax: bool,
+) -> (Problem, Vec<Variable>, Vec<(Variable, f64)>) {
     let nc = inst.currencies.len();
     let mut is_free = vec![false; inst.transactions.len()];
     for &t in free {
@@ -366,7 +455,14 @@ fn solve_subproblem(
     let mut m = Problem::new(OptimizationDirection::Minimize);
     let x: Vec<Variable> = free
         .iter()
-        .map(|&t| m.add_binary_var(-inst.defer_usd(t as usize)))
+        .map(|&t| {
+            let defer = -inst.defer_usd(t as usize);
+            if relax {
+                m.add_var(defer, (0.0, 1.0))
+            } else {
+                m.add_binary_var(defer)
+            }
+        })
         .collect();
     add_balance_rows(&mut m, inst, settled, free, &x, &bal);
     add_limit_rows(&mut m, inst, settled, free, &x, &used);
@@ -375,34 +471,24 @@ fn solve_subproblem(
         .zip(&x)
         .map(|(&t, &v)| (v, f64::from(u8::from(settled[t as usize]))))
         .collect();
-    add_group_rows(
-        &mut m,
-        inst,
-        settled,
-        free,
-        &x,
-        &fixed_members,
-        &members,
-        &mut hint,
-    );
+    let fixed = GroupFix {
+        fixed_members: &fixed_members,
+        members: &members,
+        relax,
+    };
+    add_group_rows(&mut m, inst, settled, free, &x, &fixed, &mut hint);
     let unit = 10f64.powi(inst.usd_scale);
     let pos: Vec<f64> = pos.iter().map(|&v| v as f64 / unit).collect();
     add_fx_rows(&mut m, inst, free, &x, &pos);
-    let left = deadline.saturating_duration_since(Instant::now());
-    let mut options = microlp::SolveOptions::default();
-    options.time_limit = Some(left);
-    options.node_limit = Some(nodes_max);
-    options.warm_start = Some(hint);
-    let outcome = m.solve_with(options)?;
-    let Some(sol) = outcome.solution() else {
-        return Err(SubproblemError::Interrupted);
-    };
-    let mut proposal = settled.to_vec();
-    for (&t, &v) in free.iter().zip(&x) {
-        proposal[t as usize] = sol.var_value(v) > 0.5;
-    }
-    let proven = outcome.is_optimal();
-    Ok((proposal, proven, outcome.stats().nodes_solved))
+    (m, x, hint)
+}
+
+/// Per group: settled members fixed outside the sub-problem, all members,
+/// and whether batch counts are relaxed.
+struct GroupFix<'a> {
+    fixed_members: &'a [usize],
+    members: &'a [usize],
+    relax: bool,
 }
 
 /// Per balance a free payment touches: what the fixed payments leave plus
@@ -528,17 +614,16 @@ fn add_limit_rows(
 /// Per group of a free payment: batches `k` and single batches `s` (as in
 /// `solver/reference`), cost `w(1-d) k + w d s`, with the fixed members
 /// counted in.
-#[allow(clippy::too_many_arguments)]
 fn add_group_rows(
     m: &mut Problem,
     inst: &Instance,
     settled: &[bool],
     free: &[u32],
     x: &[Variable],
-    fixed_members: &[usize],
-    members: &[usize],
+    fix: &GroupFix<'_>,
     hint: &mut Vec<(Variable, f64)>,
 ) {
+    let (fixed_members, members) = (fix.fixed_members, fix.members);
     let b = f64::from(inst.max_batch_size);
     let w = inst.wire_usd;
     let d = inst.consolidation_discount;
@@ -551,8 +636,17 @@ fn add_group_rows(
     for chunk in by_group.chunk_by(|a, b| a.0 == b.0) {
         let g = chunk[0].0;
         let upper = i32::try_from(members[g]).unwrap_or(i32::MAX);
-        let k = m.add_integer_var(w * (1.0 - d), (0, upper));
-        let s = m.add_integer_var(w * d, (0, upper));
+        let (k, s) = if fix.relax {
+            (
+                m.add_var(w * (1.0 - d), (0.0, f64::from(upper))),
+                m.add_var(w * d, (0.0, f64::from(upper))),
+            )
+        } else {
+            (
+                m.add_integer_var(w * (1.0 - d), (0, upper)),
+                m.add_integer_var(w * d, (0, upper)),
+            )
+        };
         let fixed = fixed_members[g] as f64;
         let mut cap: LinearExpr = LinearExpr::empty();
         let mut two: LinearExpr = LinearExpr::empty();
@@ -619,6 +713,7 @@ mod tests {
             subproblems_max: 50,
             free_max: 60,
             nodes_max: 500,
+            relaxation: true,
         }
     }
 
