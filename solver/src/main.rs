@@ -108,6 +108,9 @@ enum Command {
         /// Override SolveOptions::lns_relaxation.
         #[arg(long)]
         lns_relaxation: Option<bool>,
+        /// Override SolveOptions::lns_groups.
+        #[arg(long)]
+        lns_groups: Option<bool>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -199,6 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             lns_free,
             lns_nodes,
             lns_relaxation,
+            lns_groups,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -241,6 +245,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = lns_relaxation {
                 opts.lns_relaxation = v;
+            }
+            if let Some(v) = lns_groups {
+                opts.lns_groups = v;
             }
             if let Some(v) = neighbourhood_nodes {
                 opts.neighbourhood_nodes = v;

@@ -66,6 +66,8 @@ pub(crate) struct LnsLimits {
     pub nodes_max: u64,
     /// Whether each round opens with the relaxation-induced neighbourhood.
     pub relaxation: bool,
+    /// Whether the third round takes whole wire groups.
+    pub groups: bool,
 }
 
 /// What one run did.
@@ -124,10 +126,10 @@ pub(crate) fn improve(
         let seeds = seed_slots(inst, settled);
         // First round: the plain breadth-first neighbourhoods; then pairs of
         // blocked balances; then noisy weights (a fixed-seed stream).
-        let kind = match round {
-            0 => Kind::Plain,
-            1 => Kind::Pair,
-            2 => Kind::Groups,
+        let kind = match (round, limits.groups) {
+            (0, _) => Kind::Plain,
+            (1, _) => Kind::Pair,
+            (2, true) => Kind::Groups,
             _ => Kind::Noisy,
         };
         // Each round opens with the relaxation-induced neighbourhood: the
@@ -714,6 +716,7 @@ mod tests {
             free_max: 60,
             nodes_max: 500,
             relaxation: true,
+            groups: true,
         }
     }
 
