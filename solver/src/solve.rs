@@ -326,9 +326,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
         };
         for _ in 0..LNS_CYCLES_MAX {
             let report = mip_lns::improve(inst, &mut settled, deadline, &limits);
-            if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
-                eprintln!("lns: {report:?}");
-            }
+            trace_lns("lns", &report);
             limits.subproblems_max = limits.subproblems_max.saturating_sub(report.subproblems);
             if report.improved == 0 || Instant::now() >= deadline {
                 break;
@@ -354,9 +352,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
                 groups: false,
             };
             let report = mip_lns::improve(inst, &mut settled, deadline, &whole);
-            if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
-                eprintln!("lns whole: {report:?}");
-            }
+            trace_lns("lns whole", &report);
         }
     }
     let mut proven = false;
@@ -399,6 +395,15 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     });
     sol.solve_ms = started.elapsed().as_secs_f64() * 1e3;
     sol
+}
+
+/// A development aid: with `SETTLE_LNS_TRACE` set, what each LNS run did
+/// (sub-problems, proven, improved, refused) goes to stderr; the
+/// fourth-pass figures in `BENCHMARKS.md` quote it.
+fn trace_lns(label: &str, report: &mip_lns::LnsReport) {
+    if std::env::var_os("SETTLE_LNS_TRACE").is_some() {
+        eprintln!("{label}: {report:?}");
+    }
 }
 
 /// Prices FX moves: by the dual vertices when the graph has them (a move is
