@@ -96,6 +96,21 @@ enum Command {
         /// Override SolveOptions::eject_candidates (0: no ejection with refill).
         #[arg(long)]
         eject_candidates: Option<usize>,
+        /// Override SolveOptions::lns_subproblems (0: no exact sub-problems).
+        #[arg(long)]
+        lns_subproblems: Option<usize>,
+        /// Override SolveOptions::lns_free_transactions.
+        #[arg(long)]
+        lns_free: Option<usize>,
+        /// Override SolveOptions::lns_nodes.
+        #[arg(long)]
+        lns_nodes: Option<u64>,
+        /// Override SolveOptions::lns_relaxation.
+        #[arg(long)]
+        lns_relaxation: Option<bool>,
+        /// Override SolveOptions::lns_groups.
+        #[arg(long)]
+        lns_groups: Option<bool>,
     },
     /// Print a realistic generated instance (seeded: same flags, same file).
     Gen {
@@ -183,6 +198,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             global_repair,
             oscillation_work,
             eject_candidates,
+            lns_subproblems,
+            lns_free,
+            lns_nodes,
+            lns_relaxation,
+            lns_groups,
         } => {
             let mut opts = SolveOptions {
                 time_budget: Duration::from_millis(time_budget_ms),
@@ -212,6 +232,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if let Some(v) = eject_candidates {
                 opts.eject_candidates = v;
+            }
+            if let Some(v) = lns_subproblems {
+                opts.lns_subproblems = v;
+            }
+            if let Some(v) = lns_free {
+                opts.lns_free_transactions = v;
+                opts.lns_free_transactions_small = v;
+            }
+            if let Some(v) = lns_nodes {
+                opts.lns_nodes = v;
+            }
+            if let Some(v) = lns_relaxation {
+                opts.lns_relaxation = v;
+            }
+            if let Some(v) = lns_groups {
+                opts.lns_groups = v;
             }
             if let Some(v) = neighbourhood_nodes {
                 opts.neighbourhood_nodes = v;

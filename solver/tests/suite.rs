@@ -25,9 +25,10 @@ use settle_solver::{SolveOptions, COST_TOLERANCE_USD};
 
 /// Aggregate gap (Σ cost / Σ optimum − 1) allowed per size, percent: the
 /// measured figure plus a margin for changes that trade a little on one
-/// family for more on another (third pass of issue 15: 0.30 % at 100,
-/// 1.44 % at 1,000; the guards were 2.0 and 3.5 before it).
-const GAP_PCT_MAX: [(usize, f64); 2] = [(100, 0.6), (1_000, 2.0)];
+/// family for more on another (fourth pass of issue 15, the exact LNS:
+/// 0.069 % at 100, 0.76 % at 1,000; the guards were 0.6 and 2.0 after the
+/// third pass, 2.0 and 3.5 before it).
+const GAP_PCT_MAX: [(usize, f64); 2] = [(100, 0.2), (1_000, 1.1)];
 
 fn suite_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/suite"))
