@@ -15,11 +15,12 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// Size of each node's file system (a sparse image: only what is written
-/// takes disk space, but a fill allocates it all). A node's data directory
+/// Default size of each node's file system, MiB (`--disk-mib`; a sparse
+/// image: only what is written takes disk space, but a fill allocates it
+/// all on the host's disk). A node's data directory
 /// grows ~85 MB a minute at the nemesis's 2,000 tx/s (two fifths of it the
 /// control group's cycle records): 2 GiB did not last a 30-minute run.
-pub const DISK_BYTES: u64 = 6 << 30;
+pub const DISK_MIB_DEFAULT: u64 = 6 << 10;
 
 /// The ballast's last bytes are written in pieces this large, until the
 /// file system refuses one (after the bulk was allocated at once).
@@ -80,16 +81,16 @@ fn free_bytes(path: &Path) -> anyhow::Result<u64> {
 }
 
 impl Disks {
-    /// Makes and mounts `nodes` file systems under `dir` (`disk-N.img`
+    /// Makes and mounts `nodes` file systems of `mib` MiB under `dir` (`disk-N.img`
     /// mounted on `disk-N/`); an error if the machine does not allow it
     /// (not root, no `mkfs.ext4`, no loop devices).
-    pub fn create(dir: &Path, nodes: u64) -> anyhow::Result<Disks> {
+    pub fn create(dir: &Path, nodes: u64, mib: u64) -> anyhow::Result<Disks> {
         let mut disks = Disks { disks: Vec::new() };
         for id in 1..=nodes {
             let image = dir.join(format!("disk-{id}.img"));
             let mount = dir.join(format!("disk-{id}"));
             File::create(&image)
-                .and_then(|f| f.set_len(DISK_BYTES))
+                .and_then(|f| f.set_len(mib << 20))
                 .with_context(|| format!("making {}", image.display()))?;
             std::fs::create_dir_all(&mount)?;
             let mut disk = Disk {

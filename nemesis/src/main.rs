@@ -83,6 +83,10 @@ struct Args {
     /// disk-full [default: all the machine supports].
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
+    /// Size of each node's own file system (full-disk faults), MiB: a fill allocates it all on
+    /// this machine's disk.
+    #[arg(long, default_value_t = disk::DISK_MIB_DEFAULT)]
+    disk_mib: u64,
     /// Network namespaces (needed for partitions and netem).
     #[arg(long, value_enum, default_value_t = Namespaces::Auto)]
     namespaces: Namespaces,
@@ -266,7 +270,7 @@ fn disks(
     if !kinds.contains(&Kind::DiskFull) {
         return Ok((None, kinds));
     }
-    match disk::Disks::create(dir, args.nodes) {
+    match disk::Disks::create(dir, args.nodes, args.disk_mib) {
         Ok(disks) => Ok((Some(disks), kinds)),
         Err(e) => {
             loudly(&format!(

@@ -35,6 +35,8 @@ fn nemesis_with(seed: u64, duration: &str, faults: &str) -> String {
             duration,
         ])
         .args(["--faults", faults])
+        // Full disks: small file systems (a fill allocates one whole).
+        .args(["--disk-mib", "1024"])
         .args(["--rate", "300"])
         .output()
         .unwrap();
