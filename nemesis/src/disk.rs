@@ -11,9 +11,10 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+
+use crate::exec::run;
 
 /// Default size of each node's file system, MiB (`--disk-mib`; a sparse
 /// image: only what is written takes disk space, but a fill allocates it
@@ -32,21 +33,6 @@ const FILL_PIECES_MAX: usize = 1 << 20;
 
 /// Name of the ballast file at the root of a node's file system.
 const BALLAST: &str = "nemesis-ballast";
-
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 /// One node's file system.
 struct Disk {

@@ -17,6 +17,7 @@ mod check;
 mod cluster;
 mod damage;
 mod disk;
+mod exec;
 mod netns;
 mod plan;
 mod summary;

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+
+use crate::exec::run;
 
 /// The netem settings of a `Fault::Netem`: enough delay, jitter, loss and
 /// reordering to stretch heartbeats and force retransmits, not to cut.
@@ -63,19 +64,20 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     run("ip", args)
 }
 
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+/// `nft ARGS` inside namespace `ns`.
+fn nft(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    ip(&[&["netns", "exec", ns, "nft"][..], args].concat())
+}
+
+/// A root qdisc `kind ARGS` on `dev` in namespace `ns`.
+fn qdisc_add(ns: &str, dev: &str, kind: &str, args: &[&str]) -> anyhow::Result<()> {
+    let head = ["-n", ns, "qdisc", "add", "dev", dev, "root", kind];
+    run("tc", &[&head[..], args].concat())
+}
+
+/// Removes the root qdisc of `dev` in namespace `ns`.
+fn qdisc_del(ns: &str, dev: &str) -> anyhow::Result<()> {
+    run("tc", &["-n", ns, "qdisc", "del", "dev", dev, "root"])
 }
 
 impl Netns {
@@ -137,15 +139,9 @@ impl Netns {
     fn probe_netem(&self) -> bool {
         let name = self.name(1);
         let ok = ip(&["netns", "exec", &name, "true"]).is_ok()
-            && run(
-                "tc",
-                &[
-                    "-n", &name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-                ],
-            )
-            .is_ok();
+            && qdisc_add(&name, "lo", "netem", &["delay", "1ms"]).is_ok();
         if ok {
-            let _ = run("tc", &["-n", &name, "qdisc", "del", "dev", "lo", "root"]);
+            let _ = qdisc_del(&name, "lo");
         }
         ok
     }
@@ -154,41 +150,13 @@ impl Netns {
     /// (an nftables table and a tbf qdisc), and removes them.
     fn probe_lossy(&self) -> bool {
         let name = self.name(1);
-        let table = ip(&[
-            "netns",
-            "exec",
-            &name,
-            "nft",
-            "add",
-            "table",
-            "inet",
-            LOSSY_TABLE,
-        ])
-        .is_ok();
+        let table = nft(&name, &["add", "table", "inet", LOSSY_TABLE]).is_ok();
         if table {
-            let _ = ip(&[
-                "netns",
-                "exec",
-                &name,
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                LOSSY_TABLE,
-            ]);
+            let _ = nft(&name, &["delete", "table", "inet", LOSSY_TABLE]);
         }
-        let tbf = table
-            && run(
-                "tc",
-                &[
-                    &["-n", &name, "qdisc", "add", "dev", "lo", "root", "tbf"][..],
-                    &LOSSY_TBF_ARGS[..],
-                ]
-                .concat(),
-            )
-            .is_ok();
+        let tbf = table && qdisc_add(&name, "lo", "tbf", &LOSSY_TBF_ARGS).is_ok();
         if tbf {
-            let _ = run("tc", &["-n", &name, "qdisc", "del", "dev", "lo", "root"]);
+            let _ = qdisc_del(&name, "lo");
         }
         tbf
     }
@@ -228,52 +196,44 @@ impl Netns {
     pub fn netem(&mut self, id: u64) -> anyhow::Result<()> {
         let name = self.name(id);
         let link = self.inner_link(id);
-        let qdisc = |kind: &str, args: &[&str]| -> anyhow::Result<()> {
-            let head = [
-                "-n",
-                name.as_str(),
-                "qdisc",
-                "add",
-                "dev",
-                link.as_str(),
-                "root",
-                kind,
-            ];
-            run("tc", &[&head[..], args].concat())
-        };
         match self.link_faults {
             LinkFaults::None => bail!("this kernel has neither netem nor nftables and tbf"),
-            LinkFaults::Netem => qdisc("netem", &NETEM_ARGS)?,
+            LinkFaults::Netem => qdisc_add(&name, &link, "netem", &NETEM_ARGS)?,
             LinkFaults::LossAndQueue => {
-                let nft = |args: &[&str]| -> anyhow::Result<()> {
-                    ip(&[&["netns", "exec", name.as_str(), "nft"][..], args].concat())
-                };
-                nft(&["add", "table", "inet", LOSSY_TABLE])?;
+                nft(&name, &["add", "table", "inet", LOSSY_TABLE])?;
+                // From here on `heal` has a table to remove, even if a
+                // later step fails.
                 self.netem.insert(id);
-                nft(&[
-                    "add",
-                    "chain",
-                    "inet",
-                    LOSSY_TABLE,
-                    "out",
-                    "{ type filter hook output priority 0; }",
-                ])?;
+                nft(
+                    &name,
+                    &[
+                        "add",
+                        "chain",
+                        "inet",
+                        LOSSY_TABLE,
+                        "out",
+                        "{ type filter hook output priority 0; }",
+                    ],
+                )?;
                 let share = LOSSY_DROP_PERCENT.to_string();
-                nft(&[
-                    "add",
-                    "rule",
-                    "inet",
-                    LOSSY_TABLE,
-                    "out",
-                    "numgen",
-                    "random",
-                    "mod",
-                    "100",
-                    "<",
-                    &share,
-                    "drop",
-                ])?;
-                qdisc("tbf", &LOSSY_TBF_ARGS)?;
+                nft(
+                    &name,
+                    &[
+                        "add",
+                        "rule",
+                        "inet",
+                        LOSSY_TABLE,
+                        "out",
+                        "numgen",
+                        "random",
+                        "mod",
+                        "100",
+                        "<",
+                        &share,
+                        "drop",
+                    ],
+                )?;
+                qdisc_add(&name, &link, "tbf", &LOSSY_TBF_ARGS)?;
             }
         }
         self.netem.insert(id);
@@ -292,21 +252,13 @@ impl Netns {
         for id in std::mem::take(&mut self.netem) {
             let (name, link) = (self.name(id), self.inner_link(id));
             // The qdisc may not be there (the lossy fault failed half-way).
-            let qdisc = run("tc", &["-n", &name, "qdisc", "del", "dev", &link, "root"]);
-            if self.link_faults == LinkFaults::Netem {
-                if let Err(e) = qdisc {
-                    first_error.get_or_insert(e);
-                }
-            } else if let Err(e) = ip(&[
-                "netns",
-                "exec",
-                &name,
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                LOSSY_TABLE,
-            ]) {
+            let qdisc = qdisc_del(&name, &link);
+            let removed = if self.link_faults == LinkFaults::Netem {
+                qdisc
+            } else {
+                nft(&name, &["delete", "table", "inet", LOSSY_TABLE])
+            };
+            if let Err(e) = removed {
                 first_error.get_or_insert(e);
             }
         }

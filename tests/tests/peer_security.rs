@@ -224,15 +224,14 @@ fn terms(cluster: &Cluster) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-fn peer_port_refuses_every_process_without_a_member_certificate_and_terms_do_not_move() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three members of `cores` cores each, with long election timeouts (a busy
+/// test machine must not cause elections of its own while the terms are
+/// compared), once each group leads on its preferred member.
+fn quiet_cluster(dir: &Path, cores: usize) -> Cluster {
     let options = ClusterOptions {
         nodes: 3,
-        cores: 2,
+        cores,
         participants: 8,
-        // Long election timeouts: a busy test machine must not cause
-        // elections of its own while the terms are compared.
         extra_args: [
             "--election-timeout-ms",
             "1500-3000",
@@ -243,10 +242,17 @@ fn peer_port_refuses_every_process_without_a_member_certificate_and_terms_do_not
         .to_vec(),
         ..ClusterOptions::default()
     };
-    let mut cluster = Cluster::start(dir.path(), options).unwrap();
+    let cluster = Cluster::start(dir, options).unwrap();
     cluster
         .wait_balanced(1, 5, Duration::from_secs(60))
         .unwrap();
+    cluster
+}
+
+#[test]
+fn peer_port_refuses_every_process_without_a_member_certificate_and_terms_do_not_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = quiet_cluster(dir.path(), 2);
     let tls = cluster.tls_dir.clone().unwrap();
     let ca = tls.join(files::CA_CERT);
     let other = dir.path().join("other-ca");
@@ -353,24 +359,7 @@ const PER_NODE_MAX: usize = 8;
 #[test]
 fn peer_port_bounds_hold_against_many_connections_and_terms_do_not_move() {
     let dir = tempfile::tempdir().unwrap();
-    let options = ClusterOptions {
-        nodes: 3,
-        cores: 1,
-        participants: 8,
-        extra_args: [
-            "--election-timeout-ms",
-            "1500-3000",
-            "--heartbeat-ms",
-            "100",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..ClusterOptions::default()
-    };
-    let mut cluster = Cluster::start(dir.path(), options).unwrap();
-    cluster
-        .wait_balanced(1, 5, Duration::from_secs(60))
-        .unwrap();
+    let mut cluster = quiet_cluster(dir.path(), 1);
     let tls = cluster.tls_dir.clone().unwrap();
     let ca = tls.join(files::CA_CERT);
     let member_cert = client(&ca, &tls, &files::node_cert(1), &files::node_key(1));

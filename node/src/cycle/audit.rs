@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use settle_codec::messages::{CycleOutcome, CycleRecord, DecisionMethod};
 use settle_codec::tx::{CandidateProblem, DeferReason, EventDetail};
 use settle_codec::{format_id, Currency, LookupItem, TxEvent};
-use settle_solver::{check, naive, CheckReport, Cost, COST_TOLERANCE_USD};
+use settle_solver::{check, naive, CheckReport, Cost, Instance, COST_TOLERANCE_USD};
 
 use super::instance::{build_instance, instance_indices, set_aside_in, solution_file, RecordError};
 
@@ -29,10 +29,13 @@ pub struct Recost {
 }
 
 /// Per currency of the record, the settled legs' net flow in minor units
-/// (credits paid minus debits taken), recomputed from the instance the
-/// record rebuilds and its outcomes, in the record's currency order.
-pub fn settled_net_flows(record: &CycleRecord) -> Result<Vec<(Currency, i128)>, RecordError> {
-    let inst = build_instance(record)?;
+/// (credits paid minus debits taken), recomputed from `inst` (the instance
+/// the record rebuilds, [`build_instance`]) and its outcomes, in the
+/// record's currency order.
+pub fn settled_net_flows(
+    record: &CycleRecord,
+    inst: &Instance,
+) -> Result<Vec<(Currency, i128)>, RecordError> {
     let indices = instance_indices(&set_aside_in(record));
     let mut net = vec![0i128; inst.currencies.len()];
     for (outcome, index) in record.outcomes.iter().zip(&indices) {
@@ -71,7 +74,7 @@ pub fn recost(record: &CycleRecord) -> Result<Recost, RecordError> {
         .iter()
         .map(|n| (n.currency, i128::from(n.minor)))
         .collect();
-    let flows_agree = settled_net_flows(record)? == recorded;
+    let flows_agree = settled_net_flows(record, &inst)? == recorded;
     Ok(Recost {
         report,
         naive,
